@@ -1,0 +1,1 @@
+"""threeam.models.must3r."""

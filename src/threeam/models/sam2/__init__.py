@@ -1,0 +1,1 @@
+"""threeam.models.sam2."""
