@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -224,7 +225,9 @@ def encode_rle(mask: np.ndarray) -> dict:
     from pycocotools import mask as mask_utils
 
     mask = _check_bool_mask(mask)
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    with warnings.catch_warnings():  # pycocotools' numpy-2 __array__ DeprecationWarning
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     counts = rle["counts"]
     if isinstance(counts, bytes):
         counts = counts.decode("ascii")
@@ -248,20 +251,26 @@ def decode_rle(rle: Mapping) -> np.ndarray:
     h, w = int(size[0]), int(size[1])
     counts = rle["counts"]
     try:
-        if isinstance(counts, list):
-            if sum(int(c) for c in counts) != h * w:
-                raise InputError(f"uncompressed RLE counts sum to {sum(counts)}, expected H*W = {h * w}")
-            obj = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-        elif isinstance(counts, (str, bytes)):
-            obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        else:
-            raise InputError(f"RLE 'counts' must be a string or list, got {type(counts).__name__}")
-        out = mask_utils.decode(obj)
+        with warnings.catch_warnings():  # pycocotools' numpy-2 __array__ DeprecationWarning
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _decode_checked(mask_utils, counts, h, w)
     except InputError:
         raise
     except Exception as e:
         raise InputError(f"invalid RLE: {e}") from e
-    return out.astype(bool).reshape(h, w)
+
+
+def _decode_checked(mask_utils, counts, h: int, w: int) -> np.ndarray:
+    """Decode validated RLE parts with pycocotools; returns ``(H, W)`` bool."""
+    if isinstance(counts, list):
+        if sum(int(c) for c in counts) != h * w:
+            raise InputError(f"uncompressed RLE counts sum to {sum(counts)}, expected H*W = {h * w}")
+        obj = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    elif isinstance(counts, (str, bytes)):
+        obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    else:
+        raise InputError(f"RLE 'counts' must be a string or list, got {type(counts).__name__}")
+    return mask_utils.decode(obj).astype(bool).reshape(h, w)
 
 
 @dataclass(frozen=True)
