@@ -74,6 +74,27 @@ def build_small(golden_dir: Path, fill, overrides_key: str = "overrides_s1_s3") 
     return model, js, npz
 
 
+def attach_image_encoder(model: SAM2Base, js: dict, fill, overrides_key: str = "overrides_s1_s3") -> SAM2Base:
+    """Give `model` the real small Hiera image encoder and load the full golden weight set (strict)."""
+    from threeam.models.sam2.hiera import Hiera
+    from threeam.models.sam2.image_encoder import FpnNeck, ImageEncoder
+
+    ie = js["config"]["image_encoder"]
+    neck_kw = _kw(ie["neck"])
+    neck_kw["position_encoding"] = PositionEmbeddingSine(**_kw(ie["neck"]["position_encoding"]))
+    model.image_encoder = ImageEncoder(trunk=Hiera(**_kw(ie["trunk"])), neck=FpnNeck(**neck_kw), scalp=ie["scalp"])
+    model.load_state_dict(fill.fill_state_dict(js["shapes"], js[overrides_key]), strict=True)
+    return model.eval()
+
+
+def normalised_frames(npz) -> torch.Tensor:
+    """Golden frames (T, 256, 256, 3) uint8 -> ImageNet-normalised (T, 3, 256, 256) float32."""
+    x = torch.from_numpy(np.asarray(npz["frames"])).float() / 255.0
+    mean = torch.tensor([0.485, 0.456, 0.406])
+    std = torch.tensor([0.229, 0.224, 0.225])
+    return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
+
+
 def rel_err(out: torch.Tensor, ref) -> float:
     ref = torch.as_tensor(np.asarray(ref, dtype=np.float32))
     out = out.detach().float().cpu()
