@@ -161,3 +161,16 @@ def test_rle_json_bad_input(tmp_path: Path) -> None:
     bad.write_text("{")
     with pytest.raises(InputError, match="JSON"):
         read_rle_json(bad)
+
+
+def test_writers_refuse_overwrite_when_asked(tmp_path: Path) -> None:
+    png = tmp_path / "m.png"
+    write_palette_png(png, np.ones((2, 2), np.uint8))
+    with pytest.raises(InputError, match="already exists"):
+        write_palette_png(png, np.zeros((2, 2), np.uint8), overwrite=False)
+    assert read_palette_png(png).tolist() == [[1, 1], [1, 1]]
+    js = tmp_path / "t.json"
+    write_rle_json(js, {0: {1: np.ones((2, 2), bool)}})
+    with pytest.raises(InputError, match="already exists"):
+        write_rle_json(js, {}, overwrite=False)
+    assert sorted(read_rle_json(js)) == [0]

@@ -76,3 +76,12 @@ def test_write_overlay_video_bad_input_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="encoder"):
         write_overlay_video(target, frames, np.zeros((3, 8, 8), np.uint8), codec="no_such_codec")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_overlay_video_refuses_overwrite_when_asked(tmp_path: Path) -> None:
+    target = tmp_path / "v.mp4"
+    target.write_bytes(b"keep")
+    with pytest.raises(InputError, match="already exists"):
+        write_overlay_video(target, np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 8), np.uint8),
+                            overwrite=False)
+    assert target.read_bytes() == b"keep"

@@ -120,17 +120,24 @@ def read_palette_png(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
+def _refuse_overwrite(path: str | os.PathLike, overwrite: bool) -> None:
+    if not overwrite and Path(path).exists():
+        raise InputError(f"{path} already exists (pass overwrite=True to replace it)")
+
+
 def write_palette_png(path: str | os.PathLike, ids: np.ndarray,
-                      palette: np.ndarray | None = None) -> None:
+                      palette: np.ndarray | None = None, *, overwrite: bool = True) -> None:
     """Write an id map as an indexed PNG with the DAVIS palette, atomically.
 
     Args:
         path: target ``.png`` file (parent folders are created).
         ids: ``(H, W)`` integer array with values in 0..255.
         palette: optional ``(256, 3)`` uint8 palette; defaults to :func:`davis_palette`.
+        overwrite: if False, an existing ``path`` raises :class:`InputError`.
     """
     from PIL import Image
 
+    _refuse_overwrite(path, overwrite)
     ids = _check_id_map(ids)
     pal = davis_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
     if pal.shape != (256, 3):
@@ -292,14 +299,17 @@ def _split_entry(entry) -> tuple[np.ndarray, float | None]:
 
 
 def write_rle_json(path: str | os.PathLike,
-                   tracks: Mapping[int, Mapping[int, np.ndarray | tuple | TrackMask]]) -> None:
+                   tracks: Mapping[int, Mapping[int, np.ndarray | tuple | TrackMask]],
+                   *, overwrite: bool = True) -> None:
     """Write tracking results as one JSON file (schema in the module docstring), atomically.
 
     Args:
         path: target ``.json`` file.
         tracks: ``{frame_index: {object_id: mask | (mask, score) | TrackMask}}``; every mask is
             ``(H, W)`` bool with the same ``H, W``.
+        overwrite: if False, an existing ``path`` raises :class:`InputError`.
     """
+    _refuse_overwrite(path, overwrite)
     frames_out = []
     hw: tuple[int, int] | None = None
     for frame in sorted(tracks):

@@ -110,7 +110,7 @@ def _pad_even(img: np.ndarray) -> np.ndarray:
 def write_overlay_video(path: str | os.PathLike, frames: Iterable[np.ndarray], id_maps: Iterable[np.ndarray],
                         fps: float = 24.0, alpha: float = 0.5, contour: bool = True,
                         palette: np.ndarray | None = None, codec: str | None = None,
-                        quality: int = 20) -> str:
+                        quality: int = 20, *, overwrite: bool = True) -> str:
     """Write an mp4 of frames with their masks drawn on, atomically.
 
     Args:
@@ -121,6 +121,7 @@ def write_overlay_video(path: str | os.PathLike, frames: Iterable[np.ndarray], i
         alpha, contour, palette: as in :func:`overlay_frame`.
         codec: encoder name; default ``libx264`` if this PyAV has it, else ``mpeg4``.
         quality: x264 CRF, 0..51 (lower = better); the mpeg4 fallback uses a high fixed bit rate.
+        overwrite: if False, an existing ``path`` raises :class:`InputError`.
 
     Odd frame sizes are padded by one replicated row/column to even (``yuv420p`` needs even sizes),
     so the video is ``ceil(H/2)*2 x ceil(W/2)*2``.
@@ -130,6 +131,8 @@ def write_overlay_video(path: str | os.PathLike, frames: Iterable[np.ndarray], i
     """
     import av
 
+    if not overwrite and os.path.exists(path):
+        raise InputError(f"{path} already exists (pass overwrite=True to replace it)")
     if not (isinstance(fps, (int, float, Fraction)) and fps > 0):
         raise InputError(f"fps must be a positive number, got {fps!r}")
     if not 0 <= int(quality) <= 51:
