@@ -76,3 +76,27 @@ def test_tiny_1024_image_encoder(golden_dir, fill):
     for i in range(3):
         assert _rel(out["backbone_fpn"][i][..., ::4, ::4], npz[f"image0/backbone_fpn/{i}"]) <= tol, f"backbone_fpn/{i}"
     assert [tuple(p.shape) for p in out["vision_pos_enc"]] == [(1, 256, 256, 256), (1, 256, 128, 128), (1, 256, 64, 64)]
+
+
+def test_window_partition_round_trip_with_padding():
+    from threeam.models.sam2.hiera import window_partition, window_unpartition
+
+    x = torch.randn(2, 9, 11, 5)
+    windows, pad_hw = window_partition(x, 4)
+    assert pad_hw == (12, 12) and windows.shape == (2 * 9, 4, 4, 5)
+    assert torch.equal(windows[0], x[0, :4, :4])  # first window, row-major over the grid
+    assert torch.equal(windows[1], x[0, :4, 4:8])
+    assert torch.equal(windows[2, :, :3], x[0, :4, 8:11]) and not windows[2, :, 3].any()  # zero padding
+    assert torch.equal(window_unpartition(windows, 4, pad_hw, (9, 11)), x)
+
+
+def test_image_encoder_rejects_bad_input():
+    from threeam.errors import InputError
+    from threeam.models.sam2.build import build_image_encoder
+    from threeam.models.sam2.config import get_sam2_config
+
+    encoder = build_image_encoder(get_sam2_config("sam2.1_hiera_t").image_encoder)
+    with pytest.raises(InputError, match=r"\(B, 3, H, W\)"):
+        encoder(torch.zeros(1, 1, 64, 64))
+    with pytest.raises(InputError, match="multiple of 32"):
+        encoder.trunk(torch.zeros(1, 3, 48, 48))

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from threeam.errors import InputError
+
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Cut (B, H, W, C) into windows (B * nH * nW, ws, ws, C), zero-padding H and W up to multiples of ws.
@@ -279,7 +281,7 @@ class Hiera(nn.Module):
         win = self.pos_embed_window
         wh, ww = win.shape[-2:]
         if h % wh or w % ww:
-            raise ValueError(
+            raise InputError(
                 f"token grid {h}x{w} is not a multiple of the first window size {wh}x{ww}; "
                 f"use an image size that is a multiple of {4 * wh}"
             )

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from threeam.errors import InputError
+
 
 class FpnNeck(nn.Module):
     """Feature pyramid over the trunk's stage outputs (no output convs).
@@ -105,7 +107,7 @@ class ImageEncoder(nn.Module):
 
     def forward(self, sample: torch.Tensor) -> dict:
         if sample.ndim != 4 or sample.shape[1] != 3:
-            raise ValueError(f"ImageEncoder expects a (B, 3, H, W) image batch, got shape {tuple(sample.shape)}")
+            raise InputError(f"ImageEncoder expects a (B, 3, H, W) image batch, got shape {tuple(sample.shape)}")
         features, pos = self.neck(self.trunk(sample))
         if self.scalp > 0:
             features, pos = features[: -self.scalp], pos[: -self.scalp]
