@@ -169,7 +169,11 @@ def build_sam2_from_state_dict(
     video_config: Optional[VideoPredictorConfig] = None,
     mode: str = "eval",
 ) -> nn.Module:
-    """Like :func:`build_sam2` but from an in-memory official state dict (``{key: tensor}``)."""
+    """Like :func:`build_sam2` but from an in-memory official state dict (``{key: tensor}``).
+
+    The model's parameters share storage with the float32 tensors of `state_dict` (no copy);
+    pass a copy if you keep modifying the dict.
+    """
     cfg = as_sam2_config(config)
     if video_config is not None:
         cfg = cfg.copy(binarize_mask_from_pts_for_mem_enc=video_config.binarize_mask_from_pts_for_mem_enc)
