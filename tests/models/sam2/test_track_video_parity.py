@@ -30,9 +30,12 @@ def _store(out, mem=None, mem_pos=None):
             "object_score_logits": out["object_score_logits"]}
 
 
-def _track(model, frames, point_inputs, prompt_frame, num_frames, reverse):
-    """Yield (frame index, kind, track_step output, stored bfloat16 memory) in processing order."""
-    bank = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+def _track(model, frames, point_inputs, prompt_frame, num_frames, reverse, bank=None):
+    """Yield (frame index, kind, track_step output, stored bfloat16 memory) in processing order.
+
+    The memory bank is filled in `bank` (a new one when None).
+    """
+    bank = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}} if bank is None else bank
 
     def features(t):
         return model._prepare_backbone_features(model.forward_image(frames[t:t + 1]))[1:]
@@ -108,3 +111,41 @@ def test_s4_absent_object(golden_dir, fill):
         assert (out["object_score_logits"] < 0).all()
         assert (out["pred_masks"] == -1024.0).all()
         torch.testing.assert_close(out["obj_ptr"], model.no_obj_ptr)
+
+
+def test_s2_correction_clicks_then_retrack(golden_dir, fill):
+    """s1, then two clicks on the tracked frame 10 (fed with the clamped previous logits, stored as a
+    conditioning frame), then re-tracking from frame 0 with two conditioning frames."""
+    model, js, npz = _model(golden_dir, fill, "overrides_s1_s3")
+    frames = normalised_frames(npz)
+    box = _points(js["prompts"]["s1"], key="obj1_box_xyxy_video")
+    point_inputs = {"point_coords": box, "point_labels": torch.tensor([[2, 3]], dtype=torch.int32)}
+    bank = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    for _ in _track(model, frames, point_inputs, 0, 20, reverse=False, bank=bank):
+        pass
+    assert sorted(bank["cond_frame_outputs"]) == [0] and sorted(bank["non_cond_frame_outputs"]) == list(range(1, 20))
+
+    prompt = js["prompts"]["s2"]
+    assert prompt["add_all_frames_to_correct_as_cond"] and prompt["frame"] == 10
+    clicks = {"point_coords": _points(prompt), "point_labels": torch.tensor([prompt["labels"]], dtype=torch.int32)}
+    prev_logits = torch.clamp(bank["non_cond_frame_outputs"][10]["pred_masks"], -32.0, 32.0)
+
+    def features(t):
+        return model._prepare_backbone_features(model.forward_image(frames[t:t + 1]))[1:]
+
+    with torch.no_grad():
+        feats, pos, sizes = features(10)
+        out = model.track_step(10, False, feats, pos, sizes, clicks, None, bank, 20, run_mem_encoder=False,
+                               prev_sam_mask_logits=prev_logits)
+        high = F.interpolate(out["pred_masks"], size=(256, 256), mode="bilinear", align_corners=False)
+        mem, mem_pos = model._encode_new_memory(feats, sizes, high, out["object_score_logits"], True)
+        bank["cond_frame_outputs"][10] = _store(out, mem, mem_pos)
+        del bank["non_cond_frame_outputs"][10]
+        _compare(npz, "s2/obj1/f010", 0, out, bank["cond_frame_outputs"][10]["maskmem_features"])
+        for t in range(1, 20):
+            if t == 10:
+                continue
+            feats, pos, sizes = features(t)
+            out = model.track_step(t, False, feats, pos, sizes, None, None, bank, 20, run_mem_encoder=True)
+            bank["non_cond_frame_outputs"][t] = _store(out)
+            _compare(npz, f"s2/obj1/f{t:03d}", 1, out, bank["non_cond_frame_outputs"][t]["maskmem_features"])
