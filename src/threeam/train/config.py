@@ -1,0 +1,456 @@
+"""Typed training configuration: :class:`TrainConfig` and its parts, ``key.sub=value`` overrides,
+and a JSON round trip (used by checkpoints).
+
+Named presets live in :mod:`threeam.train.recipes`. Every field is documented where it is
+declared; values are validated in ``__post_init__`` and bad ones raise
+:class:`threeam.errors.InputError` naming the field and the valid range.
+
+Overrides (:func:`apply_overrides`) address fields by dotted path. Tuples of named entries
+(parameter groups, data sources) are addressed by the entry's ``name``::
+
+    run.max_steps=2000
+    optim.groups.merger.lr=2e-5
+    data.sources.mose.weight=0.5
+    optim.betas=0.9,0.95          # tuples: comma separated
+    model.sam2_checkpoint=none    # optional fields: none / null
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Literal, Sequence
+
+from threeam.errors import InputError
+from threeam.train.losses import LossWeights
+
+__all__ = [
+    "ParamGroupConfig",
+    "OptimConfig",
+    "DataSourceConfig",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "ToyTaskConfig",
+    "TrainConfig",
+    "PROMPT_KINDS",
+    "apply_overrides",
+    "override_keys",
+    "config_to_dict",
+    "config_from_dict",
+    "config_to_json",
+    "config_from_json",
+]
+
+PROMPT_KINDS = ("mask", "point", "box")
+"""Prompt kinds a data source may simulate during training."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise InputError(msg)
+
+
+def _check_names_unique(kind: str, names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        _check(n not in seen, f"duplicate {kind} name {n!r}")
+        seen.add(n)
+
+
+@dataclass(frozen=True)
+class ParamGroupConfig:
+    """One trainable parameter group: every parameter whose dotted name equals a prefix or starts
+    with ``prefix + "."`` (longest matching prefix wins, over frozen prefixes too)."""
+
+    name: str
+    """Group name (used in overrides, logs and the summary table)."""
+    prefixes: tuple[str, ...]
+    """Module-name prefixes, e.g. ``("memory_attention",)``."""
+    lr: float
+    """Peak learning rate of the group."""
+    weight_decay: float | None = None
+    """AdamW weight decay; None = ``OptimConfig.weight_decay``."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "a parameter group needs a non-empty name")
+        _check(len(self.prefixes) > 0 and all(self.prefixes),
+               f"parameter group {self.name!r} needs at least one non-empty prefix")
+        _check(math.isfinite(self.lr) and self.lr > 0, f"optim.groups.{self.name}.lr must be > 0, got {self.lr}")
+        _check(self.weight_decay is None or self.weight_decay >= 0,
+               f"optim.groups.{self.name}.weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with per-group learning rates, a warm-up + constant/cosine schedule and gradient
+    clipping. Parameters that no group claims are frozen (``requires_grad_(False)``)."""
+
+    groups: tuple[ParamGroupConfig, ...] = ()
+    """Trainable groups. A group whose prefixes match no parameter is an error."""
+    frozen_prefixes: tuple[str, ...] = ()
+    """Prefixes frozen explicitly (documentation of intent; unclaimed parameters are frozen anyway).
+    A frozen prefix that matches no parameter is an error too, so typos do not pass silently."""
+    weight_decay: float = 0.1
+    """Default AdamW weight decay (SAM 2.1 fine-tuning: 0.1)."""
+    no_decay_bias_and_norm: bool = True
+    """No weight decay on biases and normalisation weights (as SAM 2.1's training configs)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: Literal["constant", "cosine"] = "cosine"
+    """Learning-rate schedule after warm-up: constant, or cosine from the peak to ``min_lr_ratio * peak``."""
+    warmup_steps: int = 0
+    """Linear warm-up from 0 to the peak over this many optimizer steps."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate of the cosine schedule as a fraction of the peak (SAM 2.1: 1/10)."""
+    grad_clip_norm: float | None = 0.1
+    """Clip the global L2 norm of the trainable gradients to this value; None = no clipping."""
+
+    def __post_init__(self) -> None:
+        _check_names_unique("parameter group", [g.name for g in self.groups])
+        owner: dict[str, str] = {}
+        for g in self.groups:
+            for p in g.prefixes:
+                _check(p not in owner, f"prefix {p!r} is claimed by groups {owner.get(p)!r} and {g.name!r}")
+                owner[p] = g.name
+        for p in self.frozen_prefixes:
+            _check(bool(p), "optim.frozen_prefixes contains an empty prefix")
+            _check(p not in owner, f"prefix {p!r} is both frozen and trainable (group {owner.get(p)!r})")
+        _check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+               f"optim.betas must be two values in [0, 1), got {self.betas}")
+        _check(self.eps > 0, f"optim.eps must be > 0, got {self.eps}")
+        _check(self.schedule in ("constant", "cosine"),
+               f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        _check(self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check(0.0 <= self.min_lr_ratio <= 1.0, f"optim.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        _check(self.grad_clip_norm is None or self.grad_clip_norm > 0,
+               f"optim.grad_clip_norm must be > 0 or none, got {self.grad_clip_norm}")
+
+
+@dataclass(frozen=True)
+class DataSourceConfig:
+    """One training data source and how clips are drawn from it."""
+
+    name: str
+    """Source name, e.g. ``scannetpp``, ``ase``, ``mose``."""
+    weight: float = 1.0
+    """Mixing weight: the source of each sample is drawn with probability weight / sum(weights)."""
+    fov_prob: float = 0.0
+    """Probability of FoV-aware sampling (else continuous sampling). 0 for sources without poses/depth."""
+    prompt_kinds: tuple[str, ...] = ("mask",)
+    """Prompt kinds simulated on this source (subset of ``mask``, ``point``, ``box``)."""
+    root: str = ""
+    """Dataset folder (empty: not configured; generated sources ignore it)."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "a data source needs a non-empty name")
+        _check(math.isfinite(self.weight) and self.weight >= 0,
+               f"data.sources.{self.name}.weight must be >= 0, got {self.weight}")
+        _check(0.0 <= self.fov_prob <= 1.0, f"data.sources.{self.name}.fov_prob must lie in [0, 1], got {self.fov_prob}")
+        _check(len(self.prompt_kinds) > 0, f"data.sources.{self.name}.prompt_kinds must not be empty")
+        for k in self.prompt_kinds:
+            _check(k in PROMPT_KINDS, f"data.sources.{self.name}.prompt_kinds: unknown kind {k!r}; valid: {PROMPT_KINDS}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training data: the mixture of sources and the clip shape."""
+
+    sources: tuple[DataSourceConfig, ...] = ()
+    frames_per_clip: int = 8
+    """Frames per training clip (SAM 2 default and the paper's memory size: 8)."""
+    batch_size: int = 1
+    """Clips per optimizer micro-step on each rank (paper: 1)."""
+    fov_tau: float = 0.25
+    """FoV-aware sampling threshold: keep a candidate if > tau of its mask points fall in the reference frustum."""
+    image_size: int = 1024
+    """SAM 2 input resolution (square)."""
+
+    def __post_init__(self) -> None:
+        _check_names_unique("data source", [s.name for s in self.sources])
+        _check(not self.sources or sum(s.weight for s in self.sources) > 0,
+               "data.sources: at least one source needs a weight > 0")
+        _check(self.frames_per_clip >= 1, f"data.frames_per_clip must be >= 1, got {self.frames_per_clip}")
+        _check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
+        _check(0.0 <= self.fov_tau <= 1.0, f"data.fov_tau must lie in [0, 1], got {self.fov_tau}")
+        _check(self.image_size >= 16, f"data.image_size must be >= 16, got {self.image_size}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which networks the 3AM task builds (names of presets in the model packages) and their weights."""
+
+    sam2: str = "sam2.1_hiera_l"
+    """SAM 2 preset (paper: SAM 2.1-Large)."""
+    sam2_checkpoint: str | None = None
+    """SAM 2 checkpoint path or hub id; None = the preset's default."""
+    must3r: str = "must3r_512_dpt"
+    """MUSt3R preset."""
+    must3r_checkpoint: str | None = None
+    merger: str = "paper"
+    """Feature Merger preset."""
+    init_checkpoint: str | None = None
+    """Optional safetensors file of the whole training model to start from (not a resume)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Loop control, precision, logging and checkpointing."""
+
+    max_steps: int = 1000
+    """Optimizer steps (the paper's "iterations")."""
+    grad_accum_steps: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    amp: Literal["bf16", "none"] = "bf16"
+    """Mixed precision: bf16 autocast, applied on CUDA only (CPU always runs float32)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_every: int = 10
+    """TensorBoard scalars every this many steps."""
+    ckpt_every: int = 1000
+    """Checkpoint every this many steps (and always at the end)."""
+    keep_last: int = 3
+    """Checkpoints kept on disk (older ones are deleted); 0 keeps all."""
+    find_unused_parameters: bool = False
+    """DDP: allow parameters that get no gradient in a step (e.g. a merger skipped on MOSE steps)."""
+    progress: bool = True
+    """Show a progress bar (rank 0)."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_steps >= 1, f"run.max_steps must be >= 1, got {self.max_steps}")
+        _check(self.grad_accum_steps >= 1, f"run.grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        _check(self.amp in ("bf16", "none"), f"run.amp must be 'bf16' or 'none', got {self.amp!r}")
+        _check(self.device in ("auto", "cpu", "cuda"), f"run.device must be auto, cpu or cuda, got {self.device!r}")
+        _check(self.log_every >= 1, f"run.log_every must be >= 1, got {self.log_every}")
+        _check(self.ckpt_every >= 1, f"run.ckpt_every must be >= 1, got {self.ckpt_every}")
+        _check(self.keep_last >= 0, f"run.keep_last must be >= 0, got {self.keep_last}")
+
+
+@dataclass(frozen=True)
+class ToyTaskConfig:
+    """Sizes of the ``toy-regression`` task (a small MLP regressing a fixed random linear map)."""
+
+    in_dim: int = 16
+    hidden: int = 32
+    out_dim: int = 4
+    dataset_size: int = 64
+    """Samples per toy source (the same samples are revisited every epoch, so the model can overfit)."""
+    noise: float = 0.0
+    """Standard deviation of the target noise."""
+    dropout: float = 0.1
+    """Dropout in the toy model (makes the run depend on the torch RNG, which resume must restore)."""
+
+    def __post_init__(self) -> None:
+        for n in ("in_dim", "hidden", "out_dim", "dataset_size"):
+            _check(getattr(self, n) >= 1, f"toy.{n} must be >= 1, got {getattr(self, n)}")
+        _check(self.noise >= 0, f"toy.noise must be >= 0, got {self.noise}")
+        _check(0.0 <= self.dropout < 1.0, f"toy.dropout must lie in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A complete training run. Build one with :func:`threeam.train.recipes.get_preset`."""
+
+    name: str
+    """Preset name this config was derived from."""
+    task: str
+    """Key of :data:`threeam.train.recipes.TRAIN_TASKS`: builds the model, step function and data."""
+    seed: int = 0
+    """Seeds python, numpy and torch (plus the rank) and the data-mixing sampler."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    """SAM 2 loss weights: focal (``mask``), dice, IoU and object score."""
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    toy: ToyTaskConfig = field(default_factory=ToyTaskConfig)
+    """Only used by the ``toy-regression`` task."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.task), "task must not be empty")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+
+# --------------------------------------------------------------------------------------------
+# type-driven parsing
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_named_tuple_of_dataclasses(tp: Any) -> type | None:
+    """For ``tuple[X, ...]`` with X a dataclass that has a ``name`` field, return X."""
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis and is_dataclass(args[0]) and \
+                "name" in {f.name for f in fields(args[0])}:
+            return args[0]
+    return None
+
+
+def _parse_scalar(tp: Any, text: str, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.strip().lower() in ("none", "null", ""):
+            return None
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return _parse_scalar(rest[0], text, key)
+        raise InputError(f"{key}: unsupported type {tp}")
+    if origin is Literal:
+        if text not in [str(a) for a in args]:
+            raise InputError(f"{key}={text!r}: expected one of {', '.join(map(str, args))}")
+        return next(a for a in args if str(a) == text)
+    if origin is tuple:
+        parts = [p.strip() for p in text.split(",")] if text.strip() else []
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse_scalar(args[0], p, key) for p in parts)
+        if len(parts) != len(args):
+            raise InputError(f"{key}={text!r}: expected {len(args)} comma-separated values")
+        return tuple(_parse_scalar(a, p, key) for a, p in zip(args, parts))
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise InputError(f"{key}={text!r}: expected true or false")
+    if tp is int:
+        try:
+            value = float(text) if any(c in text for c in ".eE") else int(text)
+        except ValueError:
+            raise InputError(f"{key}={text!r}: expected an integer") from None
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise InputError(f"{key}={text!r}: expected an integer")
+            value = int(value)
+        return value
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise InputError(f"{key}={text!r}: expected a number") from None
+    if tp is str:
+        return text
+    raise InputError(f"{key}: unsupported field type {tp}")
+
+
+def override_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """All dotted keys :func:`apply_overrides` accepts for ``cfg`` (leaf fields only)."""
+    out: list[str] = []
+    hints = _hints(type(cfg))
+    for f in fields(cfg):
+        tp = hints[f.name]
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if is_dataclass(value):
+            out += override_keys(value, key + ".")
+        elif _is_named_tuple_of_dataclasses(tp) is not None:
+            for item in value:
+                out += [k for k in override_keys(item, f"{key}.{item.name}.") if not k.endswith(".name")]
+        else:
+            out.append(key)
+    return out
+
+
+def _set_path(cfg: Any, path: list[str], text: str, full_key: str) -> Any:
+    hints = _hints(type(cfg))
+    names = {f.name for f in fields(cfg)}
+    head = path[0]
+    if head not in names:
+        raise KeyError(full_key)
+    tp = hints[head]
+    value = getattr(cfg, head)
+    if len(path) == 1:
+        if is_dataclass(value) or _is_named_tuple_of_dataclasses(tp) is not None:
+            raise KeyError(full_key)
+        new = _parse_scalar(tp, text, full_key)
+    elif is_dataclass(value):
+        new = _set_path(value, path[1:], text, full_key)
+    elif _is_named_tuple_of_dataclasses(tp) is not None:
+        item_name = path[1]
+        items = list(value)
+        idx = next((i for i, it in enumerate(items) if it.name == item_name), None)
+        if idx is None or len(path) < 3 or path[2] == "name":
+            raise KeyError(full_key)
+        items[idx] = _set_path(items[idx], path[2:], text, full_key)
+        new = tuple(items)
+    else:
+        raise KeyError(full_key)
+    return replace(cfg, **{head: new})
+
+
+def apply_overrides(cfg: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """Return ``cfg`` with each ``"key.sub=value"`` applied (left to right), parsed against the field's type.
+
+    Raises InputError for a malformed override, an unknown key (the message lists the valid keys)
+    or a value of the wrong type or range.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"override {item!r} is not of the form key.sub=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise InputError(f"override {item!r} has an empty key")
+        try:
+            cfg = _set_path(cfg, key.split("."), text.strip(), key)
+        except KeyError:
+            valid = override_keys(cfg)
+            raise InputError(f"unknown config key {key!r}; valid keys:\n  " + "\n  ".join(valid)) from None
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# JSON round trip
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain JSON-able dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _from_plain(tp: Any, value: Any, key: str) -> Any:
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise InputError(f"config {key or 'root'}: expected an object, got {type(value).__name__}")
+        hints = _hints(tp)
+        known = {f.name for f in fields(tp)}
+        unknown = set(value) - known
+        if unknown:
+            raise InputError(f"config {key or 'root'}: unknown keys {sorted(unknown)}")
+        return tp(**{k: _from_plain(hints[k], v, f"{key}.{k}" if key else k) for k, v in value.items()})
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _from_plain(rest[0], value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"config {key}: expected a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_plain(args[0], v, key) for v in value)
+        return tuple(_from_plain(a, v, key) for a, v in zip(args, value))
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Inverse of :func:`config_to_dict` (validates every field)."""
+    return _from_plain(TrainConfig, data, "")
+
+
+def config_to_json(cfg: TrainConfig) -> str:
+    return json.dumps(config_to_dict(cfg), indent=2, sort_keys=True)
+
+
+def config_from_json(text: str) -> TrainConfig:
+    return config_from_dict(json.loads(text))
