@@ -18,7 +18,7 @@ from threeam.train.config import OptimConfig, ParamGroupConfig, apply_overrides
 from threeam.train.distributed import DistContext
 from threeam.train.optim import (assign_parameters, build_optimizer, build_scheduler, clip_gradients,
                                  format_summary, lr_factor, summary_rows)
-from threeam.train.recipes import ToyRegressor, build_task, get_preset, run_training
+from threeam.train.recipes import OVERFIT_CHECKS, ToyRegressor, build_task, get_preset, run_training
 from threeam.train.trainer import IndexedSource, MixtureSampler, Trainer, seed_everything
 
 
@@ -190,16 +190,34 @@ def test_resume_without_restoring_rng_differs(tmp_path):
     assert [r["loss"] for r in rest] != [r["loss"] for r in full[3:]]
 
 
-def test_toy_model_overfits(tmp_path):
-    cfg = toy_config("run.max_steps=300", "toy.dropout=0.0", "optim.schedule=constant", "optim.warmup_steps=0",
-                     "run.ckpt_every=1000", "run.log_every=50")
+@pytest.mark.parametrize("task", sorted(OVERFIT_CHECKS))
+def test_registered_tasks_overfit(task, tmp_path):
+    """Every task with an overfit check drives its loss down (toy-regression: by more than 90%)."""
+    check = OVERFIT_CHECKS[task]
+    cfg = apply_overrides(get_preset(check.preset), list(check.overrides))
+    assert cfg.task == task
     trainer = make_trainer(cfg, tmp_path)
     hist = trainer.fit()
-    start = np.mean([r["loss"] for r in hist[:5]])
-    end = np.mean([r["loss"] for r in hist[-5:]])
-    assert end < 0.1 * start, (start, end)
-    frozen = trainer.bare_model.image_encoder.weight
-    assert not frozen.requires_grad
+    start = np.mean([r["loss"] for r in hist[:check.window]])
+    end = np.mean([r["loss"] for r in hist[-check.window:]])
+    assert end < check.max_ratio * start, (start, end)
+
+
+def test_init_checkpoint_is_loaded(tmp_path):
+    from safetensors.torch import save_file
+
+    cfg = toy_config("run.max_steps=1", "run.ckpt_every=100")
+    src = make_trainer(cfg, tmp_path / "src")
+    init = {k: v + 1.0 for k, v in src.bare_model.state_dict().items()}
+    save_file(init, str(tmp_path / "init.safetensors"))
+    cfg2 = apply_overrides(cfg, [f"model.init_checkpoint={tmp_path / 'init.safetensors'}"])
+    trainer = run_training(cfg2, tmp_path / "run")
+    # the frozen part keeps the loaded values exactly
+    assert torch.equal(trainer.bare_model.image_encoder.weight, init["image_encoder.weight"])
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        run_training(apply_overrides(cfg, [f"model.init_checkpoint={tmp_path / 'bad.safetensors'}"]),
+                     tmp_path / "run2")
 
 
 def test_frozen_parameters_do_not_change(tmp_path):

@@ -49,6 +49,9 @@ __all__ = [
     "build_task",
     "ToyRegressor",
     "toy_regression_task",
+    "OverfitCheck",
+    "OVERFIT_CHECKS",
+    "load_init_checkpoint",
     "run_training",
 ]
 
@@ -270,7 +273,61 @@ def toy_regression_task(config: TrainConfig, ctx: DistContext) -> TrainTask:
     return TrainTask(model=model, step_fn=_toy_step, sources=sources)
 
 
+# ------------------------------------------------------------------------------------ overfit checks
+
+
+@dataclass(frozen=True)
+class OverfitCheck:
+    """A short run that must drive the loss down: evidence that a task can learn.
+
+    ``tests/train/test_trainer.py::test_registered_tasks_overfit`` runs every entry of
+    :data:`OVERFIT_CHECKS` (preset + overrides, ``max_steps`` steps) and asserts that the mean loss
+    of the last ``window`` steps is below ``max_ratio`` times the mean of the first ``window``.
+    """
+
+    preset: str
+    overrides: tuple[str, ...]
+    max_ratio: float = 0.1
+    window: int = 5
+
+
+OVERFIT_CHECKS: dict[str, OverfitCheck] = {
+    "toy-regression": OverfitCheck(
+        preset="tiny-synthetic",
+        overrides=("task=toy-regression", "run.max_steps=300", "toy.dropout=0.0", "toy.hidden=16",
+                   "toy.dataset_size=24", "data.batch_size=4", "optim.schedule=constant",
+                   "optim.warmup_steps=0", "run.ckpt_every=1000", "run.log_every=50", "run.progress=false"),
+    ),
+}
+"""Task name -> its overfitting check. The 3AM task adds its "tiny model overfits a generated
+clip" entry here when it is registered."""
+
+
 # ------------------------------------------------------------------------------------ running
+
+
+def load_init_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a safetensors state dict into ``model`` (all keys, matching shapes) before training."""
+    from safetensors.torch import load_file
+
+    from threeam.errors import CheckpointError
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"model.init_checkpoint {p} does not exist")
+    try:
+        weights = load_file(str(p))
+    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
+        raise CheckpointError(f"cannot read model.init_checkpoint {p} as safetensors: {e}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    bad = [k for k in expected if k in weights and tuple(expected[k].shape) != tuple(weights[k].shape)]
+    if missing or unexpected or bad:
+        raise CheckpointError(f"model.init_checkpoint {p} does not fit the model: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}, shape mismatches {bad[:5]}")
+    model.load_state_dict(weights, strict=True)
+
 
 
 def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
@@ -282,6 +339,8 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
     ctx = ctx or init_distributed(config.run.device)
     seed_everything(config.seed)
     task = build_task(config, ctx)
+    if config.model.init_checkpoint and not resume:
+        load_init_checkpoint(task.model, config.model.init_checkpoint)
     trainer = Trainer(task.model, task.step_fn, task.sources, config, Path(out_dir), ctx)
     if resume:
         trainer.resume()
