@@ -267,7 +267,7 @@ def from_checkpoint_args(args: Any, *, img_size: Optional[int] = None,
         raise CheckpointError(f"unsupported decoder class {dec_name!r} in checkpoint args; expected {sorted(_DECODER_CLASSES)}")
 
     enc_fields = {f.name for f in dataclasses.fields(Must3rEncoderConfig)}
-    enc: dict[str, Any] = {}
+    enc: dict[str, Any] = {"img_size": (224, 224)}  # official constructor default
     for key, value in enc_kw.items():
         if key == "img_size":
             enc[key] = _as_pair(value, "encoder img_size")
@@ -286,7 +286,7 @@ def from_checkpoint_args(args: Any, *, img_size: Optional[int] = None,
             warnings.warn(f"ignoring unknown MUSt3R encoder argument {key}={value!r}", stacklevel=2)
 
     dec_fields = {f.name for f in dataclasses.fields(Must3rDecoderConfig)}
-    dec: dict[str, Any] = {"memory_mode": "norm_y", "feedback_type": None}  # official constructor defaults
+    dec: dict[str, Any] = {"img_size": (224, 224), "memory_mode": "norm_y", "feedback_type": None}  # official defaults
     for key, value in dec_kw.items():
         if key == "img_size":
             dec[key] = _as_pair(value, "decoder img_size")
