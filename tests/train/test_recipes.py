@@ -133,6 +133,7 @@ def test_cli_train_writes_checkpoint_and_events_then_resumes(tmp_path):
     assert state["step"] == 5
     assert state["config"]["toy"]["hidden"] == 16  # the checkpoint's config was continued
     assert sum(state["positions"].values()) == 5  # two more steps on top of the saved three
+    assert json.loads((out / "config.json").read_text())["run"]["max_steps"] == 5
 
 
 def test_cli_errors(tmp_path):

@@ -310,9 +310,10 @@ class Trainer:
 
             progress.bar = tqdm(total=stop, initial=self.step, desc=f"train {self.config.name}",
                                 dynamic_ncols=True, leave=False)
-        if self.ctx.is_main and self.step == 0:
-            log.info("parameters:\n%s", self.summary())
-            self._write_config()
+        if self.ctx.is_main:
+            if self.step == 0:
+                log.info("parameters:\n%s", self.summary())
+            self._write_config()  # the config of this (possibly resumed and re-overridden) run
         records: list[dict[str, float]] = []
         last_saved = self.step if self._resumed_from == self.step else None
         try:
@@ -354,8 +355,9 @@ class Trainer:
         writer.flush()
 
     def _write_config(self) -> None:
-        from threeam.io.atomic import atomic_write_text
         import json
+
+        from threeam.io.atomic import atomic_write_text
 
         atomic_write_text(self.out_dir / "config.json", json.dumps(config_to_dict(self.config), indent=2) + "\n")
 
