@@ -8,7 +8,7 @@ from threeam.errors import InputError
 from threeam.models.merger import (CropGeometry, FeatureMerger, FeatureMergerConfig, Must3rFrameFeatures,
                                    align_to_sam_grid, merger_parameter_count, sam_grid_in_token_coords)
 from threeam.models.must3r.rope import grid_positions
-from threeam.models.pe3d import PE3D, pool_to_tokens
+from threeam.models.pe3d import PE3D, pool_to_tokens, ray_map
 
 TINY = FeatureMergerConfig.preset("tiny")
 LANDSCAPE = CropGeometry.must3r(480, 640)   # 640x480 frame -> 512x384, tokens 24x32
@@ -225,3 +225,16 @@ def test_pe3d_is_scale_invariant_and_respects_given_scale():
     assert torch.allclose(a, b, atol=1e-5)
     fixed = pe(feats.pointmap * 7.0, feats.raymap, (24, 32), scale=torch.tensor([1.0]))
     assert not torch.allclose(a, fixed, atol=1e-3)
+
+
+def test_ray_map_from_local_points():
+    pts = torch.tensor([[[[0.0, 0.0, 2.0], [3.0, 0.0, 4.0]]]])  # (1, 1, 2, 3)
+    rays = ray_map(pts)
+    assert torch.allclose(rays, torch.tensor([[[[0.0, 0.0, 1.0], [0.6, 0.0, 0.8]]]]))
+    c2w = torch.eye(4)[None].clone()
+    c2w[0, :3, :3] = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # 90 deg about z
+    c2w[0, :3, 3] = torch.tensor([5.0, 5.0, 5.0])  # translation does not move directions
+    rotated = ray_map(pts, c2w)
+    assert torch.allclose(rotated, torch.tensor([[[[0.0, 0.0, 1.0], [0.0, 0.6, 0.8]]]]), atol=1e-6)
+    with pytest.raises(InputError):
+        ray_map(pts, torch.eye(4))

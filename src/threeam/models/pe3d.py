@@ -28,7 +28,28 @@ from torch import nn
 
 from threeam.errors import InputError
 
-__all__ = ["PE3D", "pool_to_tokens", "pointmap_scale", "fourier_features"]
+__all__ = ["PE3D", "pool_to_tokens", "pointmap_scale", "fourier_features", "ray_map"]
+
+
+def ray_map(local_points: torch.Tensor, cam_to_world: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pixel viewing rays from MUSt3R's camera-frame pointmap.
+
+    MUSt3R has no ray output; a pixel's ray is the unit direction from its camera to its 3-D
+    point, i.e. ``normalize(p_local)`` in the camera frame, rotated into the reference frame by
+    ``cam_to_world`` ((B, 4, 4) or (B, 3, 3); only the rotation is used) when given.
+    local_points: (B, H, W, 3) -> (B, H, W, 3) unit vectors (zero where the point is zero).
+    """
+    if local_points.dim() != 4 or local_points.shape[-1] != 3:
+        raise InputError(f"local_points must have shape (B, H, W, 3), got {tuple(local_points.shape)}")
+    rays = F.normalize(local_points.float(), dim=-1, eps=1e-12)
+    if cam_to_world is not None:
+        if cam_to_world.dim() != 3 or cam_to_world.shape[0] != rays.shape[0] or \
+                tuple(cam_to_world.shape[1:]) not in ((3, 3), (4, 4)):
+            raise InputError(f"cam_to_world must have shape ({rays.shape[0]}, 4, 4) or ({rays.shape[0]}, 3, 3), "
+                             f"got {tuple(cam_to_world.shape)}")
+        rot = cam_to_world[:, :3, :3].float()
+        rays = torch.einsum("bij,bhwj->bhwi", rot, rays)
+    return rays
 
 
 def pool_to_tokens(pixel_map: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
