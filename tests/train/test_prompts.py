@@ -133,5 +133,8 @@ def test_initial_prompt_kinds():
     clicks = initial_prompt(gt, "clicks", 0)
     x, y = clicks.points.points[0].long().tolist()
     assert clicks.points.labels.item() == 1 and gt[y, x]
+    assert initial_prompt(gt, "point", 0).kind == "clicks"
+    with pytest.raises(InputError):
+        initial_prompt(gt, "scribble", 0)
     empty = initial_prompt(torch.zeros(8, 8, dtype=torch.bool), "box", 0)
     assert empty.kind == "clicks" and empty.points.labels.item() == 0

@@ -272,12 +272,13 @@ def initial_prompt(gt_mask: torch.Tensor | np.ndarray, kind: Literal["mask", "bo
     """The prompt of a conditioning frame.
 
     ``mask``: the ground truth itself; ``box``: :func:`sample_box` with the config's noise;
-    ``clicks``: one click drawn uniformly inside the object (a negative background click
-    if the object is absent), as SAM 2 does for its initial point.
+    ``clicks`` (alias ``point``): one click drawn uniformly inside the object (a negative
+    background click if the object is absent), as SAM 2 does for its initial point.
     An empty mask cannot give a box: it falls back to ``clicks``.
     """
     gen = as_generator(rng)
     m = _as_bool_mask(gt_mask, "gt_mask")
+    kind = "clicks" if kind in ("point", "points") else kind  # aliases used by training configs
     if kind == "mask":
         return Prompt("mask", mask=torch.from_numpy(m.copy()))
     if kind == "box" and m.any():
