@@ -1,6 +1,7 @@
 """`threeam train --preset NAME [key.sub=value ...] [--out DIR] [--resume]`: run the training engine.
 
-Multi-GPU: ``torchrun --nproc_per_node N $(which threeam) train --preset ...``.
+Multi-GPU: ``torchrun --nproc_per_node N -m threeam.cli train --preset ...`` (torchrun needs a Python
+file or ``-m``; the ``threeam`` launcher may be a shell shim).
 """
 from __future__ import annotations
 

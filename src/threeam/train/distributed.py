@@ -1,6 +1,6 @@
 """torch.distributed plumbing for training.
 
-Launch with ``torchrun --nproc_per_node N -m threeam.cli train ...`` (or the ``threeam`` script):
+Launch with ``torchrun --nproc_per_node N -m threeam.cli train ...``:
 torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``, and
 :func:`init_distributed` reads them. Without them (a plain run) the context is single-process
 and nothing is initialised. The backend is NCCL on CUDA and gloo on CPU.
