@@ -69,29 +69,35 @@ def _unb64(s: str) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(base64.b64decode(s), dtype=np.uint8).copy())
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """JSON-able states of python's ``random``, numpy's global RNG, torch CPU and every CUDA device."""
+def capture_rng_state(device: torch.device | None = None) -> dict[str, Any]:
+    """JSON-able states of python's ``random``, numpy's global RNG, torch CPU and, when ``device``
+    is a CUDA device, that device's CUDA generator (only that one: querying every GPU would
+    create a CUDA context on each of them in every rank)."""
     py = random.getstate()
     np_state = np.random.get_state()
+    cuda = None
+    if device is not None and torch.device(device).type == "cuda":
+        index = torch.device(device).index
+        index = torch.cuda.current_device() if index is None else index
+        cuda = {"index": index, "state": _b64(torch.cuda.get_rng_state(index))}
     return {
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "torch": _b64(torch.get_rng_state()),
-        "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "cuda": cuda,
     }
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state` (CUDA states are restored when CUDA is available)."""
+    """Inverse of :func:`capture_rng_state` (the CUDA state is restored when that device exists)."""
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(_unb64(state["torch"]))
-    if state.get("cuda") and torch.cuda.is_available():
-        cuda_states = [_unb64(s) for s in state["cuda"]]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and cuda["index"] < torch.cuda.device_count():
+        torch.cuda.set_rng_state(_unb64(cuda["state"]), cuda["index"])
 
 
 # ---------------------------------------------------------------------------------- files

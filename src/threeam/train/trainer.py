@@ -17,7 +17,7 @@ rank). Losses are divided by the accumulation count, gradients are clipped, then
 learning-rate schedule step. bf16 autocast is used on CUDA only.
 
 Checkpoints (:mod:`threeam.train.checkpointing`) store model, optimizer, scheduler, every rank's
-RNG states (python, numpy, torch CPU and CUDA), the sampler state and the per-source positions,
+RNG states (python, numpy, torch CPU and the rank's CUDA device), the sampler state and the per-source positions,
 so a resumed run continues exactly where the saved one stopped; on CPU the losses and weights
 are bit-identical to an uninterrupted run.
 """
@@ -367,7 +367,7 @@ class Trainer:
         return {
             "config": config_to_dict(self.config),
             "world_size": self.ctx.world_size,
-            "rng": all_gather_object(checkpointing.capture_rng_state(), self.ctx),
+            "rng": all_gather_object(checkpointing.capture_rng_state(self.ctx.device), self.ctx),
             "sampler": self.sampler.state_dict(),
             "positions": dict(self.positions),
         }
