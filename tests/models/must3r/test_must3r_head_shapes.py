@@ -55,3 +55,35 @@ def test_clear_input_errors():
     tokens, pos = model.encode(torch.zeros(1, 3, 32, 32))
     with pytest.raises(InputError, match="render"):
         model.decode(tokens, pos, (32, 32), render=True)
+
+
+def test_groups_of_one_size_equal_a_single_call():
+    model = _tiny()
+    frames = torch.rand(1, 4, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        whole = model.init_memory(frames)
+        parts = model.run_groups([frames[:, :1], frames[:, 1:3], frames[:, 3:]])
+    torch.testing.assert_close(torch.cat([p.pointmaps_raw for p in parts], 1), whole.pointmaps_raw)
+    for a, b in zip(parts[-1].memory.layers, whole.memory.layers):
+        torch.testing.assert_close(a, b)
+    assert torch.equal(parts[0].memory.labels, whole.memory.labels)
+
+
+def test_mixed_landscape_and_portrait_groups():
+    model = _tiny()
+    land = torch.rand(1, 2, 3, 32, 48) * 2 - 1
+    port = torch.rand(1, 1, 3, 48, 32) * 2 - 1
+    with torch.no_grad():
+        mem = model.init_memory(torch.rand(1, 2, 3, 32, 32) * 2 - 1).memory
+        a = model.run_groups([land, port], memory=mem)
+        b = model.run_groups([port, land], memory=mem)
+        rend = model.run_groups([land, port], memory=mem, render=True)
+    assert a[0].pointmaps_raw.shape == (1, 2, 32, 48, 7) and a[1].pointmaps_raw.shape == (1, 1, 48, 32, 7)
+    # each written frame sees the memory and the other new frames, whatever the group order
+    torch.testing.assert_close(a[0].pointmaps_raw, b[1].pointmaps_raw, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a[1].pointmaps_raw, b[0].pointmaps_raw, rtol=1e-5, atol=1e-5)
+    assert a[0].memory.num_tokens == mem.num_tokens + 2 * 6 + 6
+    assert a[0].memory.image_labels() == [0, 1, 2, 3, 4]
+    assert rend[0].memory is mem
+    # written frames see each other, so they differ from a render against the old memory alone
+    assert not torch.allclose(a[0].pointmaps_raw, rend[0].pointmaps_raw)

@@ -146,7 +146,7 @@ class Must3rDecoder(nn.Module):
         render: bool = False,
         keep_levels: Optional[Sequence[int]] = None,
     ) -> Must3rDecoderOutput:
-        """Decode ``n`` frames against (and optionally into) the memory.
+        """Decode ``n`` frames of one size against (and optionally into) the memory.
 
         Args:
             enc_tokens: (B, n, N, C_enc) encoder tokens of ``n`` frames of the same size.
@@ -156,74 +156,113 @@ class Must3rDecoder(nn.Module):
             render: read the memory without writing the frames (needs a memory).
             keep_levels: feature levels to return (default all ``depth + 1``).
         """
-        if enc_tokens.ndim != 4:
-            raise InputError(f"encoder tokens must be (B, n, N, C), got {tuple(enc_tokens.shape)}")
-        B, n, N, Cenc = enc_tokens.shape
-        H, W = (int(true_shape[0]), int(true_shape[1]))
-        p = self.config.patch_size
-        if H % p or W % p or (H // p) * (W // p) != N:
-            raise InputError(f"true_shape {(H, W)} does not match {N} tokens of patch size {p}")
-        if Cenc != self.config.enc_embed_dim:
-            raise InputError(f"encoder tokens have {Cenc} channels, the decoder expects {self.config.enc_embed_dim}")
+        return self.forward_groups([(enc_tokens, pos, true_shape)], memory, render, keep_levels)[0]
+
+    def forward_groups(
+        self,
+        groups: Sequence[tuple[Tensor, Tensor, tuple[int, int]]],
+        memory: Optional[Must3rMemory] = None,
+        render: bool = False,
+        keep_levels: Optional[Sequence[int]] = None,
+    ) -> list[Must3rDecoderOutput]:
+        """Decode frames of several sizes in one call (e.g. landscape and portrait together).
+
+        ``groups`` is a list of ``(enc_tokens (B, n_i, N_i, C_enc), pos, (H_i, W_i))``. Written frames
+        of all groups see each other (never themselves); frame 0 of group 0 is the reference when
+        ``memory`` is None; new memory labels follow the group order. Every output carries the
+        same final memory.
+        """
+        if not groups:
+            raise InputError("at least one group of frames is needed")
         if render and memory is None:
             raise InputError("render=True needs an existing memory")
         if memory is not None and memory.memory_mode != self.memory_mode:
             raise InputError(f"memory was built in mode {memory.memory_mode!r} but the decoder is in {self.memory_mode!r}")
-        if pos.ndim == 3:
-            pos = pos.unsqueeze(1).expand(B, n, N, 2)
         levels = set(range(len(self.blocks_dec) + 1)) if keep_levels is None else set(keep_levels)
         D = self.config.embed_dim
-
-        feats: list[Optional[Tensor]] = [enc_tokens if 0 in levels else None]
-        x = self.feat_embed_enc_to_dec(enc_tokens)  # (B, n, N, D)
+        p = self.config.patch_size
+        xs, poss, sizes, feats = [], [], [], []
+        B = None
+        for gi, (enc_tokens, pos, true_shape) in enumerate(groups):
+            if enc_tokens.ndim != 4:
+                raise InputError(f"encoder tokens must be (B, n, N, C), got {tuple(enc_tokens.shape)}")
+            Bi, n, N, Cenc = enc_tokens.shape
+            if B is None:
+                B = Bi
+            elif Bi != B:
+                raise InputError(f"all groups need the same batch size, got {B} and {Bi}")
+            H, W = (int(true_shape[0]), int(true_shape[1]))
+            if H % p or W % p or (H // p) * (W // p) != N:
+                raise InputError(f"true_shape {(H, W)} does not match {N} tokens of patch size {p}")
+            if Cenc != self.config.enc_embed_dim:
+                raise InputError(f"encoder tokens have {Cenc} channels, the decoder expects {self.config.enc_embed_dim}")
+            if n < 1:
+                raise InputError("a group needs at least one frame")
+            if pos.ndim == 3:
+                pos = pos.unsqueeze(1).expand(B, n, N, 2)
+            feats.append([enc_tokens if 0 in levels else None])
+            x = self.feat_embed_enc_to_dec(enc_tokens)  # (B, n, N, D)
+            if memory is None and gi == 0:
+                if n > 1:
+                    x = torch.cat([x[:, :1], x[:, 1:] + self.image2_embed.to(x.dtype)], dim=1)
+            else:
+                x = x + self.image2_embed.to(x.dtype)
+            xs.append(x.reshape(B * n, N, D))
+            poss.append(pos.reshape(B * n, N, 2))
+            sizes.append((n, N, H, W))
         if memory is None:
-            if n > 1:
-                x = torch.cat([x[:, :1], x[:, 1:] + self.image2_embed.to(x.dtype)], dim=1)
-            memory = self.empty_memory(B, device=x.device, dtype=x.dtype)
-        else:
-            x = x + self.image2_embed.to(x.dtype)
-        x = x.reshape(B * n, N, D)
-        pos = pos.reshape(B * n, N, 2)
+            memory = self.empty_memory(B, device=xs[0].device, dtype=xs[0].dtype)
         Nm = memory.num_tokens
+        n_total = sum(n for n, *_ in sizes)
+        new_tokens = sum(n * N for n, N, *_ in sizes)
+        device = xs[0].device
 
         # which memory columns each written frame may read: old memory + the other new frames
-        gather_index = None
-        if not render and (Nm > 0 or n > 1):
-            cols = torch.arange(Nm + n * N, device=x.device)
-            own = (cols[None, :] >= Nm + torch.arange(n, device=x.device)[:, None] * N) & (
-                cols[None, :] < Nm + (torch.arange(n, device=x.device)[:, None] + 1) * N)
-            gather_index = cols.expand(n, -1)[~own].reshape(n, Nm + (n - 1) * N)
+        gather = [None] * len(groups)
+        if not render and (Nm > 0 or n_total > 1):
+            cols = torch.arange(Nm + new_tokens, device=device)
+            offset = Nm
+            for gi, (n, N, _, _) in enumerate(sizes):
+                starts = offset + torch.arange(n, device=device)[:, None] * N
+                own = (cols[None, :] >= starts) & (cols[None, :] < starts + N)
+                gather[gi] = cols.expand(n, -1)[~own].reshape(n, Nm + new_tokens - N)
+                offset += n * N
 
         written: list[Tensor] = []
         depth = len(self.blocks_dec)
         for li, (blk, mem_l) in enumerate(zip(self.blocks_dec, memory.layers)):
             if not render:
-                xw = x.reshape(B, n * N, D)
+                xw = torch.cat([x.reshape(B, -1, D) for x in xs], dim=1)
                 written.append(xw)
                 mem_l = torch.cat([mem_l, blk.to_memory(xw)], dim=1)
             Mw = mem_l.shape[-1]
-            if gather_index is not None:
-                mem_frames = mem_l[:, gather_index]  # (B, n, L, Mw)
-                mem_frames = mem_frames.reshape(B * n, -1, Mw)
-            else:
-                mem_frames = mem_l.unsqueeze(1).expand(B, n, -1, Mw).reshape(B * n, -1, Mw)
-            x = blk(x, mem_frames, pos)
-            if li == depth - 1:
-                x = self.norm_dec(x)
-            feats.append(x.reshape(B, n, N, D) if (li + 1) in levels else None)
+            for gi, (n, N, _, _) in enumerate(sizes):
+                if gather[gi] is not None:
+                    mem_frames = mem_l[:, gather[gi]].reshape(B * n, -1, Mw)
+                else:
+                    mem_frames = mem_l.unsqueeze(1).expand(B, n, -1, Mw).reshape(B * n, -1, Mw)
+                x = blk(xs[gi], mem_frames, poss[gi])
+                if li == depth - 1:
+                    x = self.norm_dec(x)
+                xs[gi] = x
+                feats[gi].append(x.reshape(B, n, N, D) if (li + 1) in levels else None)
 
-        with torch.autocast(x.device.type, enabled=False):
-            raw = self.head_dec(x.float(), (H, W))
-        raw = raw.reshape(B, n, H, W, -1)
+        raws = []
+        with torch.autocast(device.type, enabled=False):
+            for gi, (n, N, H, W) in enumerate(sizes):
+                raws.append(self.head_dec(xs[gi].float(), (H, W)).reshape(B, n, H, W, -1))
 
         if not render:
             if self.feedback_layer is not None:
-                offset = self.feedback_layer(self.feedback_norm(written[-1]))
-                written = [w + offset for w in written[:-1]] + [written[-1]]
+                offset_fb = self.feedback_layer(self.feedback_norm(written[-1]))
+                written = [w + offset_fb for w in written[:-1]] + [written[-1]]
             new_layers = [torch.cat([m, blk.to_memory(w)], dim=1)
                           for m, blk, w in zip(memory.layers, self.blocks_dec, written)]
-            new_labels = (torch.arange(n, device=x.device, dtype=torch.long) + memory.num_images)
-            new_labels = new_labels.repeat_interleave(N)[None].expand(B, n * N)
+            label_parts, next_label = [], memory.num_images
+            for n, N, _, _ in sizes:
+                label_parts.append((torch.arange(n, device=device, dtype=torch.long) + next_label).repeat_interleave(N))
+                next_label += n
+            new_labels = torch.cat(label_parts)[None].expand(B, new_tokens)
             labels = torch.cat([memory.labels, new_labels], dim=1)
-            memory = Must3rMemory(new_layers, labels, memory.num_images + n, self.memory_mode)
-        return Must3rDecoderOutput(memory, raw, feats)
+            memory = Must3rMemory(new_layers, labels, next_label, self.memory_mode)
+        return [Must3rDecoderOutput(memory, raws[gi], feats[gi]) for gi in range(len(groups))]

@@ -77,6 +77,19 @@ class Must3r(nn.Module):
         """Predict frames against ``memory`` without changing it."""
         return self._run(images, memory, True, keep_levels)
 
+    def run_groups(self, images: Sequence[Tensor], memory: Optional[Must3rMemory] = None, render: bool = False,
+                   keep_levels: Optional[Sequence[int]] = None) -> list[Must3rDecoderOutput]:
+        """Frames of several sizes in one call: ``images`` is a list of (B, n_i, 3, H_i, W_i) groups.
+
+        Written frames of all groups see each other (see :meth:`Must3rDecoder.forward_groups`).
+        """
+        groups = []
+        for imgs in images:
+            imgs = self._as_5d(imgs)
+            tokens, pos = self.encode(imgs)
+            groups.append((tokens, pos, tuple(imgs.shape[-2:])))
+        return self.decoder.forward_groups(groups, memory=memory, render=render, keep_levels=keep_levels)
+
 
 def build_must3r(config: "Must3rConfig | str" = "must3r_512", *, memory_mode: Optional[str] = None,
                  device=None) -> Must3r:
