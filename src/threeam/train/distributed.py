@@ -12,6 +12,7 @@ checkpoints, and all ranks meet at a barrier after each save.
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -89,8 +90,8 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistCon
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         kwargs: dict[str, Any] = {}
-        if backend == "nccl":
-            kwargs["device_id"] = dev
+        if backend == "nccl" and "device_id" in inspect.signature(dist.init_process_group).parameters:
+            kwargs["device_id"] = dev  # binds NCCL to this rank's GPU (newer torch versions)
         dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
                                 timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev, backend=backend)
