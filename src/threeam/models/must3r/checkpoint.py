@@ -95,7 +95,11 @@ def read_must3r_checkpoint(source: Source) -> dict[str, Any]:
     """Read an official checkpoint safely: ``{"encoder": sd, "decoder": sd, "args": Namespace|dict|None}``."""
     path = resolve_must3r_path(source)
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        if hasattr(torch.serialization, "safe_globals"):
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        else:  # torch < 2.5
+            torch.serialization.add_safe_globals([argparse.Namespace])
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
