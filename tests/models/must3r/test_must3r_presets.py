@@ -48,3 +48,26 @@ def test_preset_names_and_errors():
     with pytest.raises(InputError, match="feedback_type"):
         Must3rDecoderConfig(feedback_type="double_mlp")
     assert build_must3r("must3r_224", memory_mode="raw", device="meta").memory_mode == "raw"
+
+
+@pytest.mark.parametrize("feedback,manifest", [("'single_mlp'", "feedback"), ("None", "nofeedback")])
+def test_official_args_build_the_manifest(golden_dir, feedback, manifest):
+    """Constructor strings as stored in released checkpoints give exactly the manifest's model."""
+    import argparse
+
+    from threeam.models.must3r.config import from_checkpoint_args
+    from threeam.models.must3r.model import Must3r
+    import torch
+
+    args = argparse.Namespace(
+        encoder="Dust3rEncoder(img_size=(512, 512), patch_embed='ManyAR_PatchEmbed', pos_embed='RoPE100')",
+        decoder=f"CausalMUSt3R(img_size=(512, 512), feedback_type={feedback}, memory_mode='kv', "
+                "mem_dropout=0.1, dropout_mode='permanent', use_xformers_mask=True, use_mem_mask=True)",
+    )
+    cfg = from_checkpoint_args(args)
+    assert cfg.decoder.memory_mode == "kv" and cfg.encoder.img_size == (512, 512)
+    with torch.device("meta"):
+        model = Must3r(cfg)
+    ref = json.loads((golden_dir / "must3r" / f"manifest_must3r_{manifest}.json").read_text())
+    assert _shapes(model.encoder) == {k: list(v) for k, v in ref["encoder"].items()}
+    assert _shapes(model.decoder) == {k: list(v) for k, v in ref["decoder"].items()}

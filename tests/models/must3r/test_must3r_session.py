@@ -133,3 +133,10 @@ def test_inputs_and_config_errors():
         Must3rStreamConfig(keyframe_interval=0)
     session.reset()
     assert session.memory is None and session.frame_count == 0
+
+
+def test_default_res_is_the_models_training_size():
+    model = _tiny()  # trained size 64
+    session = Must3rStreamingSession(model, Must3rStreamConfig(feature_levels=(0,)))
+    out = session.add_frame(np.zeros((300, 450, 3), dtype=np.uint8))
+    assert out.true_shape == (32, 64)  # long side 64, short side 43 cropped to 32

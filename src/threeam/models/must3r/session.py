@@ -54,7 +54,8 @@ class Must3rStreamConfig:
     """Streaming options.
 
     Attributes:
-        res: preprocessing size (long side for ``crop16``).
+        res: preprocessing size (long side for ``crop16``); ``None`` uses the model's training size
+            (``config.encoder.img_size``, i.e. 512 or 224).
         preprocess_mode: ``"crop16"`` (online pipeline) or ``"buckets"``.
         feature_levels: feature levels to return (see the module docstring); empty for none.
         keyframe_interval: every k-th frame is a keyframe; ``None`` disables the rule.
@@ -69,7 +70,7 @@ class Must3rStreamConfig:
         bf16: run the decoder under bfloat16 autocast on CUDA (the encoder and head stay fp32).
     """
 
-    res: int = 512
+    res: Optional[int] = None
     preprocess_mode: str = "crop16"
     feature_levels: tuple[int, ...] = DEFAULT_FEATURE_LEVELS
     keyframe_interval: Optional[int] = 3
@@ -215,7 +216,8 @@ class Must3rStreamingSession:
             if frame.ndim != 3 or frame.shape[0] != 3:
                 raise InputError(f"a normalised frame tensor must be (3, H, W), got {tuple(frame.shape)}")
             return frame, None
-        prepared = preprocess_frame(frame, res=self.config.res, mode=self.config.preprocess_mode)
+        res = self.config.res if self.config.res is not None else int(self.model.config.encoder.img_size[0])
+        prepared = preprocess_frame(frame, res=res, mode=self.config.preprocess_mode)
         return prepared.image, prepared.to_orig
 
     # ------------------------------------------------------------------ main step
