@@ -266,14 +266,15 @@ def measure_sampler_overlap(scenes: Sequence[Scene], n_clips: int = 200, cfg: Sa
     every non-reference clip frame is scored with :func:`visible_surface_overlap`.
 
     Returns:
-        ``{mode: {"overlap_share", "mean_overlap", "absent_share", "frames"}}`` where
+        ``{mode: {"overlap_share", "overlap_share_50", "mean_overlap", "absent_share", "frames"}}`` where
         ``overlap_share`` = share of clip frames (object present) whose visible object surface
-        overlaps the reference view by at least ``min_overlap``; ``mean_overlap`` = mean overlap
+        overlaps the reference view by at least ``min_overlap``; ``overlap_share_50`` the same
+        with 0.5; ``mean_overlap`` = mean overlap
         fraction over those frames; ``absent_share`` = share of non-reference frames without the object.
     """
     rng = np.random.default_rng(seed)
     vis = [VisibilityTable(s) for s in scenes]
-    stats = {m: {"present": 0, "overlapping": 0, "sum": 0.0, "absent": 0} for m in ("fov", "random", "continuous")}
+    stats = {m: {"present": 0, "overlapping": 0, "half": 0, "sum": 0.0, "absent": 0} for m in ("fov", "random", "continuous")}
     for _ in range(n_clips):
         si = int(rng.integers(len(scenes)))
         objs = vis[si].objects(cfg.min_ref_pixels)
@@ -297,11 +298,13 @@ def measure_sampler_overlap(scenes: Sequence[Scene], n_clips: int = 200, cfg: Sa
                 st["present"] += 1
                 st["sum"] += ov
                 st["overlapping"] += int(ov >= min_overlap)
+                st["half"] += int(ov >= 0.5)
     out = {}
     for mode, st in stats.items():
         n = st["present"]
         total = n + st["absent"]
         out[mode] = {"overlap_share": st["overlapping"] / n if n else float("nan"),
+                     "overlap_share_50": st["half"] / n if n else float("nan"),
                      "mean_overlap": st["sum"] / n if n else float("nan"),
                      "absent_share": st["absent"] / total if total else float("nan"),
                      "frames": float(total)}
