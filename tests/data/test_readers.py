@@ -121,3 +121,31 @@ def test_davis_void_maps_to_background(tmp_path, tiny_scene):
     got = DavisSequence(tmp_path, "seq_b").instance_ids(0)
     assert (got[:4] == 0).all() and (got[10:20, 10:20] == 2).all()
     assert (DavisSequence(tmp_path, "seq_b", void_to_background=False).instance_ids(0)[:4] == 255).all()
+
+
+def test_scannetpp_depth_bin_and_mask_cache(tmp_path, tiny_scene):
+    import zlib
+
+    from threeam.data.scannetpp import read_iphone_depth_bin
+
+    s = tiny_scene
+    write_scannetpp_scene(s, tmp_path / "ds", depth_format="bin", depth_scale=2)
+    r = ScanNetPPScene(tmp_path / "ds", s.name, depth_bin_size=(24, 32), mask_cache=tmp_path / "cache")
+    f, g = r.frame(6), s.frame(6)
+    np.testing.assert_array_equal(f.depth[1::2, 1::2], g.depth[1::2, 1::2])  # float32 stored exactly
+    cached = tmp_path / "cache" / s.name / "iphone" / "frame_000006.png"
+    assert cached.is_file()
+    assert (ScanNetPPScene(tmp_path / "ds", s.name, mask_cache=tmp_path / "cache").instance_ids(6)
+            == f.instance_ids).all()
+    # record encoding: [uint32 size][raw-deflate float32] per frame
+    recs = b""
+    for k in range(3):
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        payload = c.compress(np.full((4, 5), k + 0.5, "<f4").tobytes()) + c.flush()
+        recs += len(payload).to_bytes(4, "little") + payload
+    (tmp_path / "rec.bin").write_bytes(recs)
+    d = read_iphone_depth_bin(tmp_path / "rec.bin", 4, 5)
+    assert d.shape == (3, 4, 5) and (d[2] == 2.5).all()
+    (tmp_path / "bad.bin").write_bytes(b"\x05\x00\x00\x00ab")
+    with pytest.raises(InputError, match="bad.bin"):
+        read_iphone_depth_bin(tmp_path / "bad.bin", 4, 5)

@@ -24,6 +24,8 @@ same rasterisation.
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,10 @@ from threeam.data.geometry import invert_rigid
 from threeam.data.mesh import rasterize, read_ply, write_ply
 from threeam.data.types import PosedFrame, Scene, SceneMesh
 from threeam.errors import InputError, VideoError
+from threeam.io.atomic import atomic_write_bytes
 
-__all__ = ["ScanNetPPScene", "write_scannetpp_scene", "vertex_instance_labels", "list_scannetpp_scenes"]
+__all__ = ["ScanNetPPScene", "write_scannetpp_scene", "vertex_instance_labels", "list_scannetpp_scenes",
+           "read_iphone_depth_bin", "write_iphone_depth_bin"]
 
 MESH = "scans/mesh_aligned_0.05.ply"
 SEGMENTS = "scans/segments.json"
@@ -69,6 +73,60 @@ def vertex_instance_labels(seg_indices: np.ndarray, seg_groups: list[dict]) -> n
     return labels
 
 
+def read_iphone_depth_bin(path: str | os.PathLike, height: int = 192, width: int = 256) -> np.ndarray:
+    """Decode ScanNet++ ``iphone/depth.bin`` into ``(N, H, W)`` float32 metres.
+
+    Two encodings exist (as the toolkit's decoder handles): the whole file is one raw-deflate
+    stream of float32 metres; or a sequence of records ``[uint32 LE size][payload]`` whose payload
+    is an lz4 block of uint16 millimetres (needs the ``lz4`` package) or raw-deflate float32 metres.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"depth file not found: {path}")
+    data = path.read_bytes()
+    n_px = height * width
+    try:
+        raw = zlib.decompress(data, wbits=-15)
+        if len(raw) % (4 * n_px) == 0 and raw:
+            return np.frombuffer(raw, dtype="<f4").reshape(-1, height, width).copy()
+    except zlib.error:
+        pass
+    frames, off = [], 0
+    try:
+        while off < len(data):
+            (size,) = struct.unpack_from("<I", data, off)
+            payload = data[off + 4: off + 4 + size]
+            if len(payload) != size:
+                raise InputError(f"{path}: truncated record at byte {off}")
+            off += 4 + size
+            try:
+                raw = zlib.decompress(payload, wbits=-15)
+                frames.append(np.frombuffer(raw, dtype="<f4").reshape(height, width))
+                continue
+            except zlib.error:
+                pass
+            try:
+                import lz4.block
+            except ImportError:
+                raise InputError(f"{path} holds lz4-compressed depth records; install the 'lz4' package") from None
+            raw = lz4.block.decompress(payload, uncompressed_size=2 * n_px)
+            frames.append(np.frombuffer(raw, dtype="<u2").reshape(height, width).astype(np.float32) / 1000.0)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"cannot decode iPhone depth {path}: {e}") from e
+    if not frames:
+        raise InputError(f"{path} holds no depth frame")
+    return np.stack(frames).astype(np.float32)
+
+
+def write_iphone_depth_bin(path: str | os.PathLike, depth: np.ndarray) -> None:
+    """Write ``(N, H, W)`` float32 metres as a raw-deflate ``depth.bin`` (the first encoding above)."""
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    data = comp.compress(np.ascontiguousarray(depth, dtype="<f4").tobytes()) + comp.flush()
+    atomic_write_bytes(path, data)
+
+
 def list_scannetpp_scenes(root: str | os.PathLike, split: str | None = None) -> list[str]:
     """Scene ids under ``root/data`` (or listed in ``root/splits/<split>.txt``)."""
     root = Path(root)
@@ -94,10 +152,15 @@ class ScanNetPPScene(Scene):
         depth: ``"auto"`` (disk depth when present, else rasterised mesh depth), ``"disk"``,
             ``"mesh"`` or ``"none"``.
         device: torch device for the rasteriser.
+        mask_cache: optional folder; projected instance-id maps are stored there as uint16 PNGs
+            (``<mask_cache>/<scene>/<capture>/<frame>.png``) and reused.
+        depth_bin_size: ``(H, W)`` of the frames in ``iphone/depth.bin`` (read when ``iphone/depth/``
+            has no PNGs; real iPhone LiDAR depth is 192x256).
     """
 
     def __init__(self, path: str | os.PathLike, scene_id: str | None = None, capture: str = "iphone",
-                 stride: int = 1, depth: str = "auto", device: str = "cpu") -> None:
+                 stride: int = 1, depth: str = "auto", device: str = "cpu",
+                 mask_cache: str | os.PathLike | None = None, depth_bin_size: tuple[int, int] = (192, 256)) -> None:
         path = Path(path)
         self.scene_dir = path / "data" / scene_id if scene_id is not None else path
         self.name = self.scene_dir.name
@@ -140,6 +203,9 @@ class ScanNetPPScene(Scene):
             except KeyError as e:
                 raise InputError(f"{cap / 'nerfstudio' / 'transforms_undistorted.json'} lacks {e}") from e
         self._mesh: SceneMesh | None = None
+        self.mask_cache = None if mask_cache is None else Path(mask_cache) / self.name / capture
+        self.depth_bin_size = depth_bin_size
+        self._depth_bin: np.ndarray | None = None
 
     # ---------------------------------------------------------------- scene protocol
     def __len__(self) -> int:
@@ -209,12 +275,47 @@ class ScanNetPPScene(Scene):
         except Exception as e:
             raise VideoError(f"cannot read frame {path}: {e}") from e
 
+    def _cached_ids(self, i: int, h: int, w: int) -> np.ndarray | None:
+        if self.mask_cache is None:
+            return None
+        p = self.mask_cache / (self.files[self._idx(i)].stem + ".png")
+        if not p.is_file():
+            return None
+        ids = read_png16(p, "cached instance").astype(np.int32)
+        return ids if ids.shape == (h, w) else None
+
+    def _store_ids(self, i: int, ids: np.ndarray) -> None:
+        if self.mask_cache is not None and ids.max(initial=0) <= 65535:
+            write_png16(self.mask_cache / (self.files[self._idx(i)].stem + ".png"), ids.astype(np.uint16))
+
     def instance_ids(self, i: int) -> np.ndarray | None:
         c2w = self.pose(i)
         if c2w is None:
             return None
         h, w = self._image_size(self.files[self._idx(i)])
-        return self._raster(self._frame_K(h, w), c2w, h, w)[1]
+        ids = self._cached_ids(i, h, w)
+        if ids is None:
+            ids = self._raster(self._frame_K(h, w), c2w, h, w)[1]
+            self._store_ids(i, ids)
+        return ids
+
+    def _disk_depth(self, i: int, h: int, w: int) -> np.ndarray | None:
+        f = self.files[self._idx(i)]
+        png = self.scene_dir / self.capture / "depth" / (f.stem + ".png")
+        if png.is_file():
+            return resize_nearest(read_png16(png, "depth"), h, w).astype(np.float32) / 1000.0
+        binf = self.scene_dir / self.capture / "depth.bin"
+        if self.capture == "iphone" and binf.is_file():
+            if self._depth_bin is None:
+                self._depth_bin = read_iphone_depth_bin(binf, *self.depth_bin_size)
+            try:
+                k = int(f.stem.split("_")[-1])
+            except ValueError:
+                raise InputError(f"cannot match frame {f.name} to a depth.bin index") from None
+            if k >= len(self._depth_bin):
+                raise InputError(f"{binf} has {len(self._depth_bin)} frames; frame {f.name} has none")
+            return resize_nearest(self._depth_bin[k], h, w).astype(np.float32)
+        return None
 
     def frame(self, i: int) -> PosedFrame:
         f = self.files[self._idx(i)]
@@ -224,13 +325,17 @@ class ScanNetPPScene(Scene):
         c2w = self.pose(i)
         ids = depth = None
         mesh_depth = None
+        disk = self._disk_depth(i, h, w) if self.depth_mode in ("auto", "disk") else None
+        if self.depth_mode == "disk" and disk is None:
+            raise InputError(f"no depth on disk for frame {f.name} (neither "
+                             f"{self.scene_dir / self.capture / 'depth' / (f.stem + '.png')} nor depth.bin)")
         if c2w is not None:
-            mesh_depth, ids = self._raster(K, c2w, h, w)
-        disk = self.scene_dir / self.capture / "depth" / (f.stem + ".png")
-        if self.depth_mode in ("auto", "disk") and disk.is_file():
-            depth = resize_nearest(read_png16(disk, "depth"), h, w).astype(np.float32) / 1000.0
-        elif self.depth_mode == "disk":
-            raise InputError(f"depth file not found: {disk}")
+            ids = self._cached_ids(i, h, w)
+            if ids is None or (disk is None and self.depth_mode in ("auto", "mesh")):
+                mesh_depth, ids = self._raster(K, c2w, h, w)
+                self._store_ids(i, ids)
+        if disk is not None:
+            depth = disk
         elif self.depth_mode in ("auto", "mesh") and mesh_depth is not None:
             depth = mesh_depth
         return PosedFrame(rgb=rgb, depth=depth, K=K, cam_to_world=c2w, instance_ids=ids, name=f.stem)
@@ -238,7 +343,8 @@ class ScanNetPPScene(Scene):
 
 def write_scannetpp_scene(scene: Scene, root: str | os.PathLike, scene_id: str | None = None,
                           unposed: set[int] | frozenset = frozenset(), depth_scale: int = 1,
-                          dslr_every: int = 0, labels: dict[int, str] | None = None) -> Path:
+                          dslr_every: int = 0, labels: dict[int, str] | None = None,
+                          depth_format: str = "png") -> Path:
     """Write a posed scene (e.g. a synthetic one) in the ScanNet++ layout read by :class:`ScanNetPPScene`.
 
     Args:
@@ -249,6 +355,8 @@ def write_scannetpp_scene(scene: Scene, root: str | os.PathLike, scene_id: str |
             is 256x192 against 1920x1440 RGB); 1 = full resolution.
         dslr_every: if > 0, every n-th frame is also written as an undistorted DSLR image (no depth).
         labels: optional instance id -> label string for ``segments_anno.json``.
+        depth_format: ``"png"`` (``iphone/depth/frame_%06d.png``, as extracted by the toolkit) or
+            ``"bin"`` (``iphone/depth.bin``, raw-deflate float32, as released).
     Returns:
         the scene folder.
     """
@@ -270,7 +378,10 @@ def write_scannetpp_scene(scene: Scene, root: str | os.PathLike, scene_id: str |
                        "obb": {"centroid": ((lo + hi) / 2).tolist(), "axesLengths": (hi - lo).tolist(),
                                "normalizedAxes": [1, 0, 0, 0, 1, 0, 0, 0, 1]}})
     write_json(sdir / SEG_ANNO, {"sceneId": sid, "segGroups": groups})
+    if depth_format not in ("png", "bin"):
+        raise InputError(f"depth_format must be 'png' or 'bin', got {depth_format!r}")
     names, poses, K, size = [], [], None, None
+    depth_frames = []
     dnames, dposes = [], []
     for i in range(len(scene)):
         fr = scene.frame(i)
@@ -281,7 +392,10 @@ def write_scannetpp_scene(scene: Scene, root: str | os.PathLike, scene_id: str |
         d = fr.depth
         if depth_scale > 1:
             d = d[depth_scale // 2::depth_scale, depth_scale // 2::depth_scale]
-        write_png16(sdir / "iphone" / "depth" / f"frame_{i:06d}.png", depth_to_mm(d))
+        if depth_format == "png":
+            write_png16(sdir / "iphone" / "depth" / f"frame_{i:06d}.png", depth_to_mm(d))
+        else:
+            depth_frames.append(d)
         names.append(name)
         poses.append(None if i in unposed else fr.cam_to_world)
         K, size = fr.K, fr.size
@@ -290,6 +404,8 @@ def write_scannetpp_scene(scene: Scene, root: str | os.PathLike, scene_id: str |
             write_jpg(sdir / "dslr" / "resized_undistorted_images" / dn, fr.rgb)
             dnames.append(dn)
             dposes.append(None if i in unposed else fr.cam_to_world)
+    if depth_frames:
+        write_iphone_depth_bin(sdir / "iphone" / "depth.bin", np.stack(depth_frames))
     h, w = size
     write_colmap_model(sdir / "iphone" / "colmap", K, w, h, names, poses, model="OPENCV")
     if dnames:
