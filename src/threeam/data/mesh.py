@@ -256,37 +256,45 @@ def rasterize(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, world_to_c
     sel = torch.nonzero(on).squeeze(1)
     fidx, fuv, fz = fidx[sel], fuv[sel], fz[sel]
     xmin, xmax, ymin, ymax = xmin[sel].long(), xmax[sel].long(), ymin[sel].long(), ymax[sel].long()
-    ext = torch.maximum(xmax - xmin + 1, ymax - ymin + 1)
-    bucket = torch.ceil(torch.log2(ext.double().clamp_min(1))).long()
+    bx = torch.ceil(torch.log2((xmax - xmin + 1).double().clamp_min(1))).long()
+    by = torch.ceil(torch.log2((ymax - ymin + 1).double().clamp_min(1))).long()
+    bucket = bx * 64 + by
+    fuv32 = fuv.float()
+    invz_v = (1.0 / fz).float()
     pix_all, z_all, f_all = [], [], []
     for b in torch.unique(bucket).tolist():
-        S = 1 << b
+        SX, SY = 1 << (b // 64), 1 << (b % 64)
         ids = torch.nonzero(bucket == b).squeeze(1)
-        per = max(1, max_batch // (S * S))
-        oy, ox = torch.meshgrid(torch.arange(S, device=dev), torch.arange(S, device=dev), indexing="ij")
+        per = max(1, max_batch // (SX * SY))
+        oy, ox = torch.meshgrid(torch.arange(SY, device=dev), torch.arange(SX, device=dev), indexing="ij")
         oy, ox = oy.reshape(-1), ox.reshape(-1)
         for s in range(0, ids.numel(), per):
             t = ids[s:s + per]
             px = xmin[t][:, None] + ox[None]
             py = ymin[t][:, None] + oy[None]
             inside_box = (px <= xmax[t][:, None]) & (py <= ymax[t][:, None])
-            a, bb, c = fuv[t, 0], fuv[t, 1], fuv[t, 2]  # (n, 2)
+            a, bb, c = fuv32[t, 0], fuv32[t, 1], fuv32[t, 2]  # (n, 2)
             area = (bb[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (bb[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-            pxf, pyf = px.double(), py.double()
+            # coordinates relative to the first vertex keep float32 edge functions accurate
+            pxf = px.float() - a[:, 0:1]
+            pyf = py.float() - a[:, 1:2]
+            b0, c0 = bb - a, c - a
 
             def edge(p, q):
                 return (q[:, 0:1] - p[:, 0:1]) * (pyf - p[:, 1:2]) - (q[:, 1:2] - p[:, 1:2]) * (pxf - p[:, 0:1])
 
-            w0 = edge(bb, c) / area[:, None]
-            w1 = edge(c, a) / area[:, None]
-            w2 = edge(a, bb) / area[:, None]
-            tol = -1e-9
+            zero = torch.zeros_like(b0)
+            inv_area = 1.0 / torch.where(area.abs() > 1e-12, area, torch.ones_like(area))[:, None]
+            w0 = edge(b0, c0) * inv_area
+            w1 = edge(c0, zero) * inv_area
+            w2 = 1.0 - w0 - w1
+            tol = -1e-6
             ok = inside_box & (w0 >= tol) & (w1 >= tol) & (w2 >= tol) & (area.abs() > 1e-12)[:, None]
-            invz = w0 / fz[t, 0:1] + w1 / fz[t, 1:2] + w2 / fz[t, 2:3]
-            zz = 1.0 / invz
             r, cidx = torch.nonzero(ok, as_tuple=True)
+            iz = invz_v[t]
+            zz = 1.0 / (w0[r, cidx] * iz[r, 0] + w1[r, cidx] * iz[r, 1] + w2[r, cidx] * iz[r, 2])
             pix_all.append(py[r, cidx] * width + px[r, cidx])
-            z_all.append(zz[r, cidx])
+            z_all.append(zz.double())
             f_all.append(fidx[t][r])
     depth = torch.zeros(height * width, dtype=torch.float64, device=dev)
     face = torch.full((height * width,), -1, dtype=torch.int64, device=dev)
