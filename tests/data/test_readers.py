@@ -149,3 +149,39 @@ def test_scannetpp_depth_bin_and_mask_cache(tmp_path, tiny_scene):
     (tmp_path / "bad.bin").write_bytes(b"\x05\x00\x00\x00ab")
     with pytest.raises(InputError, match="bad.bin"):
         read_iphone_depth_bin(tmp_path / "bad.bin", 4, 5)
+
+
+def test_colmap_images_txt_with_points_line(tmp_path):
+    from threeam.data.colmap import colmap_camera_to_K, read_cameras_txt, read_images_txt
+
+    (tmp_path / "images.txt").write_text(
+        "# comment\n"
+        "1 1 0 0 0 0.5 -1 2 1 frame_000000.jpg\n"
+        "10.5 20.5 -1 11.0 3.0 7\n"
+        "2 0.7071067811865476 0 0.7071067811865476 0 0 0 0 1 frame_000010.jpg\n"
+        "\n")
+    (tmp_path / "cameras.txt").write_text("# c\n1 PINHOLE 640 480 500 501 320.5 240.5\n")
+    imgs = read_images_txt(tmp_path / "images.txt")
+    assert sorted(imgs) == ["frame_000000.jpg", "frame_000010.jpg"]
+    np.testing.assert_allclose(imgs["frame_000000.jpg"].world_to_cam[:3, 3], [0.5, -1, 2])
+    R = imgs["frame_000010.jpg"].world_to_cam[:3, :3]
+    np.testing.assert_allclose(R, [[0, 0, 1], [0, 1, 0], [-1, 0, 0]], atol=1e-12)  # 90 deg about y
+    K = colmap_camera_to_K(read_cameras_txt(tmp_path / "cameras.txt")[1])
+    np.testing.assert_allclose(K, [[500, 0, 320], [0, 501, 240], [0, 0, 1]])
+    (tmp_path / "cameras.txt").write_text("1 OPENCV 640 480 500 501\n")
+    with pytest.raises(InputError, match="cameras.txt"):
+        read_cameras_txt(tmp_path / "cameras.txt")
+
+
+def test_eval_sequences_on_scannetpp_reader_list_unposed_frames(tmp_path, tiny_scene):
+    from threeam.data.eval_sequences import EvalSequenceConfig, build_eval_sequences
+
+    write_scannetpp_scene(tiny_scene, tmp_path, unposed={2, 9})
+    r = ScanNetPPScene(tmp_path, tiny_scene.name)
+    cfg = EvalSequenceConfig(min_mask_pixels=20, l_min=1)
+    seqs = build_eval_sequences(r, cfg)
+    ref = {q.object_id: q for q in build_eval_sequences(tiny_scene, cfg)}
+    assert seqs and all(q.unannotated == [2, 9] for q in seqs)
+    for q in seqs:
+        assert q.cond_frame not in (2, 9)
+        assert q.object_id in ref
