@@ -92,3 +92,17 @@ def test_overlap_measurement_ranks_fov_over_random(small_scene):
         assert 0.0 <= r["overlap_share"] <= 1.0 and r["frames"] > 0
     assert res["fov"]["mean_overlap"] > res["random"]["mean_overlap"]
     assert res["fov"]["absent_share"] < res["random"]["absent_share"]
+
+
+def test_load_clip_arrays(small_scene):
+    from threeam.data.sampling import load_clip
+
+    s = ClipSampler([small_scene], SamplerConfig(min_ref_pixels=30), seed=4)
+    clip = s.sample()
+    data = load_clip(small_scene, clip)
+    n = len(clip.frames)
+    assert data.rgb.shape == (n, 64, 64, 3) and data.masks.shape == (n, 64, 64) and data.annotated.all()
+    assert data.masks[0].sum() >= 30
+    for k, t in enumerate(clip.frames):
+        np.testing.assert_array_equal(data.masks[k], small_scene.frame(t).instance_ids == clip.object_id)
+    assert data.cam_to_world.shape == (n, 4, 4) and data.depth.shape == (n, 64, 64)

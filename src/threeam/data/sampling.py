@@ -25,7 +25,7 @@ from threeam.data.types import PosedFrame, Scene
 from threeam.data.visibility import VisibilityTable
 from threeam.errors import InputError
 
-__all__ = ["SamplerConfig", "Clip", "fov_ratio", "sample_fov_clip", "sample_continuous_clip",
+__all__ = ["SamplerConfig", "Clip", "ClipData", "load_clip", "fov_ratio", "sample_fov_clip", "sample_continuous_clip",
            "sample_random_clip", "ClipSampler", "visible_surface_overlap", "measure_sampler_overlap"]
 
 
@@ -77,6 +77,46 @@ class Clip:
     frames: list[int]
     mode: str  # "fov" | "continuous" | "random"
     fov_ratios: dict[int, float] = field(default_factory=dict)  # candidate frame -> ratio (FoV mode)
+
+
+@dataclass
+class ClipData:
+    """The arrays of a sampled clip, in clip order (``[0]`` = reference / prompt frame).
+
+    Attributes:
+        rgb: ``(N, H, W, 3)`` uint8. masks: ``(N, H, W)`` bool GT masks of ``object_id`` (all False
+        where the frame's ids are unknown; see ``annotated``). annotated: ``(N,)`` bool.
+        depth: ``(N, H, W)`` float32 or None. K: ``(N, 3, 3)``. cam_to_world: ``(N, 4, 4)`` or None
+        (None when any frame lacks a pose). frames: frame indices. object_id, scene_name, mode.
+    """
+
+    rgb: np.ndarray
+    masks: np.ndarray
+    annotated: np.ndarray
+    depth: np.ndarray | None
+    K: np.ndarray
+    cam_to_world: np.ndarray | None
+    frames: list[int]
+    object_id: int
+    scene_name: str
+    mode: str
+
+
+def load_clip(scene: Scene, clip: Clip) -> ClipData:
+    """Load a clip's frames; every frame must have the reference frame's size."""
+    frames = [scene.frame(t) for t in clip.frames]
+    size = frames[0].size
+    for f in frames:
+        if f.size != size:
+            raise InputError(f"clip frames differ in size: {f.name} is {f.size}, reference is {size}")
+    masks = np.stack([np.zeros(size, bool) if f.instance_ids is None else f.instance_ids == clip.object_id
+                      for f in frames])
+    depth = None if any(f.depth is None for f in frames) else np.stack([f.depth for f in frames])
+    poses = None if any(f.cam_to_world is None for f in frames) else np.stack([f.cam_to_world for f in frames])
+    return ClipData(rgb=np.stack([f.rgb for f in frames]), masks=masks,
+                    annotated=np.array([f.instance_ids is not None for f in frames]), depth=depth,
+                    K=np.stack([f.K for f in frames]), cam_to_world=poses, frames=list(clip.frames),
+                    object_id=clip.object_id, scene_name=clip.scene_name, mode=clip.mode)
 
 
 def fov_ratio(candidate: PosedFrame, reference: PosedFrame, object_id: int, max_points: int = 2048,
