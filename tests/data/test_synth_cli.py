@@ -1,6 +1,5 @@
 import hashlib
 
-import numpy as np
 from typer.testing import CliRunner
 
 from threeam.cli import app

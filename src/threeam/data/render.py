@@ -252,10 +252,6 @@ def render_rays(prims: Primitives, origins: np.ndarray | torch.Tensor, dirs: np.
     return out_c, out_t, out_id, out_p
 
 
-def _subset(p: Primitives, keep: np.ndarray) -> Primitives:
-    return Primitives(*[getattr(p, f)[keep] for f in Primitives.__dataclass_fields__])
-
-
 def frustum_cull(prims: Primitives, K: np.ndarray, cam_to_world: np.ndarray, height: int, width: int) -> np.ndarray:
     """Indices of primitives whose bounding sphere intersects the view frustum (conservative)."""
     w2c_R = cam_to_world[:3, :3].T

@@ -153,8 +153,7 @@ def fov_ratio(candidate: PosedFrame, reference: PosedFrame, object_id: int, max_
     return float(inside.mean())
 
 
-def _pick_reference(vis: VisibilityTable, object_id: int, cfg: SamplerConfig, rng: np.random.Generator,
-                    need_pose: Scene | None = None) -> int:
+def _pick_reference(vis: VisibilityTable, object_id: int, cfg: SamplerConfig, rng: np.random.Generator) -> int:
     area = vis.area(object_id)
     cand = np.nonzero(area >= cfg.min_ref_pixels)[0]
     if cand.size == 0:
