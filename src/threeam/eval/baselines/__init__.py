@@ -1,0 +1,7 @@
+"""Training-free tracking baselines as memory policies on the SAM 2 tracking step (SAM2Long, DAM4SAM)."""
+from threeam.eval.baselines.dam4sam import DAM4SAM_PRESETS, DAM4SAMConfig, DAM4SAMPolicy
+from threeam.eval.baselines.policy import MemoryPolicy, attach_policy, candidate_output, candidate_step
+from threeam.eval.baselines.sam2long import SAM2LONG_PRESETS, SAM2LongConfig, SAM2LongPolicy
+
+__all__ = ["MemoryPolicy", "attach_policy", "candidate_step", "candidate_output", "SAM2LongConfig",
+           "SAM2LongPolicy", "SAM2LONG_PRESETS", "DAM4SAMConfig", "DAM4SAMPolicy", "DAM4SAM_PRESETS"]

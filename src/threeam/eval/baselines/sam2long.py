@@ -1,0 +1,163 @@
+"""SAM2Long as a memory policy: a tree of segmentation pathways with IoU-gated memories.
+
+From the SAM2Long paper's description (Ding et al., "SAM2Long: Enhancing SAM 2 for Long Video
+Segmentation with a Training-Free Memory Tree"), implemented on our SAM 2 tracking step:
+
+* **P pathways** (default 3), each with its own memory history. On every frame each pathway runs
+  SAM 2's step against its own memory and yields the decoder's M = 3 multimask candidates
+  (one, its best, when the object is predicted absent: the candidates are then all the same
+  empty mask), giving up to 3P branches.
+* **Cumulative score** of a branch = parent's score + ``log(max(predicted IoU, 0) + 1e-5)``; the P
+  best branches survive (ties: earlier pathway, then earlier candidate, as ``argmax``).
+* **Uncertain frames**: when every branch's ``|object score logit| <= uncertainty`` (default 2),
+  survivors are picked for diversity: first branches whose IoU rounded to 2 decimals is new, then
+  branches from pathways not yet continued, then by score.
+* **IoU-gated memory**: a tracked frame enters a pathway's memory only if its predicted IoU is
+  above ``iou_threshold`` (default 0.1) and the object is predicted present; the pathway's
+  previous frame is always attended to. ``iou_threshold=None`` disables the gate.
+* **Offline answer**: the output of a pass is the history of the highest-scoring pathway at the end
+  (`MemoryPolicy.end_pass` revises the frames where it differs from what was yielded online).
+
+Not implemented: the object-aware modulation of memory-attention keys (a [0.95, 1.05] rescaling
+ranked by object score), which needs a change inside memory attention.
+
+With ``num_pathways=1`` and ``iou_threshold=None`` this is exactly SAM 2 (same masks).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from threeam.errors import InputError
+from threeam.eval.baselines.policy import (Candidates, MemoryPolicy, bank_view, candidate_output, candidate_step,
+                                           sam2_memory_frames)
+from threeam.predictor.state import COND
+
+__all__ = ["SAM2LongConfig", "SAM2LONG_PRESETS", "SAM2LongPolicy"]
+
+
+@dataclass(frozen=True)
+class SAM2LongConfig:
+    """SAM2Long settings (defaults = the paper's / official run flags).
+
+    Attributes:
+        num_pathways: P, pathways kept per object (>= 1).
+        iou_threshold: memory gate on the predicted IoU (None: every frame enters memory).
+        uncertainty: object-score logit magnitude under which a frame counts as ambiguous.
+        eps: added to the IoU before the log.
+    """
+
+    num_pathways: int = 3
+    iou_threshold: float | None = 0.1
+    uncertainty: float = 2.0
+    eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_pathways, int) or self.num_pathways < 1:
+            raise InputError(f"num_pathways must be an integer >= 1, got {self.num_pathways!r}")
+        if self.uncertainty < 0 or self.eps <= 0:
+            raise InputError(f"need uncertainty >= 0 and eps > 0, got {self.uncertainty}, {self.eps}")
+
+
+SAM2LONG_PRESETS: dict[str, SAM2LongConfig] = {
+    "default": SAM2LongConfig(),
+    "sam2_equivalent": SAM2LongConfig(num_pathways=1, iou_threshold=None),
+}
+
+
+@dataclass
+class _Pathway:
+    score: float = 0.0
+    history: dict = field(default_factory=dict)   # frame -> compact output (every tracked frame)
+    memory: dict = field(default_factory=dict)    # frame -> compact output (gated)
+    last: int | None = None
+    pred: torch.Tensor | None = None
+
+
+@dataclass
+class _Branch:
+    score: float
+    parent: int
+    k: int
+    iou: float
+    cands: Candidates
+
+
+class SAM2LongPolicy(MemoryPolicy):
+    """SAM2Long memory tree; see the module docstring. State is per object and per pass."""
+
+    name = "sam2long"
+
+    def __init__(self, config: SAM2LongConfig | str = "default") -> None:
+        super().__init__()
+        if isinstance(config, str):
+            if config not in SAM2LONG_PRESETS:
+                raise InputError(f"unknown SAM2Long preset {config!r}; choose one of {sorted(SAM2LONG_PRESETS)}")
+            config = SAM2LONG_PRESETS[config]
+        self.config = config
+        self.paths: dict[int, list[_Pathway]] = {}
+
+    def begin_pass(self, predictor, state, reverse: bool) -> None:
+        super().begin_pass(predictor, state, reverse)
+        self.paths = {}
+
+    def end_pass(self, predictor, state) -> dict[int, dict[int, dict]]:
+        return {obj_idx: dict(paths[0].history) for obj_idx, paths in self.paths.items() if paths}
+
+    def _select(self, branches: list[_Branch]) -> list[_Branch]:
+        p = self.config.num_pathways
+        order = sorted(range(len(branches)), key=lambda i: (-branches[i].score, i))
+        ranked = [branches[i] for i in order]
+        uncertain = all(abs(float(b.cands.object_score_logits.item())) <= self.config.uncertainty for b in branches)
+        if not uncertain or len(ranked) <= p:
+            return ranked[:p]
+        chosen: list[_Branch] = []
+        seen_iou: set[float] = set()
+        for b in ranked:
+            r = round(b.iou, 2)
+            if len(chosen) < p and r not in seen_iou:
+                chosen.append(b)
+                seen_iou.add(r)
+        seen_parent = {b.parent for b in chosen}
+        for b in ranked:
+            if len(chosen) < p and b not in chosen and b.parent not in seen_parent:
+                chosen.append(b)
+                seen_parent.add(b.parent)
+        for b in ranked:
+            if len(chosen) < p and b not in chosen:
+                chosen.append(b)
+        return sorted(chosen, key=lambda b: -b.score)
+
+    def step(self, predictor, state, obj_idx: int, bank: dict, frame_idx: int, reverse: bool):
+        cfg = self.config
+        paths = self.paths.setdefault(obj_idx, [_Pathway()])
+        cond = bank[COND]
+        branches: list[_Branch] = []
+        for pi, path in enumerate(paths):
+            non_cond = dict(path.memory)
+            if path.last is not None:
+                non_cond[path.last] = path.history[path.last]
+            if pi == 0:
+                self._trace(obj_idx, frame_idx, list(cond),
+                            sam2_memory_frames(predictor.model, frame_idx, non_cond, reverse))
+            cands = candidate_step(predictor, state, bank_view(cond, non_cond), frame_idx, reverse)
+            ks = range(cands.num) if cands.present else [cands.best]
+            for k in ks:
+                iou = float(cands.ious[k])
+                branches.append(_Branch(path.score + math.log(max(iou, 0.0) + cfg.eps), pi, k, iou, cands))
+        survivors = self._select(branches)
+        new_paths = []
+        for b in survivors:
+            out, pred = candidate_output(predictor, state, b.cands, b.k)
+            parent = paths[b.parent]
+            history = dict(parent.history)
+            history[frame_idx] = out
+            memory = dict(parent.memory)
+            if cfg.iou_threshold is None or (b.iou > cfg.iou_threshold and b.cands.present):
+                memory[frame_idx] = out
+            new_paths.append(_Pathway(b.score, history, memory, frame_idx, pred))
+        self.paths[obj_idx] = new_paths
+        best = new_paths[0]
+        return best.history[frame_idx], best.pred
