@@ -1,0 +1,76 @@
+"""`threeam eval --data DATASET --methods sam2,sam2long,dam4sam,3am --out DIR`: the benchmark table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        data: str = typer.Option(..., "--data", help="Dataset path, or synthetic:N for N generated scenes."),
+        out: Path = typer.Option(..., "--out", help="Output folder (must not exist unless --overwrite)."),
+        methods: str = typer.Option("sam2,sam2long,dam4sam", "--methods",
+                                    help="Comma-separated methods: sam2, sam2long, dam4sam, 3am, 3am+sam2long, "
+                                         "3am+dam4sam (and any registered)."),
+        fmt: str = typer.Option(None, "--format", help="scannetpp, replica, davis or synthetic (guessed if unset)."),
+        split: str = typer.Option(None, "--split", help="ScanNet++/DAVIS split file name."),
+        model_preset: str = typer.Option("sam2.1_hiera_t", "--model-preset", help="SAM 2 preset."),
+        model_config: Path = typer.Option(None, "--model-config",
+                                          help="SAM 2 model config as an official-style JSON (overrides --model-preset)."),
+        checkpoint: str = typer.Option(None, "--checkpoint", help="SAM 2 checkpoint path or hub id."),
+        random_weights: bool = typer.Option(False, "--random-weights",
+                                            help="Deterministic random weights (smoke tests; scores are meaningless)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of --random-weights and of synthetic scenes."),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        max_sequences: int = typer.Option(None, "--max-sequences", min=1, help="Evaluate at most N object tracks."),
+        averaging: str = typer.Option("per_track", "--averaging", help="per_track or pooled."),
+        worst: int = typer.Option(3, "--worst", min=0, help="Overlay videos of the N worst tracks per method."),
+        no_predictions: bool = typer.Option(False, "--no-predictions", help="Do not write predicted masks."),
+        min_mask_pixels: int = typer.Option(100, "--min-mask-pixels", min=1, help="Visible = at least this many GT pixels."),
+        l_min: int = typer.Option(5, "--l-min", min=0,
+                                  help="Selected Subset: visibility segments must be longer than this many frames."),
+        min_segments: int = typer.Option(2, "--min-segments", min=1,
+                                         help="Selected Subset: at least this many such segments."),
+        synth_preset: str = typer.Option("tiny", "--synth-preset", help="Synthetic preset: tiny, small, default."),
+        synth_frames: int = typer.Option(None, "--synth-frames", min=1, help="Frames per synthetic scene."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Run methods on the same object tracks (paper protocol) and write the paper's table."""
+        import json
+
+        from threeam.errors import InputError, ThreeAMError
+        from threeam.eval.runner import EvalConfig, EvalContext, open_scenes, resolve_methods, run_evaluation
+
+        try:
+            names = resolve_methods(methods)
+            preset = model_preset
+            if model_config is not None:
+                from threeam.models.sam2.config import SAM2Config
+
+                if not model_config.is_file():
+                    raise InputError(f"--model-config {model_config}: no such file")
+                try:
+                    tree = json.loads(model_config.read_text())
+                except json.JSONDecodeError as e:
+                    raise InputError(f"--model-config {model_config} is not valid JSON: {e}") from None
+                preset = SAM2Config.from_official_dict(tree.get("config", tree) if isinstance(tree, dict) else tree)
+            config = EvalConfig(averaging=averaging, max_sequences=max_sequences, worst_overlays=worst,
+                                save_predictions=not no_predictions, min_mask_pixels=min_mask_pixels, l_min=l_min,
+                                min_segments=min_segments,
+                                overwrite=overwrite, progress=not quiet)
+            if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
+                raise InputError(f"output folder {out} already exists and is not empty; pass --overwrite "
+                                 "to replace it or choose another --out")
+            context = EvalContext(model_preset=preset, checkpoint=checkpoint, device=device,
+                                  random_weights=random_weights, seed=seed)
+            scenes = open_scenes(data, fmt, split=split, synth_preset=synth_preset, synth_frames=synth_frames,
+                                 seed=seed, device=device)
+            results = run_evaluation(scenes, names, out, context, config)
+        except ThreeAMError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        typer.echo((results.out_dir / "results.md").read_text(), nl=False)
+        typer.echo(f"results written to {results.out_dir}")

@@ -1,0 +1,168 @@
+"""`threeam eval` end to end on generated scenes, the method registry and the output rules."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from threeam.cli import app
+from threeam.data.eval_sequences import EvalSequenceConfig, build_eval_sequences
+from threeam.errors import InputError
+from threeam.eval.metrics import aggregate
+from threeam.eval.protocol import load_sequence, score_object
+from threeam.eval.runner import (METHODS, TABLE_COLUMNS, EvalConfig, EvalContext, PeakMemory, open_scenes,
+                                 register_method, resolve_methods, run_evaluation)
+from threeam.io.masks import read_rle_json
+
+METHOD_NAMES = ["sam2", "sam2long", "dam4sam"]
+FRAMES = 10
+
+
+def _args(golden_dir, out, *extra):
+    return ["eval", "--data", "synthetic:2", "--methods", ",".join(METHOD_NAMES), "--out", str(out),
+            "--model-config", str(golden_dir / "sam2" / "case_small_v21.json"), "--random-weights",
+            "--synth-frames", str(FRAMES), "--l-min", "0", "--worst", "2", "--quiet", *extra]
+
+
+@pytest.fixture(scope="module")
+def eval_run(golden_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    res = CliRunner().invoke(app, _args(golden_dir, out))
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_eval_cli_writes_the_paper_table(eval_run):
+    out, output = eval_run
+    for name in ("results.md", "results.csv", "results.json", "per_sequence.csv", "per_sequence.json", "config.json"):
+        assert (out / name).is_file(), name
+    assert "Whole Set IoU" in output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["method"] for r in rows] == METHOD_NAMES
+    assert list(rows[0]) == TABLE_COLUMNS
+    md = (out / "results.md").read_text().splitlines()
+    assert md[0].startswith("| Method | Whole Set IoU | Whole Set Tracking Recall | Whole Set Accuracy | "
+                            "Selected Subset IoU | Selected Subset Tracking Recall | Selected Subset Accuracy | FPS |")
+    assert [line.split("|")[1].strip() for line in md[2:5]] == METHOD_NAMES
+    doc = json.loads((out / "results.json").read_text())
+    for r in doc["rows"]:
+        assert r["fps"] > 0 and r["mem_kind"] == "rss_delta"
+    # overlays of the 2 worst tracks per method, predictions for every scene
+    for m in METHOD_NAMES:
+        assert len(list((out / "overlays" / m).glob("*.mp4"))) == 2
+        assert sorted(p.name for p in (out / "predictions" / m).glob("*.json")) == ["synth_00000.json",
+                                                                                   "synth_00001.json"]
+
+
+def test_eval_numbers_equal_aggregate_of_saved_predictions(eval_run):
+    out, _ = eval_run
+    doc = json.loads((out / "results.json").read_text())
+    per = json.loads((out / "per_sequence.json").read_text())
+    scenes = open_scenes("synthetic:2", synth_frames=FRAMES)
+    seqs = {sc.name: build_eval_sequences(sc, EvalSequenceConfig(l_min=0)) for sc in scenes}
+    n_tracks = sum(len(v) for v in seqs.values())
+    assert len(per) == n_tracks * len(METHOD_NAMES)
+    for m in METHOD_NAMES:
+        tracks, selected = [], []
+        for sc in scenes:
+            _, ids, unknown = load_sequence(sc)
+            pred = read_rle_json(out / "predictions" / m / f"{sc.name}.json")
+            for s in seqs[sc.name]:
+                p = np.stack([pred[t][s.object_id].mask for t in range(FRAMES)])
+                tracks.append(score_object(p, ids == s.object_id, name=f"{sc.name}/{s.object_id}", unannotated=unknown))
+                selected.append(s.selected)
+        whole = aggregate(tracks)
+        subset = aggregate([t for t, s in zip(tracks, selected) if s])
+        assert 0 < subset.n_tracks < whole.n_tracks
+        row = next(r for r in doc["rows"] if r["method"] == m)
+        for key, val in (("whole_iou", whole.iou), ("whole_tracking_recall", whole.tracking_recall),
+                         ("whole_accuracy", whole.accuracy), ("selected_iou", subset.iou),
+                         ("selected_tracking_recall", subset.tracking_recall),
+                         ("selected_accuracy", subset.accuracy)):
+            if math.isnan(val):
+                assert row[key] is None, (m, key)
+            else:
+                assert row[key] == pytest.approx(val, abs=1e-12), (m, key)
+        assert row["whole_tracks"] == whole.n_tracks and row["selected_tracks"] == subset.n_tracks
+        mine = [r for r in per if r["method"] == m]
+        assert [r["iou"] for r in mine] == pytest.approx([t.iou for t in tracks])
+
+
+def test_eval_refuses_existing_output_and_overwrites_on_request(golden_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    args = _args(golden_dir, out, "--max-sequences", "1", "--worst", "0")
+    args[args.index("--methods") + 1] = "sam2"
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert (out / "keep.txt").read_text() == "user data"
+    res = CliRunner().invoke(app, args + ["--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert not (out / "keep.txt").exists() and (out / "results.csv").is_file()
+    assert len(json.loads((out / "per_sequence.json").read_text())) == 1
+    assert not list(tmp_path.glob(".run.*"))  # no temporary folders left behind
+
+
+def test_eval_3am_and_unknown_methods_give_clear_errors(golden_dir, tmp_path):
+    args = _args(golden_dir, tmp_path / "a")
+    args[args.index("--methods") + 1] = "sam2,3am"
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "3AM model is not available" in res.output
+    assert not (tmp_path / "a").exists()
+    args[args.index("--methods") + 1] = "sam2,nope"
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "unknown method" in res.output and "sam2long" in res.output
+    res = CliRunner().invoke(app, ["eval", "--data", "synthetic:x", "--out", str(tmp_path / "b"), "--random-weights"])
+    assert res.exit_code == 2 and "synthetic:N" in res.output
+    res = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c"),
+                                   "--random-weights", "--methods", "sam2"])
+    assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_registry_and_custom_method(golden_dir, tmp_path):
+    assert {"sam2", "sam2long", "dam4sam", "3am", "3am+sam2long", "3am+dam4sam"} <= set(METHODS)
+    assert resolve_methods(" SAM2, dam4sam ") == ["sam2", "dam4sam"]
+    with pytest.raises(InputError):
+        resolve_methods("sam2,sam2")
+    with pytest.raises(InputError):
+        register_method("sam2", lambda ctx: None)
+
+    calls = []
+
+    def build(ctx):
+        calls.append(ctx)
+        return ctx.sam2_predictor()
+
+    register_method("test-custom", build, "test", replace=True)
+    try:
+        from threeam.models.sam2.config import SAM2Config
+
+        cfg = SAM2Config.from_official_dict(json.loads((golden_dir / "sam2" / "case_small_v21.json").read_text())["config"])
+        ctx = EvalContext(model_preset=cfg, random_weights=True)
+        scenes = open_scenes("synthetic:1", synth_frames=4)
+        res = run_evaluation(scenes, ["test-custom"], tmp_path / "o", ctx,
+                             EvalConfig(max_sequences=2, worst_overlays=0, save_predictions=False, progress=False))
+        assert len(calls) == 1 and res.methods["test-custom"].whole.n_tracks == 2
+        assert not (tmp_path / "o" / "predictions").exists()
+    finally:
+        del METHODS["test-custom"]
+
+
+def test_context_needs_a_checkpoint_unless_random():
+    with pytest.raises(InputError, match="checkpoint"):
+        EvalContext().sam2_model()
+
+
+def test_peak_memory_cpu_sees_an_allocation():
+    with PeakMemory("cpu") as pm:
+        a = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        a += 1
+        import time
+        time.sleep(0.05)
+    assert pm.kind == "rss_delta"
+    assert pm.mib > 32
