@@ -45,8 +45,9 @@ def test_eval_cli_writes_the_paper_table(eval_run):
     assert [r["method"] for r in rows] == METHOD_NAMES
     assert list(rows[0]) == TABLE_COLUMNS
     md = (out / "results.md").read_text().splitlines()
-    assert md[0].startswith("| Method | Whole Set IoU | Whole Set Tracking Recall | Whole Set Accuracy | "
-                            "Selected Subset IoU | Selected Subset Tracking Recall | Selected Subset Accuracy | FPS |")
+    assert md[0] == ("| Method | FPS | Mem (MiB, peak RSS delta, CPU) | Whole Set IoU | Whole Set Tracking Recall | "
+                     "Whole Set Accuracy | Selected Subset IoU | Selected Subset Tracking Recall | "
+                     "Selected Subset Accuracy |")
     assert [line.split("|")[1].strip() for line in md[2:5]] == METHOD_NAMES
     doc = json.loads((out / "results.json").read_text())
     for r in doc["rows"]:
@@ -149,6 +150,11 @@ def test_registry_and_custom_method(golden_dir, tmp_path):
                              EvalConfig(max_sequences=2, worst_overlays=0, save_predictions=False, progress=False))
         assert len(calls) == 1 and res.methods["test-custom"].whole.n_tracks == 2
         assert not (tmp_path / "o" / "predictions").exists()
+        assert res.methods["test-custom"].whole.n_frames == 2 * 4
+        res2 = run_evaluation(scenes, ["test-custom"], tmp_path / "o2", ctx,
+                              EvalConfig(max_sequences=2, worst_overlays=0, save_predictions=False, progress=False,
+                                         exclude_cond_frame=True))
+        assert res2.methods["test-custom"].whole.n_frames == 2 * 3
     finally:
         del METHODS["test-custom"]
 

@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
                                   help="Selected Subset: visibility segments must be longer than this many frames."),
         min_segments: int = typer.Option(2, "--min-segments", min=1,
                                          help="Selected Subset: at least this many such segments."),
+        exclude_cond_frame: bool = typer.Option(False, "--exclude-cond-frame",
+                                                help="Leave each track's prompt frame out of its scores."),
         synth_preset: str = typer.Option("tiny", "--synth-preset", help="Synthetic preset: tiny, small, default."),
         synth_frames: int = typer.Option(None, "--synth-frames", min=1, help="Frames per synthetic scene."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
@@ -59,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 preset = SAM2Config.from_official_dict(tree.get("config", tree) if isinstance(tree, dict) else tree)
             config = EvalConfig(averaging=averaging, max_sequences=max_sequences, worst_overlays=worst,
                                 save_predictions=not no_predictions, min_mask_pixels=min_mask_pixels, l_min=l_min,
-                                min_segments=min_segments,
+                                min_segments=min_segments, exclude_cond_frame=exclude_cond_frame,
                                 overwrite=overwrite, progress=not quiet)
             if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
                 raise InputError(f"output folder {out} already exists and is not empty; pass --overwrite "

@@ -240,6 +240,8 @@ class EvalConfig:
         save_predictions: write the predicted masks (RLE JSON).
         min_mask_pixels, l_min, min_segments: evaluation-sequence builder thresholds
             (`threeam.data.eval_sequences.EvalSequenceConfig`).
+        exclude_cond_frame: leave each track's conditioning (prompt) frame out of its scores
+            (the paper does not say; default False: every frame is scored).
         overwrite: replace an existing output folder.
         progress: show a progress bar.
     """
@@ -251,6 +253,7 @@ class EvalConfig:
     min_mask_pixels: int = 100
     l_min: int = 5
     min_segments: int = 2
+    exclude_cond_frame: bool = False
     overwrite: bool = False
     progress: bool = True
 
@@ -340,18 +343,18 @@ def table_rows(results: dict[str, MethodResult]) -> list[dict]:
 
 
 def render_markdown(results: dict[str, MethodResult], averaging: str) -> str:
-    """The paper's table layout in Markdown (scores in %)."""
+    """The paper's table layout (its Table 2 columns) in Markdown (scores in %)."""
     kinds = {r.mem_kind for r in results.values()}
     mem_label = "Mem (MiB, CUDA max allocated)" if kinds == {"cuda_max_allocated"} else \
         "Mem (MiB, peak RSS delta, CPU)" if kinds == {"rss_delta"} else "Mem (MiB)"
-    lines = [f"| Method | Whole Set IoU | Whole Set Tracking Recall | Whole Set Accuracy | "
-             f"Selected Subset IoU | Selected Subset Tracking Recall | Selected Subset Accuracy | FPS | {mem_label} |",
+    lines = [f"| Method | FPS | {mem_label} | Whole Set IoU | Whole Set Tracking Recall | Whole Set Accuracy | "
+             "Selected Subset IoU | Selected Subset Tracking Recall | Selected Subset Accuracy |",
              "|" + "---|" * 9]
     for row in table_rows(results):
-        lines.append(f"| {row['method']} | {_fmt(row['whole_iou'])} | {_fmt(row['whole_tracking_recall'])} | "
+        lines.append(f"| {row['method']} | {_fmt(row['fps'], False)} | {_fmt(row['mem_mib'], False)} | "
+                     f"{_fmt(row['whole_iou'])} | {_fmt(row['whole_tracking_recall'])} | "
                      f"{_fmt(row['whole_accuracy'])} | {_fmt(row['selected_iou'])} | "
-                     f"{_fmt(row['selected_tracking_recall'])} | {_fmt(row['selected_accuracy'])} | "
-                     f"{_fmt(row['fps'], False)} | {_fmt(row['mem_mib'], False)} |")
+                     f"{_fmt(row['selected_tracking_recall'])} | {_fmt(row['selected_accuracy'])} |")
     any_r = next(iter(results.values()))
     lines += ["", f"Whole Set: {any_r.whole.n_tracks} object tracks; Selected Subset: {any_r.subset.n_tracks} "
               f"(objects that leave the view and come back). Scores in %, averaging: {averaging}. "
@@ -448,8 +451,9 @@ def run_evaluation(scenes: Iterable, methods: str | Sequence[str], out_dir: str 
                 r.frames += run.frames
                 for s in seqs:
                     gt = ids == s.object_id
+                    skip = list(unknown) + ([s.cond_frame] if config.exclude_cond_frame else [])
                     ts = score_object(run.masks[s.object_id], gt, name=f"{scene.name}/{s.object_id}",
-                                      unannotated=unknown)
+                                      unannotated=skip)
                     r.tracks.append(ts)
                     r.selected.append(bool(s.selected))
                     r.rows.append({"method": n, "scene": scene.name, "object_id": s.object_id,
