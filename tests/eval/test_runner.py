@@ -172,3 +172,52 @@ def test_peak_memory_cpu_sees_an_allocation():
         time.sleep(0.05)
     assert pm.kind == "rss_delta"
     assert pm.mib > 32
+
+
+def test_open_scenes_reads_each_dataset_layout(tmp_path):
+    """Scenes written in the DAVIS, Replica and ScanNet++ layouts are found (format guessed)."""
+    from threeam.data.davis import write_davis_sequence
+    from threeam.data.replica import write_replica_sequence
+    from threeam.data.scannetpp import write_scannetpp_scene
+
+    from threeam.data.synth import generate_scene, synth_config
+
+    scene = generate_scene(synth_config("tiny", n_frames=3, hfov_deg=90.0), seed=4)  # Replica needs 90 degrees
+    write_davis_sequence(scene, tmp_path / "davis", "seq_a")
+    write_replica_sequence(scene, tmp_path / "replica" / "room0" / "Sequence_1")
+    write_scannetpp_scene(scene, tmp_path / "spp", "s0", unposed={1})
+    for root, fmt in (("davis", "davis"), ("replica", "replica"), ("spp", "scannetpp")):
+        for given in (None, fmt):
+            scenes = open_scenes(str(tmp_path / root), given)
+            assert len(scenes) == 1 and len(scenes[0]) == 3, (root, given)
+            _, ids, unknown = load_sequence(scenes[0])
+            assert ids.shape[0] == 3 and ids.max() > 0
+            assert unknown == ([1] if fmt == "scannetpp" else []), fmt
+    with pytest.raises(InputError, match="--format"):
+        open_scenes(str(tmp_path / "davis"), "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="cannot tell"):
+        open_scenes(str(tmp_path / "empty"))
+
+
+def test_3am_combinations_use_the_3am_predictor(golden_dir, tmp_path, monkeypatch):
+    """With a 3AM predictor available, 3am+sam2long / 3am+dam4sam put the policy on it (Table 7)."""
+    import threeam.predictor as predictor_pkg
+    from threeam.models.sam2.config import SAM2Config, VideoPredictorConfig
+    from threeam.predictor.video_predictor import VideoPredictor
+
+    seen = []
+
+    class Fake3AM(VideoPredictor):
+        def compute_backbone_features(self, inference_state, frame_idx, image):
+            seen.append(type(self).__name__)
+            return super().compute_backbone_features(inference_state, frame_idx, image)
+
+    monkeypatch.setattr(predictor_pkg, "build_3am_predictor",
+                        lambda ctx: Fake3AM(ctx.sam2_model(), VideoPredictorConfig(), progress=False), raising=False)
+    cfg = SAM2Config.from_official_dict(json.loads((golden_dir / "sam2" / "case_small_v21.json").read_text())["config"])
+    ctx = EvalContext(model_preset=cfg, random_weights=True)
+    res = run_evaluation(open_scenes("synthetic:1", synth_frames=4), ["3am", "3am+sam2long", "3am+dam4sam"],
+                         tmp_path / "o", ctx, EvalConfig(max_sequences=1, worst_overlays=0, progress=False))
+    assert set(res.methods) == {"3am", "3am+sam2long", "3am+dam4sam"}
+    assert {"Fake3AM", "PolicyFake3AM"} <= set(seen)

@@ -541,6 +541,18 @@ def _write_overlays(tmp: Path, overlay_data: dict, results: dict[str, MethodResu
 DATA_FORMATS = ("scannetpp", "replica", "davis", "synthetic")
 
 
+def _replica_dirs(root: Path) -> list[Path]:
+    """Replica sequence folders (``rgb/`` + ``traj_w_c.txt``): `root` itself or up to two levels below."""
+    found = []
+    for pattern in ("", "*", "*/*"):
+        for d in sorted(root.glob(pattern)) if pattern else [root]:
+            if (d / "rgb").is_dir() and (d / "traj_w_c.txt").is_file():
+                found.append(d)
+        if found:
+            return found
+    return found
+
+
 def open_scenes(data: str, fmt: str | None = None, *, split: str | None = None, synth_preset: str = "tiny",
                 synth_frames: int | None = None, seed: int = 0, device: str = "cpu") -> list:
     """The scenes of a dataset as `threeam.data.types.Scene` objects.
@@ -548,7 +560,8 @@ def open_scenes(data: str, fmt: str | None = None, *, split: str | None = None, 
     Args:
         data: ``synthetic:N`` (N generated scenes, seeds ``seed .. seed+N-1``), or a path: a
             ScanNet++ root (``data/<scene>``) or one scene folder, a Replica sequence folder (with
-            ``rgb/``) or a folder of them, a DAVIS root (``JPEGImages/``, ``Annotations/``).
+            ``rgb/`` and ``traj_w_c.txt``) or a folder holding them up to two levels down
+            (``room0/Sequence_1``), a DAVIS root (``JPEGImages/``, ``Annotations/``).
         fmt: ``scannetpp``, ``replica``, ``davis`` or ``synthetic``; guessed from the folder when None.
         split: ScanNet++ / DAVIS split file name.
         synth_preset, synth_frames: synthetic generator preset and frames per scene.
@@ -577,7 +590,7 @@ def open_scenes(data: str, fmt: str | None = None, *, split: str | None = None, 
     if fmt is None:
         if (root / "JPEGImages").is_dir():
             fmt = "davis"
-        elif (root / "rgb").is_dir() or any((p / "rgb").is_dir() for p in root.iterdir() if p.is_dir()):
+        elif _replica_dirs(root):
             fmt = "replica"
         elif (root / "data").is_dir() or (root / "iphone").is_dir() or (root / "dslr").is_dir():
             fmt = "scannetpp"
@@ -593,12 +606,10 @@ def open_scenes(data: str, fmt: str | None = None, *, split: str | None = None, 
     if fmt == "replica":
         from threeam.data.replica import ReplicaScene
 
-        if (root / "rgb").is_dir():
-            return [ReplicaScene(root)]
-        seqs = sorted(p for p in root.rglob("rgb") if p.is_dir())
+        seqs = _replica_dirs(root)
         if not seqs:
-            raise InputError(f"no Replica sequence (folder with rgb/) under {root}")
-        return [ReplicaScene(p.parent) for p in seqs]
+            raise InputError(f"no Replica sequence (folder with rgb/ and traj_w_c.txt) in {root} or two levels below")
+        return [ReplicaScene(p) for p in seqs]
     from threeam.data.scannetpp import ScanNetPPScene, list_scannetpp_scenes
 
     if (root / "data").is_dir():
