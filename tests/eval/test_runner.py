@@ -193,6 +193,8 @@ def test_open_scenes_reads_each_dataset_layout(tmp_path):
             _, ids, unknown = load_sequence(scenes[0])
             assert ids.shape[0] == 3 and ids.max() > 0
             assert unknown == ([1] if fmt == "scannetpp" else []), fmt
+    assert len(open_scenes(str(tmp_path / "replica"), stride=2)[0]) == 2
+    assert len(open_scenes(str(tmp_path / "spp"), stride=2)[0]) == 2
     with pytest.raises(InputError, match="--format"):
         open_scenes(str(tmp_path / "davis"), "nope")
     (tmp_path / "empty").mkdir()

@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
                                          help="Selected Subset: at least this many such segments."),
         exclude_cond_frame: bool = typer.Option(False, "--exclude-cond-frame",
                                                 help="Leave each track's prompt frame out of its scores."),
+        stride: int = typer.Option(1, "--stride", min=1, help="Keep every n-th frame (ScanNet++, Replica)."),
+        offload_video: bool = typer.Option(False, "--offload-video",
+                                           help="Keep normalised frames on the CPU (long videos on GPU)."),
         synth_preset: str = typer.Option("tiny", "--synth-preset", help="Synthetic preset: tiny, small, default."),
         synth_frames: int = typer.Option(None, "--synth-frames", min=1, help="Frames per synthetic scene."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
@@ -62,6 +65,7 @@ def register(app: typer.Typer) -> None:
             config = EvalConfig(averaging=averaging, max_sequences=max_sequences, worst_overlays=worst,
                                 save_predictions=not no_predictions, min_mask_pixels=min_mask_pixels, l_min=l_min,
                                 min_segments=min_segments, exclude_cond_frame=exclude_cond_frame,
+                                offload_video_to_cpu=offload_video,
                                 overwrite=overwrite, progress=not quiet)
             if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
                 raise InputError(f"output folder {out} already exists and is not empty; pass --overwrite "
@@ -69,7 +73,7 @@ def register(app: typer.Typer) -> None:
             context = EvalContext(model_preset=preset, checkpoint=checkpoint, device=device,
                                   random_weights=random_weights, seed=seed)
             scenes = open_scenes(data, fmt, split=split, synth_preset=synth_preset, synth_frames=synth_frames,
-                                 seed=seed, device=device)
+                                 seed=seed, device=device, stride=stride)
             results = run_evaluation(scenes, names, out, context, config)
         except ThreeAMError as e:
             typer.echo(f"error: {e}", err=True)

@@ -78,7 +78,8 @@ def _sync(device) -> None:
 
 
 def track_objects(predictor, frames, prompts: Mapping[int, tuple[int, np.ndarray]], *,
-                  group_by_frame: bool = True, backward: bool = True) -> TrackingRun:
+                  group_by_frame: bool = True, backward: bool = True,
+                  offload_video_to_cpu: bool = False) -> TrackingRun:
     """Run one method (a `VideoPredictor`, possibly with a memory policy) on one sequence.
 
     Args:
@@ -87,6 +88,8 @@ def track_objects(predictor, frames, prompts: Mapping[int, tuple[int, np.ndarray
         prompts: ``{object_id: (cond_frame, mask (H, W) bool)}``.
         group_by_frame: track objects sharing a conditioning frame in one session.
         backward: also track from the conditioning frame back to frame 0.
+        offload_video_to_cpu: keep the normalised frames on the CPU (``init_state`` option; saves
+            GPU memory on long videos).
 
     Returns:
         :class:`TrackingRun` with a ``(T, H, W)`` bool prediction per object.
@@ -109,7 +112,8 @@ def track_objects(predictor, frames, prompts: Mapping[int, tuple[int, np.ndarray
 
     masks = {int(oid): np.zeros((t_count, h, w), dtype=bool) for oid in prompts}
     run = TrackingRun(masks=masks)
-    state = predictor.init_state(frames)
+    state = predictor.init_state(frames, offload_video_to_cpu=offload_video_to_cpu) if offload_video_to_cpu \
+        else predictor.init_state(frames)
     device = predictor.device
     for key, objs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         t0 = key if isinstance(key, int) else key[0]

@@ -242,6 +242,7 @@ class EvalConfig:
             (`threeam.data.eval_sequences.EvalSequenceConfig`).
         exclude_cond_frame: leave each track's conditioning (prompt) frame out of its scores
             (the paper does not say; default False: every frame is scored).
+        offload_video_to_cpu: keep each video's normalised frames on the CPU (long videos on GPU).
         overwrite: replace an existing output folder.
         progress: show a progress bar.
     """
@@ -254,6 +255,7 @@ class EvalConfig:
     l_min: int = 5
     min_segments: int = 2
     exclude_cond_frame: bool = False
+    offload_video_to_cpu: bool = False
     overwrite: bool = False
     progress: bool = True
 
@@ -444,7 +446,8 @@ def run_evaluation(scenes: Iterable, methods: str | Sequence[str], out_dir: str 
             for n in names:
                 bar.set_postfix_str(f"{scene.name} {n}")
                 with PeakMemory(context.device) as pm:
-                    run = track_objects(predictors[n], frames, prompts)
+                    run = track_objects(predictors[n], frames, prompts,
+                                        offload_video_to_cpu=config.offload_video_to_cpu)
                 mem[n].append(pm)
                 r = results[n]
                 r.seconds += run.seconds
@@ -554,7 +557,7 @@ def _replica_dirs(root: Path) -> list[Path]:
 
 
 def open_scenes(data: str, fmt: str | None = None, *, split: str | None = None, synth_preset: str = "tiny",
-                synth_frames: int | None = None, seed: int = 0, device: str = "cpu") -> list:
+                synth_frames: int | None = None, seed: int = 0, device: str = "cpu", stride: int = 1) -> list:
     """The scenes of a dataset as `threeam.data.types.Scene` objects.
 
     Args:
@@ -565,7 +568,10 @@ def open_scenes(data: str, fmt: str | None = None, *, split: str | None = None, 
         fmt: ``scannetpp``, ``replica``, ``davis`` or ``synthetic``; guessed from the folder when None.
         split: ScanNet++ / DAVIS split file name.
         synth_preset, synth_frames: synthetic generator preset and frames per scene.
+        stride: keep every ``stride``-th frame (ScanNet++ and Replica readers).
     """
+    if stride < 1:
+        raise InputError(f"stride must be >= 1, got {stride}")
     if fmt is not None and fmt not in DATA_FORMATS:
         raise InputError(f"--format must be one of {', '.join(DATA_FORMATS)}, got {fmt!r}")
     if data.startswith("synthetic"):
@@ -609,9 +615,10 @@ def open_scenes(data: str, fmt: str | None = None, *, split: str | None = None, 
         seqs = _replica_dirs(root)
         if not seqs:
             raise InputError(f"no Replica sequence (folder with rgb/ and traj_w_c.txt) in {root} or two levels below")
-        return [ReplicaScene(p) for p in seqs]
+        return [ReplicaScene(p, stride=stride) for p in seqs]
     from threeam.data.scannetpp import ScanNetPPScene, list_scannetpp_scenes
 
     if (root / "data").is_dir():
-        return [ScanNetPPScene(root, s, device=device) for s in list_scannetpp_scenes(root, split=split)]
-    return [ScanNetPPScene(root, device=device)]
+        return [ScanNetPPScene(root, s, stride=stride, device=device)
+                for s in list_scannetpp_scenes(root, split=split)]
+    return [ScanNetPPScene(root, stride=stride, device=device)]
