@@ -140,7 +140,7 @@ def test_dam4sam_drm_anchors_become_conditioning_memories(predictor, video):
     _run(attach_policy(predictor, policy), video)
     anchors = policy.drm_frames[0]
     assert anchors, "no distractor anchor was added"
-    assert len(anchors) <= cfg.drm_size and all(b - a >= 2 for a, b in zip(anchors, anchors[1:]))
+    assert len(anchors) <= cfg.drm_size and all(b - a > 2 for a, b in zip(anchors, anchors[1:]))
     first = anchors[0]
     assert first in policy.memory_trace[0][first + 1]["cond"]
 
@@ -157,7 +157,8 @@ def test_has_distractor_on_hand_made_masks():
     assert not has_distractor(chosen, [chosen.copy()])
     assert not has_distractor(chosen, [near])
     assert has_distractor(chosen, [far])
-    assert has_distractor(chosen, [near, far | speck])  # largest component of each alternative
+    assert has_distractor(chosen, [near, far | speck])  # any alternative; largest component of each
+    assert not has_distractor(chosen, [near, speck], max_bbox_iou=0.1)  # the speck: box IoU 64/336
     assert not has_distractor(np.zeros_like(chosen), [far])
     assert bbox_iou((0, 0, 2, 2), (1, 1, 3, 3)) == pytest.approx(1 / 7)
 
@@ -184,8 +185,10 @@ def test_dam4sam_drm_rules():
     assert not policy._drm_ok(mem, ok, 0, chosen, 90, 10)  # area +40% of the median
     assert not policy._drm_ok(mem, _cands([chosen, chosen], [0.9, 0.5]), 0, chosen, 64, 10)  # no distractor
     mem.last_drm = 7
-    assert not policy._drm_ok(mem, ok, 0, chosen, 64, 10)  # 3 < 5 frames since the last anchor
-    assert policy._drm_ok(mem, ok, 0, chosen, 64, 12)
+    assert not policy._drm_ok(mem, ok, 0, chosen, 64, 10)  # 3 frames since the last anchor
+    assert not policy._drm_ok(mem, ok, 0, chosen, 64, 12)  # 5: not more than 5
+    assert policy._drm_ok(mem, ok, 0, chosen, 64, 13)
+    assert not policy._drm_ok(_ObjectMemory(), ok, 0, chosen, 64, 10)  # no earlier present frame
 
 
 def test_policy_configs_and_attach_errors(predictor):

@@ -12,10 +12,12 @@ SAM 2 picks is kept; only the memory changes):
 * **DRM** (distractor-resolving memory, ``drm_size`` = 3 anchors, FIFO): a tracked frame becomes
   an anchor, attended like a prompted frame (no temporal encoding), when all hold: the object is
   present; the chosen mask's predicted IoU > 0.8; its area is within +-20% of the median of the
-  recent (``drm_area_history`` = 10) areas; at least ``drm_min_gap`` = 5 frames since the last
-  anchor; and a **distractor** is seen: the chosen mask united with the other multimask candidates
-  (each minus the chosen mask, reduced to its largest connected component) has a bounding box
-  whose IoU with the chosen mask's box is <= 0.7 (an alternative reaches well outside the object).
+  last ``drm_area_history`` = 10 present-frame areas (this frame included; an earlier present
+  frame is needed); more than ``drm_min_gap`` = 5 frames since the last anchor; and a
+  **distractor** is seen: for some other multimask candidate, the chosen mask united with that
+  candidate (minus the chosen mask, reduced to its largest connected component) has a bounding box
+  whose IoU with the chosen mask's box is <= 0.7 (the alternative reaches well outside the
+  object). The masks are compared at the decoder's resolution (S/4).
 
 The preset ``"sam2_equivalent"`` (RAM every frame with SAM 2's 6 slots, absent frames kept, no
 DRM) reproduces SAM 2 exactly when the model's memory stride is 1 (all presets).
@@ -45,10 +47,10 @@ class DAM4SAMConfig:
         ram_every: a tracked frame is added to RAM every this many frames.
         ram_skip_absent: never use frames with an empty predicted mask as memory.
         drm_size: distractor-resolving anchors kept (0 disables the DRM).
-        drm_min_gap: frames between two anchors, at least.
+        drm_min_gap: two anchors are more than this many frames apart.
         drm_min_iou: predicted IoU the chosen mask must exceed.
         drm_area_tolerance: allowed relative deviation of the mask area from the recent median.
-        drm_area_history: how many recent present-frame areas give the median.
+        drm_area_history: how many recent present-frame areas (the current one included) give the median.
         distractor_bbox_iou: a distractor is present when the alternatives' box IoU is <= this.
     """
 
@@ -108,19 +110,19 @@ def has_distractor(chosen: np.ndarray, alternatives: list[np.ndarray], max_bbox_
         max_bbox_iou: distractor when the box IoU is at most this.
 
     Returns:
-        True when the chosen mask united with the alternatives (each minus the chosen mask and
-        reduced to its largest connected component) has a bounding box whose IoU with the chosen
-        mask's box is <= the limit: an alternative hypothesis reaches well outside the chosen object.
+        True when, for some alternative, the chosen mask united with that alternative (minus the
+        chosen mask, reduced to its largest connected component) has a bounding box whose IoU with
+        the chosen mask's box is <= the limit: the alternative reaches well outside the chosen object.
     """
     box = _bbox(chosen)
     if box is None:
         return False
-    union = chosen.copy()
+    ious = []
     for alt in alternatives:
         rest = np.asarray(alt, dtype=bool) & ~chosen
         if rest.any():
-            union |= _largest_component(rest)
-    return bbox_iou(box, _bbox(union)) <= max_bbox_iou
+            ious.append(bbox_iou(box, _bbox(chosen | _largest_component(rest))))
+    return bool(ious) and min(ious) <= max_bbox_iou
 
 
 @dataclass
@@ -224,10 +226,11 @@ class DAM4SAMPolicy(MemoryPolicy):
         cfg = self.config
         if float(cands.ious[k]) <= cfg.drm_min_iou or not mem.areas:
             return False
-        median = float(np.median(mem.areas))
+        recent = (mem.areas + [area])[-cfg.drm_area_history:]
+        median = float(np.median(recent))
         if abs(area - median) > cfg.drm_area_tolerance * median:
             return False
-        if mem.last_drm is not None and abs(frame_idx - mem.last_drm) < cfg.drm_min_gap:
+        if mem.last_drm is not None and abs(frame_idx - mem.last_drm) <= cfg.drm_min_gap:
             return False
         alts = [(cands.low_res[0, j] > 0).cpu().numpy() for j in range(cands.num) if j != k]
         return has_distractor(chosen, alts, cfg.distractor_bbox_iou)
