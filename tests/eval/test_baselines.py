@@ -115,7 +115,8 @@ def test_dam4sam_defaults_select_other_memory_frames(predictor, video, sam2_run)
     policy = DAM4SAMPolicy()
     out, _ = _run(attach_policy(predictor, policy), video)
     trace = policy.memory_trace[0]
-    # present on every tracked frame here, so RAM = previous frame + frames 5, 10 (every 5th tracked)
+    # present on every tracked frame here, so RAM = previous frame + multiples of 5 (frame 0 is the
+    # prompted frame, not a RAM frame)
     assert all((ref[t] > 0).any() for t in range(1, 8))
     assert trace[3]["recent"] == [2]
     assert trace[8]["recent"] == [5, 7]
@@ -130,7 +131,8 @@ def test_dam4sam_backward_pass(predictor, video):
     assert sorted(out) == list(range(N_FRAMES))
     trace = policy.memory_trace[0]
     assert trace[N_FRAMES - 2]["recent"] == []
-    assert trace[N_FRAMES - 4]["recent"] == [N_FRAMES - 3]  # the previous (later) frame
+    assert trace[9]["recent"] == [10]  # the previous (later) frame; no multiple of 5 above 10 tracked
+    assert trace[8]["recent"] == [9, 10]  # the previous frame, then the next multiple of 5
 
 
 def test_dam4sam_drm_anchors_become_conditioning_memories(predictor, video):
@@ -204,3 +206,19 @@ def test_policy_configs_and_attach_errors(predictor):
         attach_policy(object(), SAM2LongPolicy())
     with pytest.raises(InputError):
         attach_policy(attach_policy(predictor, SAM2LongPolicy()), DAM4SAMPolicy())
+
+
+def test_dam4sam_ram_selection_rules():
+    from threeam.eval.baselines.dam4sam import _ObjectMemory
+
+    policy = DAM4SAMPolicy()
+    frames = range(1, 23)  # tracked forward from a prompt on frame 0
+    mem = _ObjectMemory(outputs={t: {} for t in frames}, usable={t: True for t in frames})
+    assert policy._ram_sources(mem, 23, False, 6) == [22, 20, 15, 10, 5]
+    assert policy._ram_sources(mem, 23, False, 2) == [22, 20]
+    mem.usable[22] = mem.usable[20] = mem.usable[10] = False  # object absent there
+    assert policy._ram_sources(mem, 23, False, 6) == [21, 15, 5]  # older frames replace absent ones
+    mem.drm = [15]  # an anchor is attended as a prompted frame, not as RAM
+    assert policy._ram_sources(mem, 23, False, 6) == [21, 5]
+    back = _ObjectMemory(outputs={t: {} for t in range(3, 20)}, usable={t: True for t in range(3, 20)})
+    assert policy._ram_sources(back, 2, True, 6) == [3, 5, 10, 15]

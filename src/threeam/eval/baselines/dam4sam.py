@@ -4,11 +4,14 @@ From the DAM4SAM paper's description (Videnovic, Lukezic, Kristan, "A Distractor
 Visual Object Tracking with SAM2", CVPR 2025), implemented on our SAM 2 tracking step (the mask
 SAM 2 picks is kept; only the memory changes):
 
-* **RAM** (recent appearance memory, ``ram_size`` = 3 slots): the previous frame, plus frames
-  added every ``ram_every`` = 5 tracked frames; frames whose predicted mask is empty (object
-  absent) are never used (``ram_skip_absent``), nor are their object pointers. RAM frames keep
-  SAM 2's temporal encodings: the i-th most recent RAM frame fills SAM 2's i-th nearest recent
-  memory slot.
+* **RAM** (recent appearance memory): on frame t, the nearest earlier tracked frame of the pass,
+  then every ``ram_every``-th frame (r = 5; absolute frame indices that are multiples of r, going
+  back from there), as many as there are slots. Frames whose predicted mask is empty (object
+  absent) are skipped in favour of older ones (``ram_skip_absent``), and their object pointers are
+  not used. The slots are SAM 2's ``num_maskmem - 1`` = 6 recent slots minus the DRM anchors in use
+  (``ram_size=None``), so RAM + DRM + the prompted frame stay at SAM 2's 7 memories. RAM frames
+  keep SAM 2's temporal encodings: the i-th nearest RAM frame fills SAM 2's i-th nearest
+  recent-memory slot.
 * **DRM** (distractor-resolving memory, ``drm_size`` = 3 anchors, FIFO): a tracked frame becomes
   an anchor, attended like a prompted frame (no temporal encoding), when all hold: the object is
   present; the chosen mask's predicted IoU > 0.8; its area is within +-20% of the median of the
@@ -19,8 +22,8 @@ SAM 2 picks is kept; only the memory changes):
   whose IoU with the chosen mask's box is <= 0.7 (the alternative reaches well outside the
   object). The masks are compared at the decoder's resolution (S/4).
 
-The preset ``"sam2_equivalent"`` (RAM every frame with SAM 2's 6 slots, absent frames kept, no
-DRM) reproduces SAM 2 exactly when the model's memory stride is 1 (all presets).
+The preset ``"sam2_equivalent"`` (r = 1, absent frames kept, no DRM: RAM = the 6 previous frames)
+reproduces SAM 2 exactly when the model's memory stride is 1 (all presets).
 """
 from __future__ import annotations
 
@@ -43,8 +46,9 @@ class DAM4SAMConfig:
     """DAM4SAM settings (defaults = the paper's).
 
     Attributes:
-        ram_size: recent-appearance slots (None: all of SAM 2's ``num_maskmem - 1`` recent slots).
-        ram_every: a tracked frame is added to RAM every this many frames.
+        ram_size: recent-appearance slots (None: SAM 2's ``num_maskmem - 1`` recent slots minus the
+            DRM anchors in use, as DAM4SAM).
+        ram_every: r; besides the nearest earlier frame, RAM takes frames whose index is a multiple of r.
         ram_skip_absent: never use frames with an empty predicted mask as memory.
         drm_size: distractor-resolving anchors kept (0 disables the DRM).
         drm_min_gap: two anchors are more than this many frames apart.
@@ -54,7 +58,7 @@ class DAM4SAMConfig:
         distractor_bbox_iou: a distractor is present when the alternatives' box IoU is <= this.
     """
 
-    ram_size: int | None = 3
+    ram_size: int | None = None
     ram_every: int = 5
     ram_skip_absent: bool = True
     drm_size: int = 3
@@ -129,12 +133,9 @@ def has_distractor(chosen: np.ndarray, alternatives: list[np.ndarray], max_bbox_
 class _ObjectMemory:
     outputs: dict = field(default_factory=dict)    # frame -> compact output of this pass
     usable: dict = field(default_factory=dict)     # frame -> may serve as memory
-    ram: list = field(default_factory=list)
     drm: list = field(default_factory=list)
     areas: list = field(default_factory=list)
     last_drm: int | None = None
-    count: int = 0
-    last: int | None = None
 
 
 class DAM4SAMPolicy(MemoryPolicy):
@@ -162,21 +163,40 @@ class DAM4SAMPolicy(MemoryPolicy):
     def drm_frames(self) -> dict[int, list[int]]:
         return {i: list(m.drm) for i, m in self.objects.items()}
 
-    def _view(self, model, mem: _ObjectMemory, cond_bank: dict, frame_idx: int, reverse: bool):
+    def _ram_sources(self, mem: "_ObjectMemory", frame_idx: int, reverse: bool, n: int) -> list[int]:
+        """Up to `n` RAM frames for `frame_idx`, nearest first."""
+        r = self.config.ram_every
+        step = 1 if reverse else -1
+        drm = set(mem.drm)
+
+        def ok(t: int) -> bool:
+            return t in mem.outputs and mem.usable[t] and t not in drm
+
+        def walk(t: int, by: int) -> int | None:  # from t (inclusive) away from frame_idx
+            while t in mem.outputs:
+                if ok(t):
+                    return t
+                t += by
+            return None
+
+        sources: list[int] = []
+        if n <= 0:
+            return sources
+        t = walk(frame_idx + step, step)
+        while t is not None and len(sources) < n:
+            sources.append(t)
+            # the next multiple of r beyond t (strictly), then further multiples of r
+            nxt = -(-(t + 1) // r) * r if reverse else ((t - 1) // r) * r
+            t = walk(nxt, step * r)
+        return sources
+
+    def _view(self, model, mem: "_ObjectMemory", cond_bank: dict, frame_idx: int, reverse: bool):
         cfg = self.config
         slots = model.num_maskmem - 1
-        size = slots if cfg.ram_size is None else min(cfg.ram_size, slots)
+        size = max(slots - len(mem.drm), 0) if cfg.ram_size is None else min(cfg.ram_size, slots)
         stride = model.memory_temporal_stride_for_eval
         keys = [t for _, t in reversed(memory_frame_indices(frame_idx, model.num_maskmem, stride, reverse))]
-        sources: list[int] = []
-        if mem.last is not None and mem.usable[mem.last]:
-            sources.append(mem.last)
-        for t in reversed(mem.ram):
-            if len(sources) >= size:
-                break
-            if t not in sources and mem.usable[t]:
-                sources.append(t)
-        sources = sources[:size]
+        sources = self._ram_sources(mem, frame_idx, reverse, size)
         drm = set(mem.drm)
         key_set = set(keys)
         non_cond = {t: out for t, out in mem.outputs.items() if mem.usable[t] and t not in drm and t not in key_set}
@@ -207,12 +227,6 @@ class DAM4SAMPolicy(MemoryPolicy):
         present = cands.present and area > 0
         mem.outputs[frame_idx] = out
         mem.usable[frame_idx] = present or not cfg.ram_skip_absent
-        mem.count += 1
-        mem.last = frame_idx
-        if mem.count % cfg.ram_every == 0 and mem.usable[frame_idx]:
-            mem.ram.append(frame_idx)
-            keep = model.num_maskmem - 1 if cfg.ram_size is None else cfg.ram_size
-            del mem.ram[:-keep]
         if cfg.drm_size > 0 and present and self._drm_ok(mem, cands, k, chosen, area, frame_idx):
             mem.drm.append(frame_idx)
             mem.last_drm = frame_idx
