@@ -100,6 +100,26 @@ def test_sam2long_iou_gate_keeps_low_iou_frames_out_of_memory(predictor, video):
         assert used["recent"] == ([t - 1] if t > 1 else []), t  # only the previous frame
 
 
+def test_sam2long_gated_frames_are_replaced_by_older_valid_ones(predictor, video):
+    # a gate that lets only even frames into memory
+    policy = SAM2LongPolicy(SAM2LongConfig(num_pathways=1, iou_threshold=None))
+    pred = attach_policy(predictor, policy)
+    orig = policy.step
+
+    def step(predictor_, state, obj_idx, bank, frame_idx, reverse):
+        out = orig(predictor_, state, obj_idx, bank, frame_idx, reverse)
+        path = policy.paths[obj_idx][0]
+        if frame_idx % 2:
+            path.memory.pop(frame_idx, None)
+        return out
+
+    policy.step = step
+    _run(pred, video)
+    trace = policy.memory_trace[0]
+    assert trace[11]["recent"] == [2, 4, 6, 8, 10]  # previous frame 10 + older even frames
+    assert trace[10]["recent"] == [2, 4, 6, 8, 9]  # previous frame 9 is always used
+
+
 def test_dam4sam_every_frame_no_drm_equals_sam2(predictor, video, sam2_run):
     ref, _ = sam2_run
     policy = DAM4SAMPolicy("sam2_equivalent")

@@ -14,7 +14,10 @@ Segmentation with a Training-Free Memory Tree"), implemented on our SAM 2 tracki
   branches from pathways not yet continued, then by score.
 * **IoU-gated memory**: a tracked frame enters a pathway's memory only if its predicted IoU is
   above ``iou_threshold`` (default 0.1) and the object is predicted present; the pathway's
-  previous frame is always attended to. ``iou_threshold=None`` disables the gate.
+  previous frame is always attended to. ``iou_threshold=None`` disables the gate. The memory
+  frames, nearest first, take SAM 2's recent-memory slots and object-pointer offsets by rank
+  (the nearest one the adjacent slot, ...), so frames left out by the gate are replaced by
+  older valid ones.
 * **Offline answer**: the output of a pass is the history of the highest-scoring pathway at the end
   (`MemoryPolicy.end_pass` revises the frames where it differs from what was yielded online).
 
@@ -31,8 +34,7 @@ from dataclasses import dataclass, field
 import torch
 
 from threeam.errors import InputError
-from threeam.eval.baselines.policy import (Candidates, MemoryPolicy, bank_view, candidate_output, candidate_step,
-                                           sam2_memory_frames)
+from threeam.eval.baselines.policy import Candidates, MemoryPolicy, bank_view, candidate_output, candidate_step
 from threeam.predictor.state import COND
 
 __all__ = ["SAM2LongConfig", "SAM2LONG_PRESETS", "SAM2LongPolicy"]
@@ -135,13 +137,19 @@ class SAM2LongPolicy(MemoryPolicy):
         paths = self.paths.setdefault(obj_idx, [_Pathway()])
         cond = bank[COND]
         branches: list[_Branch] = []
+        model = predictor.model
+        n_ptrs = max(min(state.num_frames, model.max_obj_ptrs_in_encoder) - 1, model.num_maskmem - 1)
         for pi, path in enumerate(paths):
-            non_cond = dict(path.memory)
+            # memory frames: the gated ones plus the previous frame, nearest first; they take SAM 2's
+            # recent slots (and pointer offsets) by rank
+            valid = set(path.memory)
             if path.last is not None:
-                non_cond[path.last] = path.history[path.last]
+                valid.add(path.last)
+            nearest = sorted(valid, reverse=not reverse)[:n_ptrs]
+            step = 1 if reverse else -1
+            non_cond = {frame_idx + step * i: path.history[t] for i, t in enumerate(nearest, 1)}
             if pi == 0:
-                self._trace(obj_idx, frame_idx, list(cond),
-                            sam2_memory_frames(predictor.model, frame_idx, non_cond, reverse))
+                self._trace(obj_idx, frame_idx, list(cond), nearest[:model.num_maskmem - 1])
             cands = candidate_step(predictor, state, bank_view(cond, non_cond), frame_idx, reverse)
             ks = range(cands.num) if cands.present else [cands.best]
             for k in ks:
