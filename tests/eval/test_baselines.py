@@ -242,3 +242,26 @@ def test_dam4sam_ram_selection_rules():
     assert policy._ram_sources(mem, 23, False, 6) == [21, 5]
     back = _ObjectMemory(outputs={t: {} for t in range(3, 20)}, usable={t: True for t in range(3, 20)})
     assert policy._ram_sources(back, 2, True, 6) == [3, 5, 10, 15]
+
+
+def test_sam2long_survivor_selection():
+    from threeam.eval.baselines.sam2long import _Branch
+
+    m = np.zeros((4, 4), bool)
+    sure = _cands([m], [0.5])  # object score 3 > uncertainty 2
+    sure.object_score_logits = torch.tensor([[3.0]])
+    unsure = _cands([m], [0.5])
+    unsure.object_score_logits = torch.tensor([[1.0]])
+
+    def branches(c):  # (score, parent, k, iou)
+        spec = [(-0.1, 0, 0, 0.90), (-0.2, 0, 1, 0.901), (-0.3, 0, 2, 0.5), (-0.4, 1, 0, 0.899), (-0.5, 1, 1, 0.3)]
+        return [_Branch(sc, p, k, iou, c) for sc, p, k, iou in spec]
+
+    policy = SAM2LongPolicy()  # P = 3
+    assert [(b.parent, b.k) for b in policy._select(branches(sure))] == [(0, 0), (0, 1), (0, 2)]
+    # ambiguous frame: distinct rounded IoUs first (0.90 and 0.901 and 0.899 all round to 0.9)
+    assert [(b.parent, b.k) for b in policy._select(branches(unsure))] == [(0, 0), (0, 2), (1, 1)]
+    policy2 = SAM2LongPolicy(SAM2LongConfig(num_pathways=3, uncertainty=2.0))
+    same = [_Branch(-0.1 * i, i // 2, i % 2, 0.9, unsure) for i in range(4)]  # one rounded IoU
+    # then the best branch of each pathway not yet continued, then by score
+    assert [(b.parent, b.k) for b in policy2._select(same)] == [(0, 0), (0, 1), (1, 0)]  # sorted by score

@@ -4,14 +4,14 @@ From the SAM2Long paper's description (Ding et al., "SAM2Long: Enhancing SAM 2 f
 Segmentation with a Training-Free Memory Tree"), implemented on our SAM 2 tracking step:
 
 * **P pathways** (default 3), each with its own memory history. On every frame each pathway runs
-  SAM 2's step against its own memory and yields the decoder's M = 3 multimask candidates
-  (one, its best, when the object is predicted absent: the candidates are then all the same
-  empty mask), giving up to 3P branches.
+  SAM 2's step against its own memory and yields the decoder's M = 3 multimask candidates,
+  giving 3P branches.
 * **Cumulative score** of a branch = parent's score + ``log(max(predicted IoU, 0) + 1e-5)``; the P
   best branches survive (ties: earlier pathway, then earlier candidate, as ``argmax``).
 * **Uncertain frames**: when every branch's ``|object score logit| <= uncertainty`` (default 2),
-  survivors are picked for diversity: first branches whose IoU rounded to 2 decimals is new, then
-  branches from pathways not yet continued, then by score.
+  survivors are picked for diversity: first branches whose IoU rounded to 2 decimals (negated
+  when the object is predicted absent) is new, then the best branch of each pathway not yet
+  continued, then by score.
 * **IoU-gated memory**: a tracked frame enters a pathway's memory only if its predicted IoU is
   above ``iou_threshold`` (default 0.1) and the object is predicted present; the pathway's
   previous frame is always attended to. ``iou_threshold=None`` disables the gate. The memory
@@ -118,7 +118,7 @@ class SAM2LongPolicy(MemoryPolicy):
         chosen: list[_Branch] = []
         seen_iou: set[float] = set()
         for b in ranked:
-            r = round(b.iou, 2)
+            r = round(b.iou if b.cands.present else -b.iou, 2)
             if len(chosen) < p and r not in seen_iou:
                 chosen.append(b)
                 seen_iou.add(r)
@@ -151,8 +151,7 @@ class SAM2LongPolicy(MemoryPolicy):
             if pi == 0:
                 self._trace(obj_idx, frame_idx, list(cond), nearest[:model.num_maskmem - 1])
             cands = candidate_step(predictor, state, bank_view(cond, non_cond), frame_idx, reverse)
-            ks = range(cands.num) if cands.present else [cands.best]
-            for k in ks:
+            for k in range(cands.num):
                 iou = float(cands.ious[k])
                 branches.append(_Branch(path.score + math.log(max(iou, 0.0) + cfg.eps), pi, k, iou, cands))
         survivors = self._select(branches)
