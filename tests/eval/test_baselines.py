@@ -261,7 +261,10 @@ def test_sam2long_survivor_selection():
     assert [(b.parent, b.k) for b in policy._select(branches(sure))] == [(0, 0), (0, 1), (0, 2)]
     # ambiguous frame: distinct rounded IoUs first (0.90 and 0.901 and 0.899 all round to 0.9)
     assert [(b.parent, b.k) for b in policy._select(branches(unsure))] == [(0, 0), (0, 2), (1, 1)]
-    policy2 = SAM2LongPolicy(SAM2LongConfig(num_pathways=3, uncertainty=2.0))
+    policy2 = SAM2LongPolicy(SAM2LongConfig(num_pathways=2, uncertainty=2.0))
     same = [_Branch(-0.1 * i, i // 2, i % 2, 0.9, unsure) for i in range(4)]  # one rounded IoU
-    # then the best branch of each pathway not yet continued, then by score
-    assert [(b.parent, b.k) for b in policy2._select(same)] == [(0, 0), (0, 1), (1, 0)]  # sorted by score
+    # then the best branch of a pathway not yet continued (by score alone: (0, 0), (0, 1))
+    assert [(b.parent, b.k) for b in policy2._select(same)] == [(0, 0), (1, 0)]
+    for b in same:
+        b.cands = sure
+    assert [(b.parent, b.k) for b in policy2._select(same)] == [(0, 0), (0, 1)]
