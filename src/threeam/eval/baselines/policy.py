@@ -215,15 +215,16 @@ class PolicyPredictorMixin:
         yield from super().propagate_in_video(inference_state, start_frame_idx=start_frame_idx,
                                               max_frame_num_to_track=max_frame_num_to_track, reverse=reverse,
                                               progress=progress)
-        revised = self.policy.end_pass(self, inference_state) or {}
-        frames = set()
-        for obj_idx, outs in revised.items():
-            bank = inference_state.output_dict_per_obj[obj_idx][NON_COND]
-            for t, out in outs.items():
-                if bank.get(t) is not out:
-                    bank[t] = out
-                    frames.add(t)
-        self._revised = {t: self._frame_masks(inference_state, t) for t in sorted(frames)}
+        with torch.inference_mode():
+            revised = self.policy.end_pass(self, inference_state) or {}
+            frames = set()
+            for obj_idx, outs in revised.items():
+                bank = inference_state.output_dict_per_obj[obj_idx][NON_COND]
+                for t, out in outs.items():
+                    if bank.get(t) is not out:
+                        bank[t] = out
+                        frames.add(t)
+            self._revised = {t: self._frame_masks(inference_state, t) for t in sorted(frames)}
 
     def revised_outputs(self, inference_state) -> dict[int, torch.Tensor]:
         """Frames whose final masks differ from what the last pass yielded (offline policies):
