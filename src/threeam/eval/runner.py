@@ -495,7 +495,8 @@ def run_evaluation(scenes: Iterable, methods: str | Sequence[str], out_dir: str 
         _write_tables(tmp, results, averaging)
         _write_overlays(tmp, overlay_data, results, config.worst_overlays)
         cfg_doc = {"methods": names, "averaging": averaging, "config": asdict(config),
-                   "model_preset": str(context.model_preset), "checkpoint": None if context.checkpoint is None
+                   "model_preset": context.model_preset if isinstance(context.model_preset, str)
+                   else getattr(context.model_preset, "to_dict", lambda: str(context.model_preset))(), "checkpoint": None if context.checkpoint is None
                    else str(context.checkpoint), "device": context.device, "random_weights": context.random_weights,
                    "scenes": [s.name for s in scene_list]}
         atomic_write_text(tmp / "config.json", json.dumps(_json_safe(cfg_doc), indent=1) + "\n")
