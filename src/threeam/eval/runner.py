@@ -47,7 +47,8 @@ from threeam.eval.protocol import load_sequence, score_object, track_objects
 from threeam.io.atomic import atomic_write_text
 
 __all__ = ["EvalContext", "MethodSpec", "METHODS", "register_method", "resolve_methods", "EvalConfig",
-           "MethodResult", "EvalResults", "run_evaluation", "PeakMemory", "TABLE_COLUMNS"]
+           "MethodResult", "EvalResults", "run_evaluation", "PeakMemory", "TABLE_COLUMNS", "table_rows",
+           "render_markdown", "open_scenes", "DATA_FORMATS"]
 
 
 # ----------------------------------------------------------------------------------------- methods
