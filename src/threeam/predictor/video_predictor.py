@@ -1,0 +1,795 @@
+"""SAM 2 video predictor: the interactive session API (init_state / add prompts / propagate).
+
+Same methods, arguments, defaults and results as the official ``SAM2VideoPredictor`` (Dec-2024
+release): objects are tracked independently (batch 1 per object) on shared per-frame backbone
+features, so objects can be added at any time; prompted frames are held back until
+`propagate_in_video_preflight` encodes them into memory; memories are stored as bfloat16.
+
+Differences, all on the friendly side:
+
+* the predictor wraps a model (`SAM2Base`) instead of being one: ``VideoPredictor(model, ...)`` or
+  ``VideoPredictor.from_pretrained("sam2.1_hiera_t", checkpoint=...)``;
+* ``init_state`` also takes a numpy array / torch tensor ``(T, H, W, 3)`` uint8 and a
+  ``video_size=(H, W)`` for frames that were already resized (see `threeam.io.video`);
+* bad input (points outside the frame, unknown object ids, wrong mask size, ...) raises
+  `threeam.errors.InputError` with a clear message before anything in the state changes;
+  ``remove_object`` raises for an unknown id unless ``strict=False``;
+* hole filling (``fill_hole_area``) runs on any device (CPU connected components);
+* ``progress=False`` silences the tqdm progress bar.
+
+The per-frame backbone features come from one hook, `VideoPredictor.compute_backbone_features`;
+subclasses (the 3AM predictor) override it to replace the stride-16 feature.
+"""
+from __future__ import annotations
+
+import numbers
+from collections import OrderedDict
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from threeam.errors import InputError
+from threeam.io.video import VideoSource, load_video_frames
+from threeam.predictor.postprocess import fill_holes_in_mask_scores
+from threeam.predictor.state import COND, NON_COND, InferenceState, empty_output_dict
+
+NO_OBJ_SCORE = -1024.0  # mask logit of an object that has no output on a frame
+
+PREDICTOR_OPTIONS = (
+    "fill_hole_area",
+    "non_overlap_masks",
+    "clear_non_cond_mem_around_input",
+    "add_all_frames_to_correct_as_cond",
+    "binarize_mask_from_pts_for_mem_enc",
+)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class VideoPredictor:
+    """Interactive SAM 2 video segmentation around a `SAM2Base` model.
+
+    Args:
+        model: a `threeam.models.sam2.sam2_base.SAM2Base` (put in eval mode here).
+        config: optional predictor options object (e.g. `VideoPredictorConfig`); its attributes named
+            like the keywords below are used, explicit keywords win.
+        fill_hole_area: fill background holes of at most this many pixels (low-res mask) with a
+            small positive logit; 0 turns it off (official default 0).
+        non_overlap_masks: at each pixel keep only the highest-scoring object in the outputs.
+        clear_non_cond_mem_around_input: after a correction on frame t, drop the tracked
+            (non-conditioning) memories within ``num_maskmem`` frames of t for that object.
+        add_all_frames_to_correct_as_cond: a frame that gets a correction becomes a conditioning frame.
+        binarize_mask_from_pts_for_mem_enc: None keeps the model's setting; a bool sets it on the model
+            (threshold masks from clicks at 0 before encoding them into memory).
+        progress: show a tqdm progress bar while propagating.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: Any = None,
+        *,
+        fill_hole_area: int | None = None,
+        non_overlap_masks: bool | None = None,
+        clear_non_cond_mem_around_input: bool | None = None,
+        add_all_frames_to_correct_as_cond: bool | None = None,
+        binarize_mask_from_pts_for_mem_enc: bool | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model = model.eval()
+        explicit = dict(
+            fill_hole_area=fill_hole_area,
+            non_overlap_masks=non_overlap_masks,
+            clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
+            add_all_frames_to_correct_as_cond=add_all_frames_to_correct_as_cond,
+            binarize_mask_from_pts_for_mem_enc=binarize_mask_from_pts_for_mem_enc,
+        )
+        defaults = dict(fill_hole_area=0, non_overlap_masks=False, clear_non_cond_mem_around_input=False,
+                        add_all_frames_to_correct_as_cond=False, binarize_mask_from_pts_for_mem_enc=None)
+        opts = {}
+        for name in PREDICTOR_OPTIONS:
+            value = explicit[name]
+            if value is None and config is not None:
+                value = getattr(config, name, None)
+            opts[name] = defaults[name] if value is None else value
+        if not _is_int(opts["fill_hole_area"]) or opts["fill_hole_area"] < 0:
+            raise InputError(f"fill_hole_area must be an integer >= 0 (pixels), got {opts['fill_hole_area']!r}")
+        self.fill_hole_area = int(opts["fill_hole_area"])
+        self.non_overlap_masks = bool(opts["non_overlap_masks"])
+        self.clear_non_cond_mem_around_input = bool(opts["clear_non_cond_mem_around_input"])
+        self.add_all_frames_to_correct_as_cond = bool(opts["add_all_frames_to_correct_as_cond"])
+        if opts["binarize_mask_from_pts_for_mem_enc"] is not None:
+            self.model.binarize_mask_from_pts_for_mem_enc = bool(opts["binarize_mask_from_pts_for_mem_enc"])
+        self.progress = progress
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        preset_or_config: Any,
+        checkpoint: Any = None,
+        device: str | torch.device = "cpu",
+        **options: Any,
+    ) -> "VideoPredictor":
+        """Build the model with `threeam.models.sam2.build.build_sam2` and wrap it.
+
+        As the official ``build_sam2_video_predictor`` / ``SAM2VideoPredictor.from_pretrained``,
+        the predictor options default to `VideoPredictorConfig()` (hole filling up to 8 pixels,
+        binarised click masks for the memory encoder).
+
+        Args:
+            preset_or_config: a preset name such as ``"sam2.1_hiera_t"`` or a `SAM2Config`.
+            checkpoint: a checkpoint path or hub id (see ``build_sam2``); None keeps random weights.
+            device: where the model runs.
+            **options: ``config=`` a `VideoPredictorConfig`, any of its fields to override it, and
+                ``progress``.
+        """
+        import dataclasses
+
+        from threeam.models.sam2.build import build_sam2
+        from threeam.models.sam2.config import VideoPredictorConfig
+
+        config = options.pop("config", None)
+        config = VideoPredictorConfig() if config is None else config
+        progress = options.pop("progress", True)
+        names = {f.name for f in dataclasses.fields(VideoPredictorConfig)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise InputError(f"unknown predictor option(s) {unknown}; valid: {sorted(names | {'config', 'progress'})}")
+        config = dataclasses.replace(config, **options)
+        model = build_sam2(preset_or_config, checkpoint=checkpoint, device=device, video_config=config)
+        return cls(model, config, progress=progress)
+
+    @property
+    def image_size(self) -> int:
+        """The model's square input size S."""
+        return int(self.model.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------ session
+    @torch.inference_mode()
+    def init_state(
+        self,
+        video: VideoSource,
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        async_loading_frames: bool = False,
+        video_size: tuple[int, int] | None = None,
+    ) -> InferenceState:
+        """Load a video and start a session.
+
+        Args:
+            video: a frames folder (jpg/jpeg/png, ordered by the number in the names), a video file
+                (mp4/mov/avi/...), or a uint8 array/tensor ``(T, H, W, 3)``.
+            offload_video_to_cpu: keep the normalised frames on the CPU (saves GPU memory).
+            offload_state_to_cpu: keep masks and memories on the CPU (object pointers stay on the device).
+            async_loading_frames: for a frames folder, load frames in a background thread.
+            video_size: ``(H, W)`` of the original video when the frames given were already resized;
+                prompts are then read, and outputs produced, in that frame. Frames that already
+                are ``S x S`` are never resized again.
+
+        Returns:
+            An `InferenceState`; the backbone features of frame 0 are computed and cached.
+        """
+        device = self.device
+        frames_device = torch.device("cpu") if offload_video_to_cpu else device
+        video_data = load_video_frames(video, self.image_size, video_size=video_size, device=frames_device,
+                                       async_loading_frames=async_loading_frames)
+        state = InferenceState(
+            images=video_data.images,
+            num_frames=video_data.num_frames,
+            video_height=video_data.video_height,
+            video_width=video_data.video_width,
+            device=device,
+            storage_device=torch.device("cpu") if offload_state_to_cpu else device,
+            offload_video_to_cpu=offload_video_to_cpu,
+            offload_state_to_cpu=offload_state_to_cpu,
+            source=video_data.source,
+        )
+        self._get_image_feature(state, frame_idx=0, batch_size=1)  # warm up and cache frame 0
+        return state
+
+    # ------------------------------------------------------------------ validation helpers
+    def _check_frame_idx(self, state: InferenceState, frame_idx: Any, name: str = "frame_idx") -> int:
+        if not _is_int(frame_idx):
+            raise InputError(f"{name} must be an integer, got {frame_idx!r}")
+        if not 0 <= frame_idx < state.num_frames:
+            raise InputError(f"{name} {frame_idx} is out of range: the video has {state.num_frames} frames "
+                             f"(valid 0..{state.num_frames - 1})")
+        return int(frame_idx)
+
+    @staticmethod
+    def _check_obj_id(obj_id: Any) -> int:
+        if not _is_int(obj_id):
+            raise InputError(f"obj_id must be an integer, got {obj_id!r}")
+        return int(obj_id)
+
+    def _known_obj_idx(self, state: InferenceState, obj_id: Any) -> int:
+        obj_id = self._check_obj_id(obj_id)
+        idx = state.obj_id_to_idx.get(obj_id)
+        if idx is None:
+            raise InputError(f"unknown object id {obj_id}: it was never prompted in this session "
+                             f"(known ids: {list(state.obj_ids)})")
+        return idx
+
+    def _obj_id_to_idx(self, state: InferenceState, obj_id: int) -> int:
+        """Map a user object id to its model-side index, adding a new object if needed."""
+        idx = state.obj_id_to_idx.get(obj_id)
+        if idx is not None:
+            return idx
+        idx = len(state.obj_id_to_idx)
+        state.obj_id_to_idx[obj_id] = idx
+        state.obj_idx_to_id[idx] = obj_id
+        state.obj_ids = list(state.obj_id_to_idx)
+        state.point_inputs_per_obj[idx] = {}
+        state.mask_inputs_per_obj[idx] = {}
+        state.output_dict_per_obj[idx] = empty_output_dict()
+        state.temp_output_dict_per_obj[idx] = empty_output_dict()
+        state.frames_tracked_per_obj[idx] = {}
+        return idx
+
+    def _obj_idx_to_id(self, state: InferenceState, obj_idx: int) -> int:
+        return state.obj_idx_to_id[obj_idx]
+
+    def _get_obj_num(self, state: InferenceState) -> int:
+        return len(state.obj_idx_to_id)
+
+    @staticmethod
+    def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
+        try:
+            t = value.detach().to("cpu", torch.float32) if isinstance(value, torch.Tensor) \
+                else torch.as_tensor(np.asarray(value, dtype=np.float32))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{name} must be numbers, got {value!r}") from exc
+        if not torch.isfinite(t).all():
+            raise InputError(f"{name} must be finite numbers, got {t.tolist()}")
+        return t
+
+    def _check_coords(self, state: InferenceState, coords: torch.Tensor, name: str, normalize_coords: bool) -> None:
+        """coords (..., 2) as (x, y): inside the video frame (pixels) or in [0, 1] without normalisation."""
+        if normalize_coords:
+            max_x, max_y, unit = float(state.video_width), float(state.video_height), "video pixels"
+        else:
+            max_x, max_y, unit = 1.0, 1.0, "normalised [0, 1] coordinates (normalize_coords=False)"
+        flat = coords.reshape(-1, 2)
+        bad = (flat[:, 0] < 0) | (flat[:, 0] > max_x) | (flat[:, 1] < 0) | (flat[:, 1] > max_y)
+        if bad.any():
+            x, y = flat[bad][0].tolist()
+            raise InputError(f"{name} ({x:g}, {y:g}) is outside the frame: (x, y) must lie in "
+                             f"[0, {max_x:g}] x [0, {max_y:g}] {unit}")
+
+    def _prepare_point_prompt(self, state, points, labels, box, normalize_coords, clear_old_points):
+        """Validate the prompt and turn it into model-input coordinates: ((1, P, 2), (1, P) int32)."""
+        if (points is None) != (labels is None):
+            raise InputError("points and labels must be given together (one label per point)")
+        if points is None and box is None:
+            raise InputError("give points (with labels) or a box")
+        if points is not None:
+            pts = self._as_float_tensor(points, "points")
+            if pts.dim() == 3 and pts.shape[0] == 1:
+                pts = pts[0]
+            if pts.dim() != 2 or pts.shape[-1] != 2:
+                raise InputError(f"points must have shape (N, 2) as (x, y), got {tuple(pts.shape)}")
+            lab = labels.detach().to("cpu") if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+            if lab.dim() == 2 and lab.shape[0] == 1:
+                lab = lab[0]
+            if lab.dim() != 1:
+                raise InputError(f"labels must have shape (N,), got {tuple(lab.shape)}")
+            if lab.shape[0] != pts.shape[0]:
+                raise InputError(f"got {pts.shape[0]} points but {lab.shape[0]} labels; give one label per point")
+            if lab.is_floating_point() and not torch.equal(lab, lab.round()):
+                raise InputError(f"labels must be integers (1 positive, 0 negative), got {lab.tolist()}")
+            lab = lab.to(torch.int32)
+            allowed = {-1, 0, 1, 2, 3}
+            if not set(lab.tolist()) <= allowed:
+                raise InputError(f"labels must be 1 (positive) or 0 (negative) (2/3 box corners, -1 padding), "
+                                 f"got {lab.tolist()}")
+            self._check_coords(state, pts, "point", normalize_coords)
+        else:
+            pts = torch.zeros(0, 2, dtype=torch.float32)
+            lab = torch.zeros(0, dtype=torch.int32)
+        if box is not None:
+            if not clear_old_points:
+                raise InputError("a box must come before any click: add it with clear_old_points=True")
+            b = self._as_float_tensor(box, "box")
+            if b.numel() != 4:
+                raise InputError(f"box must be 4 numbers (x0, y0, x1, y1), got shape {tuple(b.shape)}")
+            b = b.reshape(2, 2)
+            if b[1, 0] < b[0, 0] or b[1, 1] < b[0, 1]:
+                raise InputError(f"box (x0, y0, x1, y1) = {tuple(b.reshape(-1).tolist())} needs x1 >= x0 and y1 >= y0")
+            self._check_coords(state, b, "box corner", normalize_coords)
+            pts = torch.cat([b, pts], dim=0)
+            lab = torch.cat([torch.tensor([2, 3], dtype=torch.int32), lab], dim=0)
+        if normalize_coords:
+            pts = pts / torch.tensor([state.video_width, state.video_height], dtype=torch.float32)
+        pts = pts * self.image_size
+        return pts[None].to(state.device), lab[None].to(state.device)
+
+    # ------------------------------------------------------------------ prompts
+    @torch.inference_mode()
+    def add_new_points_or_box(
+        self,
+        inference_state: InferenceState,
+        frame_idx: int,
+        obj_id: int,
+        points: Any = None,
+        labels: Any = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: Any = None,
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """Add clicks and/or a box for one object on one frame.
+
+        Args:
+            points: ``(N, 2)`` as (x, y) in video pixels (in [0, 1] if ``normalize_coords=False``).
+            labels: ``(N,)``: 1 positive, 0 negative.
+            clear_old_points: replace this frame's earlier clicks for the object (else append).
+            box: ``(x0, y0, x1, y1)`` in the same coordinates; it becomes the first two points.
+
+        Returns:
+            ``(frame_idx, obj_ids, video_res_masks)``: mask logits ``(num_objects, 1, H, W)`` at video
+            resolution for every object on this frame (objects without output there get -1024).
+        """
+        state = inference_state
+        frame_idx = self._check_frame_idx(state, frame_idx)
+        obj_id = self._check_obj_id(obj_id)
+        new_points, new_labels = self._prepare_point_prompt(state, points, labels, box, normalize_coords,
+                                                            clear_old_points)
+        obj_idx = self._obj_id_to_idx(state, obj_id)
+        point_inputs_per_frame = state.point_inputs_per_obj[obj_idx]
+        old = None if clear_old_points else point_inputs_per_frame.get(frame_idx)
+        if old is None:
+            point_inputs = {"point_coords": new_points, "point_labels": new_labels}
+        else:
+            point_inputs = {"point_coords": torch.cat([old["point_coords"], new_points], dim=1),
+                            "point_labels": torch.cat([old["point_labels"], new_labels], dim=1)}
+        point_inputs_per_frame[frame_idx] = point_inputs
+        state.mask_inputs_per_obj[obj_idx].pop(frame_idx, None)
+
+        is_init_cond_frame, reverse, is_cond, storage_key = self._frame_role(state, obj_idx, frame_idx)
+        obj_output_dict = state.output_dict_per_obj[obj_idx]
+        obj_temp_output_dict = state.temp_output_dict_per_obj[obj_idx]
+        # the latest logits of this object on this frame are fed back as a mask prompt
+        prev_out = obj_temp_output_dict[storage_key].get(frame_idx)
+        if prev_out is None:
+            prev_out = obj_output_dict[COND].get(frame_idx)
+            if prev_out is None:
+                prev_out = obj_output_dict[NON_COND].get(frame_idx)
+        prev_sam_mask_logits = None
+        if prev_out is not None and prev_out["pred_masks"] is not None:
+            prev_sam_mask_logits = torch.clamp(prev_out["pred_masks"].to(state.device), -32.0, 32.0)
+        current_out, _ = self._run_single_frame_inference(
+            state, obj_output_dict, frame_idx, batch_size=1, is_init_cond_frame=is_init_cond_frame,
+            point_inputs=point_inputs, mask_inputs=None, reverse=reverse,
+            run_mem_encoder=False,  # encoded in propagate_in_video_preflight, once the prompts are final
+            prev_sam_mask_logits=prev_sam_mask_logits,
+        )
+        obj_temp_output_dict[storage_key][frame_idx] = current_out
+        return self._frame_result(state, frame_idx, is_cond)
+
+    def add_new_points(self, *args, **kwargs):
+        """Deprecated alias of `add_new_points_or_box` (kept for official API compatibility)."""
+        return self.add_new_points_or_box(*args, **kwargs)
+
+    @torch.inference_mode()
+    def add_new_mask(
+        self,
+        inference_state: InferenceState,
+        frame_idx: int,
+        obj_id: int,
+        mask: Any,
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """Give one object's mask on one frame.
+
+        Args:
+            mask: ``(H, W)`` bool (or 0/1) mask at video resolution.
+
+        Returns:
+            ``(frame_idx, obj_ids, video_res_masks)`` as `add_new_points_or_box`.
+        """
+        state = inference_state
+        frame_idx = self._check_frame_idx(state, frame_idx)
+        obj_id = self._check_obj_id(obj_id)
+        m = mask.detach().to("cpu") if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+        if m.dim() != 2:
+            raise InputError(f"mask must be 2-D (H, W) = ({state.video_height}, {state.video_width}), "
+                             f"got shape {tuple(m.shape)}")
+        if tuple(m.shape) != (state.video_height, state.video_width):
+            raise InputError(f"mask has size {tuple(m.shape)} but the video frames are "
+                             f"(H, W) = ({state.video_height}, {state.video_width})")
+        mask_inputs = (m > 0.5 if m.is_floating_point() else m.bool()).float()[None, None].to(state.device)
+        size = self.image_size
+        if mask_inputs.shape[-2:] != (size, size):
+            mask_inputs = F.interpolate(mask_inputs, size=(size, size), mode="bilinear", align_corners=False,
+                                        antialias=True)
+            mask_inputs = (mask_inputs >= 0.5).float()
+
+        obj_idx = self._obj_id_to_idx(state, obj_id)
+        state.mask_inputs_per_obj[obj_idx][frame_idx] = mask_inputs
+        state.point_inputs_per_obj[obj_idx].pop(frame_idx, None)
+        is_init_cond_frame, reverse, is_cond, storage_key = self._frame_role(state, obj_idx, frame_idx)
+        current_out, _ = self._run_single_frame_inference(
+            state, state.output_dict_per_obj[obj_idx], frame_idx, batch_size=1,
+            is_init_cond_frame=is_init_cond_frame, point_inputs=None, mask_inputs=mask_inputs, reverse=reverse,
+            run_mem_encoder=False,
+        )
+        state.temp_output_dict_per_obj[obj_idx][storage_key][frame_idx] = current_out
+        return self._frame_result(state, frame_idx, is_cond)
+
+    def _frame_role(self, state: InferenceState, obj_idx: int, frame_idx: int):
+        """(is_init_cond_frame, reverse, is_cond, storage_key) for a prompt on a frame.
+
+        A frame the object was never tracked on is an initial conditioning frame (segmented
+        without memory, like SAM); a tracked frame gets a correction (with memory), kept as a
+        conditioning frame only with ``add_all_frames_to_correct_as_cond``.
+        """
+        tracked = state.frames_tracked_per_obj[obj_idx]
+        is_init_cond_frame = frame_idx not in tracked
+        reverse = False if is_init_cond_frame else tracked[frame_idx]["reverse"]
+        is_cond = is_init_cond_frame or self.add_all_frames_to_correct_as_cond
+        return is_init_cond_frame, reverse, is_cond, COND if is_cond else NON_COND
+
+    def _frame_result(self, state: InferenceState, frame_idx: int, is_cond: bool):
+        consolidated = self._consolidate_temp_output_across_obj(state, frame_idx, is_cond=is_cond,
+                                                                consolidate_at_video_res=True)
+        _, video_res_masks = self._get_orig_video_res_output(state, consolidated["pred_masks_video_res"])
+        return frame_idx, list(state.obj_ids), video_res_masks
+
+    # ------------------------------------------------------------------ outputs
+    def _get_orig_video_res_output(self, state: InferenceState, any_res_masks: torch.Tensor):
+        """Resize mask logits (N, 1, h, w) to the video size (bilinear) and apply the optional
+        non-overlap constraint. Returns (any_res_masks on the device, video_res_masks (N, 1, H, W))."""
+        any_res_masks = any_res_masks.to(state.device, non_blocking=True)
+        if any_res_masks.shape[-2:] == (state.video_height, state.video_width):
+            video_res_masks = any_res_masks
+        else:
+            video_res_masks = F.interpolate(any_res_masks, size=(state.video_height, state.video_width),
+                                            mode="bilinear", align_corners=False)
+        if self.non_overlap_masks:
+            video_res_masks = self.model._apply_non_overlapping_constraints(video_res_masks)
+        return any_res_masks, video_res_masks
+
+    def _consolidate_temp_output_across_obj(self, state: InferenceState, frame_idx: int, is_cond: bool,
+                                            consolidate_at_video_res: bool = False) -> dict:
+        """Gather every object's latest logits on a frame into one (num_objects, 1, h, w) tensor
+        (pending outputs first, then the bank; objects without output get NO_OBJ_SCORE)."""
+        batch_size = self._get_obj_num(state)
+        storage_key = COND if is_cond else NON_COND
+        if consolidate_at_video_res:
+            h, w, key = state.video_height, state.video_width, "pred_masks_video_res"
+        else:
+            h = w = self.image_size // 4
+            key = "pred_masks"
+        consolidated = torch.full((batch_size, 1, h, w), NO_OBJ_SCORE, dtype=torch.float32,
+                                  device=state.storage_device)
+        for obj_idx in range(batch_size):
+            out = state.temp_output_dict_per_obj[obj_idx][storage_key].get(frame_idx)
+            if out is None:
+                out = state.output_dict_per_obj[obj_idx][COND].get(frame_idx)
+            if out is None:
+                out = state.output_dict_per_obj[obj_idx][NON_COND].get(frame_idx)
+            if out is None:
+                continue
+            obj_mask = out["pred_masks"].to(consolidated.device)
+            if obj_mask.shape[-2:] != (h, w):
+                obj_mask = F.interpolate(obj_mask, size=(h, w), mode="bilinear", align_corners=False)
+            consolidated[obj_idx:obj_idx + 1] = obj_mask
+        return {key: consolidated}
+
+    # ------------------------------------------------------------------ propagation
+    @torch.inference_mode()
+    def propagate_in_video_preflight(self, inference_state: InferenceState) -> None:
+        """Encode the prompted frames into memory and merge them into each object's bank."""
+        state = inference_state
+        batch_size = self._get_obj_num(state)
+        if batch_size == 0:
+            raise InputError("no prompts yet: add points, a box or a mask (add_new_points_or_box / add_new_mask) "
+                             "before propagating")
+        for obj_idx in range(batch_size):
+            obj_output_dict = state.output_dict_per_obj[obj_idx]
+            obj_temp_output_dict = state.temp_output_dict_per_obj[obj_idx]
+            for storage_key in (NON_COND, COND):
+                for frame_idx, out in obj_temp_output_dict[storage_key].items():
+                    if out["maskmem_features"] is None:
+                        high_res_masks = F.interpolate(out["pred_masks"].to(state.device),
+                                                       size=(self.image_size, self.image_size),
+                                                       mode="bilinear", align_corners=False)
+                        out["maskmem_features"], out["maskmem_pos_enc"] = self._run_memory_encoder(
+                            state, frame_idx, batch_size=1, high_res_masks=high_res_masks,
+                            object_score_logits=out["object_score_logits"], is_mask_from_pts=True)
+                    obj_output_dict[storage_key][frame_idx] = out
+                    if self.clear_non_cond_mem_around_input:
+                        self._clear_obj_non_cond_mem_around_input(state, frame_idx, obj_idx)
+                obj_temp_output_dict[storage_key].clear()
+            if len(obj_output_dict[COND]) == 0:
+                obj_id = self._obj_idx_to_id(state, obj_idx)
+                raise InputError(f"object id {obj_id} has no prompt on any frame; add points, a box or a mask "
+                                 "for it (or remove_object it) before propagating")
+            for frame_idx in obj_output_dict[COND]:
+                obj_output_dict[NON_COND].pop(frame_idx, None)
+
+    @torch.inference_mode()
+    def propagate_in_video(
+        self,
+        inference_state: InferenceState,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+        progress: bool | None = None,
+    ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+        """Track every object through the video.
+
+        Args:
+            start_frame_idx: first frame (default: the earliest prompted frame).
+            max_frame_num_to_track: at most this many frames after (before, in reverse) the start
+                (default: the whole video).
+            reverse: track towards frame 0.
+            progress: show a progress bar (default: the predictor's ``progress``).
+
+        Yields:
+            ``(frame_idx, obj_ids, video_res_masks)`` with mask logits ``(num_objects, 1, H, W)``
+            (threshold at 0).
+        """
+        state = inference_state
+        if start_frame_idx is not None:
+            start_frame_idx = self._check_frame_idx(state, start_frame_idx, "start_frame_idx")
+        if max_frame_num_to_track is not None and (not _is_int(max_frame_num_to_track) or max_frame_num_to_track < 0):
+            raise InputError(f"max_frame_num_to_track must be an integer >= 0, got {max_frame_num_to_track!r}")
+        self.propagate_in_video_preflight(state)
+
+        obj_ids = list(state.obj_ids)
+        num_frames = state.num_frames
+        batch_size = self._get_obj_num(state)
+        if start_frame_idx is None:
+            start_frame_idx = min(t for d in state.output_dict_per_obj.values() for t in d[COND])
+        if max_frame_num_to_track is None:
+            max_frame_num_to_track = num_frames
+        if reverse:
+            end_frame_idx = max(start_frame_idx - max_frame_num_to_track, 0)
+            order = range(start_frame_idx, end_frame_idx - 1, -1) if start_frame_idx > 0 else range(0)
+        else:
+            end_frame_idx = min(start_frame_idx + max_frame_num_to_track, num_frames - 1)
+            order = range(start_frame_idx, end_frame_idx + 1)
+
+        show = self.progress if progress is None else progress
+        for frame_idx in tqdm(order, desc="propagate in video", disable=not show):
+            pred_masks_per_obj = []
+            for obj_idx in range(batch_size):
+                obj_output_dict = state.output_dict_per_obj[obj_idx]
+                if frame_idx in obj_output_dict[COND]:
+                    # a prompted frame: its output is already in the bank
+                    pred_masks = obj_output_dict[COND][frame_idx]["pred_masks"].to(state.device, non_blocking=True)
+                    if self.clear_non_cond_mem_around_input:
+                        self._clear_obj_non_cond_mem_around_input(state, frame_idx, obj_idx)
+                else:
+                    current_out, pred_masks = self._run_single_frame_inference(
+                        state, obj_output_dict, frame_idx, batch_size=1, is_init_cond_frame=False,
+                        point_inputs=None, mask_inputs=None, reverse=reverse, run_mem_encoder=True)
+                    obj_output_dict[NON_COND][frame_idx] = current_out
+                state.frames_tracked_per_obj[obj_idx][frame_idx] = {"reverse": reverse}
+                pred_masks_per_obj.append(pred_masks)
+            all_pred_masks = torch.cat(pred_masks_per_obj, dim=0) if batch_size > 1 else pred_masks_per_obj[0]
+            _, video_res_masks = self._get_orig_video_res_output(state, all_pred_masks)
+            yield frame_idx, obj_ids, video_res_masks
+
+    # ------------------------------------------------------------------ editing
+    @torch.inference_mode()
+    def clear_all_prompts_in_frame(self, inference_state: InferenceState, frame_idx: int, obj_id: int,
+                                   need_output: bool = True):
+        """Remove one object's prompts on a frame; its output there (if any) becomes a tracked frame.
+
+        Returns ``(frame_idx, obj_ids, video_res_masks)`` when ``need_output``, else None.
+        """
+        state = inference_state
+        frame_idx = self._check_frame_idx(state, frame_idx)
+        obj_idx = self._known_obj_idx(state, obj_id)
+        state.point_inputs_per_obj[obj_idx].pop(frame_idx, None)
+        state.mask_inputs_per_obj[obj_idx].pop(frame_idx, None)
+        temp = state.temp_output_dict_per_obj
+        temp[obj_idx][COND].pop(frame_idx, None)
+        temp[obj_idx][NON_COND].pop(frame_idx, None)
+        obj_output_dict = state.output_dict_per_obj[obj_idx]
+        out = obj_output_dict[COND].pop(frame_idx, None)
+        if out is not None:
+            obj_output_dict[NON_COND][frame_idx] = out
+            state.frames_tracked_per_obj[obj_idx].pop(frame_idx, None)
+        if not need_output:
+            return None
+        is_cond = any(frame_idx in d[COND] for d in temp.values())
+        return self._frame_result(state, frame_idx, is_cond)
+
+    @torch.inference_mode()
+    def reset_state(self, inference_state: InferenceState) -> None:
+        """Forget every prompt, output and object id (the video and its cached features stay)."""
+        state = inference_state
+        self._reset_tracking_results(state)
+        state.obj_id_to_idx.clear()
+        state.obj_idx_to_id.clear()
+        state.obj_ids.clear()
+        state.point_inputs_per_obj.clear()
+        state.mask_inputs_per_obj.clear()
+        state.output_dict_per_obj.clear()
+        state.temp_output_dict_per_obj.clear()
+        state.frames_tracked_per_obj.clear()
+
+    def _reset_tracking_results(self, state: InferenceState) -> None:
+        for container in (state.point_inputs_per_obj, state.mask_inputs_per_obj, state.frames_tracked_per_obj):
+            for v in container.values():
+                v.clear()
+        for container in (state.output_dict_per_obj, state.temp_output_dict_per_obj):
+            for v in container.values():
+                v[COND].clear()
+                v[NON_COND].clear()
+
+    @torch.inference_mode()
+    def remove_object(self, inference_state: InferenceState, obj_id: int, strict: bool = True,
+                      need_output: bool = True):
+        """Remove an object from the session.
+
+        An unknown id raises `InputError` (``strict=False`` ignores it, as the official default does).
+
+        Returns:
+            ``(obj_ids, updated_frames)``: the remaining ids and, with ``need_output``, a list of
+            ``(frame_idx, video_res_masks)`` for the frames where the removed object had prompts.
+        """
+        state = inference_state
+        obj_id = self._check_obj_id(obj_id)
+        old_idx = state.obj_id_to_idx.get(obj_id)
+        updated_frames: list[tuple[int, torch.Tensor]] = []
+        if old_idx is None:
+            if not strict:
+                return list(state.obj_ids), updated_frames
+            raise InputError(f"cannot remove object id {obj_id}: no such object (known ids: {list(state.obj_ids)})")
+        if len(state.obj_id_to_idx) == 1:
+            self.reset_state(state)
+            return list(state.obj_ids), updated_frames
+
+        input_frames = set(state.point_inputs_per_obj[old_idx]) | set(state.mask_inputs_per_obj[old_idx])
+        for frame_idx in input_frames:
+            self.clear_all_prompts_in_frame(state, frame_idx, obj_id, need_output=False)
+
+        old_ids = list(state.obj_ids)
+        remain = [i for i in range(len(old_ids)) if i != old_idx]
+        old_to_new = {old: new for new, old in enumerate(remain)}
+        new_ids = [old_ids[i] for i in remain]
+        state.obj_id_to_idx = OrderedDict((oid, i) for i, oid in enumerate(new_ids))
+        state.obj_idx_to_id = OrderedDict((i, oid) for i, oid in enumerate(new_ids))
+        state.obj_ids = new_ids
+        for container in (state.point_inputs_per_obj, state.mask_inputs_per_obj, state.output_dict_per_obj,
+                          state.temp_output_dict_per_obj, state.frames_tracked_per_obj):
+            items = {old_to_new[k]: v for k, v in container.items() if k in old_to_new}
+            container.clear()
+            container.update(items)
+
+        if need_output:
+            temp = state.temp_output_dict_per_obj
+            for frame_idx in sorted(input_frames):
+                is_cond = any(frame_idx in d[COND] for d in temp.values())
+                _, _, masks = self._frame_result(state, frame_idx, is_cond)
+                updated_frames.append((frame_idx, masks))
+        return list(state.obj_ids), updated_frames
+
+    def _clear_non_cond_mem_around_input(self, state: InferenceState, frame_idx: int) -> None:
+        """Drop every object's tracked memories within ``stride * num_maskmem`` frames of `frame_idx`."""
+        for obj_idx in range(self._get_obj_num(state)):
+            self._clear_obj_non_cond_mem_around_input(state, frame_idx, obj_idx)
+
+    def _clear_obj_non_cond_mem_around_input(self, state: InferenceState, frame_idx: int, obj_idx: int) -> None:
+        """Drop one object's tracked memories within ``stride * num_maskmem`` frames of `frame_idx`
+        (they may describe the object as it was before a correction)."""
+        r = self.model.memory_temporal_stride_for_eval * self.model.num_maskmem
+        non_cond = state.output_dict_per_obj[obj_idx][NON_COND]
+        for t in range(frame_idx - r, frame_idx + r + 1):
+            non_cond.pop(t, None)
+
+    # ------------------------------------------------------------------ features (the hook)
+    def compute_backbone_features(self, inference_state: InferenceState, frame_idx: int,
+                                  image: torch.Tensor) -> dict:
+        """Backbone output for one frame: THE hook for feature-level extensions.
+
+        Args:
+            inference_state: the session (gives subclasses access to the whole video).
+            frame_idx: the frame's index.
+            image: normalised frame ``(1, 3, S, S)`` on the model's device.
+
+        Returns:
+            ``{"backbone_fpn": [...], "vision_pos_enc": [...], ...}`` as `SAM2Base.forward_image`:
+            lists highest resolution first; with high-res features three levels
+            ``(1, C/8, S/4, S/4)``, ``(1, C/4, S/8, S/8)``, ``(1, C, S/16, S/16)``, the last one being
+            the stride-16 feature used by memory attention, the SAM heads and the memory encoder.
+
+        The result is cached per frame (the most recent frame), so this runs once per frame visit.
+        A subclass may replace ``backbone_fpn[-1]`` (same shape) to fuse other features in, e.g. the
+        3AM Feature Merger; the positional encodings should stay as they are.
+        """
+        return self.model.forward_image(image)
+
+    def _get_image_feature(self, inference_state: InferenceState, frame_idx: int, batch_size: int):
+        """Backbone features of a frame, expanded to `batch_size` objects and flattened.
+
+        Returns ``(image (B, 3, S, S), backbone_out, vision_feats [(HW, B, C_l)],
+        vision_pos_embeds [(HW, B, C)], feat_sizes [(H, W)])``.
+        """
+        state = inference_state
+        image, backbone_out = state.cached_features.get(frame_idx, (None, None))
+        if backbone_out is None:
+            image = state.images[frame_idx].to(state.device).float().unsqueeze(0)
+            backbone_out = self.compute_backbone_features(state, frame_idx, image)
+            state.cached_features = {frame_idx: (image, backbone_out)}
+        expanded = {
+            "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
+            "vision_pos_enc": [p.expand(batch_size, -1, -1, -1) for p in backbone_out["vision_pos_enc"]],
+        }
+        features = self.model._prepare_backbone_features(expanded)
+        return (image.expand(batch_size, -1, -1, -1),) + tuple(features)
+
+    # ------------------------------------------------------------------ one frame
+    def _run_single_frame_inference(self, inference_state: InferenceState, output_dict: dict, frame_idx: int,
+                                    batch_size: int, is_init_cond_frame: bool, point_inputs: dict | None,
+                                    mask_inputs: torch.Tensor | None, reverse: bool, run_mem_encoder: bool,
+                                    prev_sam_mask_logits: torch.Tensor | None = None):
+        """Segment one frame for one object (batch 1) against its memory bank.
+
+        Returns ``(compact_out, pred_masks)``: the dict to store (memory as bfloat16 on the storage
+        device) and the low-res logits ``(B, 1, S/4, S/4)`` on the device (hole-filled if enabled).
+        """
+        state = inference_state
+        _, _, vision_feats, vision_pos, feat_sizes = self._get_image_feature(state, frame_idx, batch_size)
+        current_out = self.model.track_step(
+            frame_idx=frame_idx, is_init_cond_frame=is_init_cond_frame, current_vision_feats=vision_feats,
+            current_vision_pos_embeds=vision_pos, feat_sizes=feat_sizes, point_inputs=point_inputs,
+            mask_inputs=mask_inputs, output_dict=output_dict, num_frames=state.num_frames,
+            track_in_reverse=reverse, run_mem_encoder=run_mem_encoder, prev_sam_mask_logits=prev_sam_mask_logits,
+        )
+        maskmem_features = current_out["maskmem_features"]
+        if maskmem_features is not None:
+            maskmem_features = maskmem_features.to(torch.bfloat16).to(state.storage_device, non_blocking=True)
+        pred_masks_gpu = current_out["pred_masks"]
+        if self.fill_hole_area > 0:
+            pred_masks_gpu = fill_holes_in_mask_scores(pred_masks_gpu, self.fill_hole_area)
+        compact = {
+            "maskmem_features": maskmem_features,
+            "maskmem_pos_enc": self._get_maskmem_pos_enc(state, current_out),
+            "pred_masks": pred_masks_gpu.to(state.storage_device, non_blocking=True),
+            "obj_ptr": current_out["obj_ptr"],
+            "object_score_logits": current_out["object_score_logits"],
+        }
+        return compact, pred_masks_gpu
+
+    def _run_memory_encoder(self, inference_state: InferenceState, frame_idx: int, batch_size: int,
+                            high_res_masks: torch.Tensor, object_score_logits: torch.Tensor,
+                            is_mask_from_pts: bool):
+        """Encode (B, 1, S, S) mask logits on a frame into memory: (bfloat16 features, [pos_enc])."""
+        state = inference_state
+        _, _, vision_feats, _, feat_sizes = self._get_image_feature(state, frame_idx, batch_size)
+        maskmem_features, maskmem_pos_enc = self.model._encode_new_memory(
+            current_vision_feats=vision_feats, feat_sizes=feat_sizes, pred_masks_high_res=high_res_masks,
+            object_score_logits=object_score_logits, is_mask_from_pts=is_mask_from_pts)
+        maskmem_features = maskmem_features.to(torch.bfloat16).to(state.storage_device, non_blocking=True)
+        maskmem_pos_enc = self._get_maskmem_pos_enc(state, {"maskmem_pos_enc": maskmem_pos_enc})
+        return maskmem_features, maskmem_pos_enc
+
+    def _get_maskmem_pos_enc(self, state: InferenceState, current_out: dict):
+        """The memory positional encoding is the same for every frame and object: keep one copy."""
+        out_enc = current_out["maskmem_pos_enc"]
+        if out_enc is None:
+            return None
+        if "maskmem_pos_enc" not in state.constants:
+            state.constants["maskmem_pos_enc"] = [x[0:1].clone() for x in out_enc]
+        cached = state.constants["maskmem_pos_enc"]
+        b = out_enc[0].size(0)
+        return [x.expand(b, -1, -1, -1) for x in cached]
+
+
+# the official class name
+SAM2VideoPredictor = VideoPredictor
+
+__all__ = ["VideoPredictor", "SAM2VideoPredictor", "NO_OBJ_SCORE", "InferenceState"]
