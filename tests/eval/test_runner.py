@@ -109,12 +109,24 @@ def test_eval_refuses_existing_output_and_overwrites_on_request(golden_dir, tmp_
     assert not list(tmp_path.glob(".run.*"))  # no temporary folders left behind
 
 
-def test_eval_3am_and_unknown_methods_give_clear_errors(golden_dir, tmp_path):
-    args = _args(golden_dir, tmp_path / "a")
-    args[args.index("--methods") + 1] = "sam2,3am"
+def test_eval_fresh_3am_equals_sam2_and_needs_weights(golden_dir, tmp_path):
+    """A fresh 3AM (zero-initialised merger, SAM 2 weights shared) scores exactly like SAM 2."""
+    args = _args(golden_dir, tmp_path / "a", "--max-sequences", "2", "--worst", "0")
+    args[args.index("--methods") + 1] = "sam2,3am,3am+dam4sam"
     res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2 and "3AM model is not available" in res.output
-    assert not (tmp_path / "a").exists()
+    assert res.exit_code == 0, res.output
+    rows = {r["method"]: r for r in json.loads((tmp_path / "a" / "results.json").read_text())["rows"]}
+    for key in ("whole_iou", "whole_tracking_recall", "whole_accuracy"):
+        assert rows["3am"][key] == rows["sam2"][key], key
+    no_weights = [a for a in _args(golden_dir, tmp_path / "b") if a != "--random-weights"]
+    no_weights[no_weights.index("--methods") + 1] = "3am"
+    res = CliRunner().invoke(app, no_weights)
+    assert res.exit_code == 2 and "checkpoint" in res.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_eval_unknown_methods_give_clear_errors(golden_dir, tmp_path):
+    args = _args(golden_dir, tmp_path / "a")
     args[args.index("--methods") + 1] = "sam2,nope"
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "unknown method" in res.output and "sam2long" in res.output

@@ -20,6 +20,10 @@ def register(app: typer.Typer) -> None:
         model_config: Path = typer.Option(None, "--model-config",
                                           help="SAM 2 model config as an official-style JSON (overrides --model-preset)."),
         checkpoint: str = typer.Option(None, "--checkpoint", help="SAM 2 checkpoint path or hub id."),
+        threeam_checkpoint: str = typer.Option(None, "--3am-checkpoint",
+                                               help="3AM checkpoint folder or hub id (methods 3am, 3am+...)."),
+        threeam_preset: str = typer.Option(None, "--3am-preset",
+                                           help="3AM preset for --random-weights runs (e.g. 3am_tiny)."),
         random_weights: bool = typer.Option(False, "--random-weights",
                                             help="Deterministic random weights (smoke tests; scores are meaningless)."),
         seed: int = typer.Option(0, "--seed", help="Seed of --random-weights and of synthetic scenes."),
@@ -70,8 +74,10 @@ def register(app: typer.Typer) -> None:
             if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
                 raise InputError(f"output folder {out} already exists and is not empty; pass --overwrite "
                                  "to replace it or choose another --out")
+            extra = {k: v for k, v in (("3am_checkpoint", threeam_checkpoint), ("3am_preset", threeam_preset))
+                     if v is not None}
             context = EvalContext(model_preset=preset, checkpoint=checkpoint, device=device,
-                                  random_weights=random_weights, seed=seed)
+                                  random_weights=random_weights, seed=seed, extra=extra)
             scenes = open_scenes(data, fmt, split=split, synth_preset=synth_preset, synth_frames=synth_frames,
                                  seed=seed, device=device, stride=stride)
             results = run_evaluation(scenes, names, out, context, config)

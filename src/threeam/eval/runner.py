@@ -3,9 +3,9 @@ prediction files and overlays of the worst tracks.
 
 Methods are registered factories (:func:`register_method`): ``build(context) -> VideoPredictor``.
 Built in: ``sam2`` (plain SAM 2), ``sam2long`` and ``dam4sam`` (memory policies on SAM 2), and
-``3am``, ``3am+sam2long``, ``3am+dam4sam`` (the paper's Table 7 combinations), which need
-``threeam.predictor.build_3am_predictor(context)``; until that exists they raise a clear
-`InputError`. Anyone can add methods with :func:`register_method`.
+``3am``, ``3am+sam2long``, ``3am+dam4sam`` (the paper's Table 7 combinations), built by
+``threeam.predictor.build_3am_predictor(context)`` (a 3AM checkpoint in
+``context.extra["3am_checkpoint"]``, or random weights for smoke tests). Anyone can add methods with :func:`register_method`.
 
 Output folder (written under a temporary name and renamed at the end; an existing folder is
 never replaced unless ``overwrite``)::

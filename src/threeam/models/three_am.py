@@ -238,3 +238,13 @@ def merger_parameter_breakdown(model: ThreeAM) -> dict[str, int]:
     parts = {name: sum(p.numel() for p in child.parameters()) for name, child in model.merger.named_children()}
     parts["total"] = sum(p.numel() for p in model.merger.parameters())
     return parts
+
+
+def from_pretrained(source: str, device: str | torch.device = "cpu") -> ThreeAM:
+    """`ThreeAM` from a 3AM checkpoint folder or hub id (see `threeam.models.three_am_weights`)."""
+    from threeam.models.three_am_weights import load_threeam
+
+    return load_threeam(source, device=device)
+
+
+ThreeAM.from_pretrained = staticmethod(from_pretrained)

@@ -198,3 +198,44 @@ def randomize_weights(model: ThreeAM, seed: int = 0) -> None:
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.02 * torch.randn(p.shape, generator=g))
+
+
+def build_3am_predictor(ctx: Any) -> ThreeAMVideoPredictor:
+    """The evaluation runner's 3AM factory (``threeam eval --methods 3am``).
+
+    ``ctx`` is a `threeam.eval.runner.EvalContext`. With ``ctx.extra["3am_checkpoint"]`` (a 3AM
+    checkpoint folder or hub id) that model is used. Otherwise (only with ``random_weights``) the
+    3AM model shares the SAM 2 weights of the ``sam2`` method and gets random MUSt3R weights and a
+    fresh (zero-initialised) merger, so its scores equal plain SAM 2's: a check of the wiring. The
+    3AM configuration is ``ctx.extra["3am_preset"]`` if given, else SAM 2's preset with MUSt3R 512
+    and the paper's merger (a custom SAM 2 config, e.g. the debug model, gets the tiny MUSt3R and
+    merger).
+    """
+    from threeam.models.sam2.config import VideoPredictorConfig
+    from threeam.models.three_am import ThreeAMConfig, get_threeam_config, tiny_must3r_config
+
+    ckpt = ctx.extra.get("3am_checkpoint")
+    if ckpt is not None:
+        from threeam.models.three_am_weights import load_threeam
+
+        model = load_threeam(ckpt, device=ctx.device)
+    else:
+        if not ctx.random_weights:
+            raise InputError("3AM needs its weights: pass a 3AM checkpoint folder or hub id (--3am-checkpoint), "
+                             "or --random-weights for a smoke test")
+        preset = ctx.extra.get("3am_preset")
+        if preset is not None:
+            config = get_threeam_config(preset)
+        elif isinstance(ctx.model_preset, str):
+            config = ThreeAMConfig(ctx.model_preset, "must3r_512", "paper")
+        else:
+            tiny = get_threeam_config("3am_tiny")
+            config = ThreeAMConfig(ctx.model_preset, tiny_must3r_config(), "tiny", must3r_res=64, stream=tiny.stream)
+        model = ThreeAM(config)
+        randomize_weights(model, ctx.seed)
+        sam2 = ctx.sam2_model()
+        own = model.sam2.state_dict()
+        if all(k in own and own[k].shape == v.shape for k, v in sam2.state_dict().items()):
+            model.sam2.load_state_dict(sam2.state_dict())
+        model = model.to(ctx.device)
+    return ThreeAMVideoPredictor(model.eval(), VideoPredictorConfig(), progress=False)

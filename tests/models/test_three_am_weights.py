@@ -1,0 +1,82 @@
+"""3AM checkpoints: safetensors + JSON, all parts or trained parts referring to official files."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from threeam.errors import CheckpointError, InputError, OfflineError
+from threeam.models.merger import FeatureMergerConfig
+from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM, ThreeAMConfig, debug_sam2_config, tiny_must3r_config
+from threeam.models.three_am_weights import load_threeam, save_threeam
+from threeam.predictor.three_am_predictor import randomize_weights
+
+
+@pytest.fixture(scope="module")
+def model() -> ThreeAM:
+    m = ThreeAM("3am_tiny")
+    randomize_weights(m, seed=1)
+    with torch.no_grad():
+        m.merger.last_conv.weight.normal_(0, 0.1)  # a "trained" merger
+    return m.eval()
+
+
+def _same(a: ThreeAM, b: ThreeAM) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_all_parts_round_trip(model, tmp_path):
+    out = save_threeam(model, tmp_path / "ckpt")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    _same(model, ThreeAM.from_pretrained(str(out)))
+    with pytest.raises(InputError, match="already exists"):
+        save_threeam(model, out)
+    save_threeam(model, out, overwrite=True)
+
+
+def test_trained_parts_refer_to_official_files(model, tmp_path):
+    torch.save({"model": model.sam2.state_dict()}, tmp_path / "sam2.pt")
+    torch.save({"encoder": model.must3r.encoder.state_dict(), "decoder": model.must3r.decoder.state_dict(),
+                "args": argparse.Namespace(model="MUSt3R(...)")}, tmp_path / "must3r.pth")
+    out = save_threeam(model, tmp_path / "heads", parts="trained", sam2_checkpoint="../sam2.pt",
+                       must3r_checkpoint="../must3r.pth")
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["parts"] == "trained"
+    from safetensors.torch import load_file
+
+    keys = load_file(str(out / "model.safetensors")).keys()
+    assert keys and all(k.startswith(TRAINABLE_PREFIXES) for k in keys)
+    _same(model, load_threeam(out))
+    (tmp_path / "must3r.pth").unlink()
+    with pytest.raises(CheckpointError):
+        load_threeam(out)
+
+
+def test_mismatch_missing_and_offline_errors(model, tmp_path, monkeypatch):
+    out = save_threeam(model, tmp_path / "ckpt")
+    meta = json.loads((out / "config.json").read_text())
+    good = json.dumps(meta)
+    meta["config"]["merger"] = "paper"  # 12 heads cannot split the tiny 32-wide MUSt3R decoder
+    (out / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="invalid 3AM config"):
+        load_threeam(out)
+    # weights of a merger with other conv widths: the error names the keys and shapes
+    other = ThreeAM(ThreeAMConfig(debug_sam2_config(), tiny_must3r_config(), FeatureMergerConfig.preset("tiny", up_dim=8),
+                                  must3r_res=64))
+    save_threeam(other, tmp_path / "other")
+    (tmp_path / "other" / "config.json").write_text(good)
+    with pytest.raises(CheckpointError, match=r"shape mismatches \(merger\.up_conv"):
+        load_threeam(tmp_path / "other")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_threeam(tmp_path / "nowhere")
+    (out / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_threeam(out)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="someone/threeam-large"):
+        load_threeam("someone/threeam-large")
