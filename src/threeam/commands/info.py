@@ -1,0 +1,99 @@
+"""`threeam info`: configuration and parameter counts of SAM 2 / 3AM (built on the meta device)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def _count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe_model(model: str = "sam2", preset: Optional[str] = None, model_config: Optional[Path] = None) -> dict:
+    """Parameter counts per part (and, for 3AM, trainable vs frozen under the paper's rule)."""
+    import json
+
+    import torch
+
+    from threeam.errors import InputError
+
+    sam2_config = None
+    if model_config is not None:
+        from threeam.models.sam2.config import SAM2Config
+
+        if not Path(model_config).is_file():
+            raise InputError(f"--model-config {model_config}: no such file")
+        tree = json.loads(Path(model_config).read_text())
+        sam2_config = SAM2Config.from_official_dict(tree.get("config", tree))
+    if model == "sam2":
+        from threeam.models.sam2.build import build_sam2
+
+        net = build_sam2(sam2_config or preset or "sam2.1_hiera_l", device="meta")
+        sam2 = net
+        info = {"model": "sam2", "preset": preset if sam2_config is None else str(model_config)}
+    elif model == "3am":
+        import dataclasses
+
+        from threeam.models.three_am import ThreeAM, get_threeam_config
+
+        config = get_threeam_config(preset or "3am_hiera_l")
+        if sam2_config is not None:
+            config = dataclasses.replace(config, sam2=sam2_config)
+        net = ThreeAM(config, device=torch.device("meta"))
+        sam2 = net.sam2
+        info = {"model": "3am", "preset": preset or "3am_hiera_l"}
+    else:
+        raise InputError(f"--model must be sam2 or 3am, got {model!r}")
+    parts = {
+        "sam2.image_encoder": _count(sam2.image_encoder),
+        "sam2.memory_attention": _count(sam2.memory_attention),
+        "sam2.memory_encoder": _count(sam2.memory_encoder),
+        "sam2.sam_prompt_encoder": _count(sam2.sam_prompt_encoder),
+        "sam2.sam_mask_decoder": _count(sam2.sam_mask_decoder),
+    }
+    parts["sam2.other (object pointers, embeddings)"] = _count(sam2) - sum(parts.values())
+    if model == "3am":
+        parts["must3r.encoder"] = _count(net.must3r.encoder)
+        parts["must3r.decoder"] = _count(net.must3r.decoder)
+        for name, child in net.merger.named_children():
+            parts[f"merger.{name}"] = _count(child)
+        info["merger_parameters"] = _count(net.merger)
+        net.freeze_for_training()
+        info["trainable"] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        info["frozen"] = sum(p.numel() for p in net.parameters() if not p.requires_grad)
+    info["parts"] = parts
+    info["total"] = _count(net)
+    return info
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def info(
+        model: str = typer.Option("3am", "--model", help="sam2 or 3am."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="SAM 2 preset or 3AM preset (3am_hiera_l, 3am_tiny)."),
+        model_config: Optional[Path] = typer.Option(None, "--model-config", help="SAM 2 config JSON (official tree)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Print a model's parameter counts per part (the Feature Merger's included)."""
+        import json
+
+        from threeam.errors import ThreeAMError
+
+        try:
+            d = describe_model(model, preset, model_config)
+        except ThreeAMError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        if as_json:
+            typer.echo(json.dumps(d, indent=1))
+            return
+        typer.echo(f"model: {d['model']}  preset: {d['preset']}")
+        width = max(len(k) for k in d["parts"])
+        for name, n in d["parts"].items():
+            typer.echo(f"  {name:<{width}}  {n:>13,}")
+        typer.echo(f"  {'total':<{width}}  {d['total']:>13,}")
+        if "merger_parameters" in d:
+            typer.echo(f"Feature Merger: {d['merger_parameters']:,} parameters")
+            typer.echo(f"trainable (merger, memory attention, mask decoder): {d['trainable']:,}; frozen: {d['frozen']:,}")
