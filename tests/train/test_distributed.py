@@ -41,7 +41,7 @@ WORKER = textwrap.dedent('''
     torch.save({n: p.grad for n, p in model.named_parameters()}, out / f"grads{ctx.rank}.pt")
 
     # 2) the engine: 4 steps straight, and 2 + resume + 2
-    cfg = apply_overrides(get_preset("tiny-synthetic"), [
+    cfg = apply_overrides(get_preset("toy-engine"), [
         "run.progress=false", "run.max_steps=4", "run.ckpt_every=2", "run.log_every=1",
         "toy.hidden=16", "toy.dataset_size=16", "data.batch_size=2", "toy.dropout=0.2"])
     full = run_training(cfg, out / "full", ctx=ctx)

@@ -20,10 +20,10 @@ def test_paper_preset_matches_the_paper():
     assert cfg.task == "3am"
     assert cfg.model.sam2 == "sam2.1_hiera_l"
     lrs = {g.name: (g.prefixes, g.lr) for g in cfg.optim.groups}
-    assert lrs == {"memory_attention": (("memory_attention",), 5e-6),
-                   "mask_decoder": (("sam_mask_decoder",), 5e-6),
+    assert lrs == {"memory_attention": (("sam2.memory_attention",), 5e-6),
+                   "mask_decoder": (("sam2.sam_mask_decoder",), 5e-6),
                    "merger": (("merger",), 1e-5)}
-    assert set(cfg.optim.frozen_prefixes) == {"image_encoder", "must3r"}
+    assert set(cfg.optim.frozen_prefixes) == {"sam2.image_encoder", "must3r"}
     assert cfg.data.batch_size == 1 and cfg.run.max_steps == 1_000_000 and cfg.data.frames_per_clip == 8
     assert cfg.run.grad_accum_steps == 1
     src = {s.name: s for s in cfg.data.sources}
@@ -37,9 +37,9 @@ def test_paper_preset_matches_the_paper():
 
 
 def test_presets_are_fresh_and_unknown_names_listed():
-    assert set(PRESETS) == {"paper-scannetpp-ase-mose", "tiny-synthetic"}
-    assert get_preset("tiny-synthetic") == get_preset("tiny-synthetic")
-    with pytest.raises(InputError, match="valid presets: paper-scannetpp-ase-mose, tiny-synthetic"):
+    assert set(PRESETS) == {"paper-scannetpp-ase-mose", "tiny-synthetic", "toy-engine"}
+    assert get_preset("toy-engine") == get_preset("toy-engine")
+    with pytest.raises(InputError, match="valid presets: paper-scannetpp-ase-mose, tiny-synthetic, toy-engine"):
         get_preset("paper")
 
 
@@ -100,11 +100,12 @@ def test_override_keys_and_json_round_trip():
 
 def test_task_registry():
     assert "toy-regression" in TRAIN_TASKS
-    with pytest.raises(InputError, match="task '3am' is not registered.*register_task"):
-        build_task(get_preset("paper-scannetpp-ase-mose"), DistContext())
+    assert "3am" in TRAIN_TASKS
+    with pytest.raises(InputError, match="task 'nope' is not registered; registered tasks: 3am, toy-regression"):
+        build_task(apply_overrides(get_preset("toy-engine"), ["task=nope"]), DistContext())
     with pytest.raises(InputError, match="already registered"):
         register_task("toy-regression")(lambda cfg, ctx: None)
-    task = build_task(get_preset("tiny-synthetic"), DistContext())
+    task = build_task(get_preset("toy-engine"), DistContext())
     assert set(task.sources) == {"synthetic-static", "synthetic-dynamic"}
 
 
@@ -116,14 +117,14 @@ FAST = ["run.progress=false", "toy.hidden=16", "toy.dataset_size=16", "data.batc
 def test_cli_train_writes_checkpoint_and_events_then_resumes(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--preset", "tiny-synthetic", "--out", str(out), "run.max_steps=3", *FAST])
+    res = runner.invoke(app, ["train", "--preset", "toy-engine", "--out", str(out), "run.max_steps=3", *FAST])
     assert res.exit_code == 0, res.output
     assert "to step 3" in res.output
     assert [p.name for p in checkpointing.list_checkpoints(out)] == ["step_00000002", "step_00000003"]
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert json.loads((out / "config.json").read_text())["run"]["max_steps"] == 3
 
-    again = runner.invoke(app, ["train", "--preset", "tiny-synthetic", "--out", str(out), *FAST])
+    again = runner.invoke(app, ["train", "--preset", "toy-engine", "--out", str(out), *FAST])
     assert again.exit_code == 2 and "already holds checkpoints" in again.output
 
     res = runner.invoke(app, ["train", "--out", str(out), "--resume", "run.max_steps=5"])
@@ -140,13 +141,31 @@ def test_cli_errors(tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--preset is required" in res.output
-    res = runner.invoke(app, ["train", "--preset", "tiny-synthetic", "--out", str(tmp_path), "run.nope=1"])
+    res = runner.invoke(app, ["train", "--preset", "toy-engine", "--out", str(tmp_path), "run.nope=1"])
     assert res.exit_code == 2 and "unknown config key 'run.nope'" in res.output and "run.max_steps" in res.output
     res = runner.invoke(app, ["train", "--out", str(tmp_path), "--resume"])
     assert res.exit_code == 2 and "no checkpoint" in res.output
-    res = runner.invoke(app, ["train", "--preset", "paper-scannetpp-ase-mose", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "'3am' is not registered" in res.output
+    res = runner.invoke(app, ["train", "--preset", "toy-engine", "--out", str(tmp_path), "task=nope"])
+    assert res.exit_code == 2 and "'nope' is not registered" in res.output
     res = runner.invoke(app, ["train", "--preset", "paper-scannetpp-ase-mose", "--print-config", "run.max_steps=7"])
     assert res.exit_code == 0 and json.loads(res.output)["run"]["max_steps"] == 7
-    res = runner.invoke(app, ["train", "--preset", "tiny-synthetic", "--list-keys"])
+    res = runner.invoke(app, ["train", "--preset", "toy-engine", "--list-keys"])
     assert res.exit_code == 0 and "optim.groups.merger.lr" in res.output.split()
+
+
+def test_paper_groups_fit_the_real_3am_model():
+    """The paper preset's groups claim exactly memory attention, mask decoder and merger of SAM 2.1-L 3AM."""
+    import torch
+
+    from threeam.models.three_am import ThreeAM
+    from threeam.train.optim import assign_parameters
+
+    model = ThreeAM("3am_hiera_l", device=torch.device("meta"))
+    assignment = assign_parameters(model, get_preset("paper-scannetpp-ase-mose").optim)
+    counts = {g: sum(p.numel() for _, p in params) for g, params in assignment.trainable.items()}
+    assert counts == {"memory_attention": sum(p.numel() for p in model.sam2.memory_attention.parameters()),
+                      "mask_decoder": sum(p.numel() for p in model.sam2.sam_mask_decoder.parameters()),
+                      "merger": sum(p.numel() for p in model.merger.parameters())}
+    frozen = {n for n, _ in assignment.frozen}
+    assert {f"sam2.image_encoder.{n}" for n, _ in model.sam2.image_encoder.named_parameters()} <= frozen
+    assert {f"must3r.{n}" for n, _ in model.must3r.named_parameters()} <= assignment.frozen_explicit

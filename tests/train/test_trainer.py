@@ -24,7 +24,7 @@ from threeam.train.trainer import IndexedSource, MixtureSampler, Trainer, seed_e
 
 def toy_config(*overrides: str):
     base = ["run.progress=false", "toy.hidden=16", "toy.dataset_size=24", "data.batch_size=4"]
-    return apply_overrides(get_preset("tiny-synthetic"), base + list(overrides))
+    return apply_overrides(get_preset("toy-engine"), base + list(overrides))
 
 
 def make_trainer(cfg, out: Path) -> Trainer:
@@ -293,7 +293,7 @@ def test_checkpoint_files_pruning_and_errors(tmp_path):
     extra = torch.load(ck / "optim.pt", weights_only=True)
     assert set(extra) == {"optimizer", "scheduler"} and extra["scheduler"]["last_epoch"] == 7
     state = json.loads((ck / "state.json").read_text())
-    assert state["step"] == 7 and state["config"]["name"] == "tiny-synthetic"
+    assert state["step"] == 7 and state["config"]["name"] == "toy-engine"
     assert sum(state["positions"].values()) == 7 and len(state["rng"]) == 1
     assert (tmp_path / "tb").is_dir() and any((tmp_path / "tb").iterdir())
 

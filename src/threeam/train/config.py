@@ -169,6 +169,8 @@ class DataConfig:
     """FoV-aware sampling threshold: keep a candidate if > tau of its mask points fall in the reference frustum."""
     image_size: int = 1024
     """SAM 2 input resolution (square)."""
+    num_clips: int = 0
+    """0: every step draws a new clip; N > 0: clip i is clip i mod N (a fixed set, e.g. overfitting checks)."""
 
     def __post_init__(self) -> None:
         _check_names_unique("data source", [s.name for s in self.sources])
@@ -178,6 +180,7 @@ class DataConfig:
         _check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
         _check(0.0 <= self.fov_tau <= 1.0, f"data.fov_tau must lie in [0, 1], got {self.fov_tau}")
         _check(self.image_size >= 16, f"data.image_size must be >= 16, got {self.image_size}")
+        _check(self.num_clips >= 0, f"data.num_clips must be >= 0, got {self.num_clips}")
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class ModelConfig:
     """SAM 2 preset (paper: SAM 2.1-Large)."""
     sam2_checkpoint: str | None = None
     """SAM 2 checkpoint path or hub id; None = the preset's default."""
-    must3r: str = "must3r_512_dpt"
+    must3r: str = "must3r_512"
     """MUSt3R preset."""
     must3r_checkpoint: str | None = None
     merger: str = "paper"

@@ -78,9 +78,10 @@ def paper_scannetpp_ase_mose() -> TrainConfig:
     MOSE); weight decay 0.1 without decay on biases and norms, cosine schedule to 1/10 of the peak,
     no warm-up, gradient clipping at norm 0.1 and bf16 autocast (all as SAM 2.1's fine-tuning
     configs); MUSt3R checkpoint ``MUSt3R_512``; input size 1024; checkpoint every 10k steps.
-    Parameter prefixes assume the 3AM model exposes SAM 2's official module names
-    (``image_encoder``, ``memory_attention``, ``sam_mask_decoder``) plus ``merger`` and
-    ``must3r``; a prefix that matches nothing is an error, so a mismatch cannot pass silently.
+    Parameter prefixes follow the `ThreeAM` module's layout (``sam2.<official SAM 2 names>``,
+    ``must3r``, ``merger``); a prefix that matches nothing is an error, so a mismatch cannot pass
+    silently. Parameters no group claims (memory encoder, prompt encoder, object-pointer heads)
+    stay frozen, as in the paper.
     """
     return TrainConfig(
         name="paper-scannetpp-ase-mose",
@@ -89,11 +90,11 @@ def paper_scannetpp_ase_mose() -> TrainConfig:
         model=ModelConfig(sam2="sam2.1_hiera_l", must3r="MUSt3R_512", merger="paper"),
         optim=OptimConfig(
             groups=(
-                ParamGroupConfig("memory_attention", ("memory_attention",), lr=5e-6),
-                ParamGroupConfig("mask_decoder", ("sam_mask_decoder",), lr=5e-6),
+                ParamGroupConfig("memory_attention", ("sam2.memory_attention",), lr=5e-6),
+                ParamGroupConfig("mask_decoder", ("sam2.sam_mask_decoder",), lr=5e-6),
                 ParamGroupConfig("merger", ("merger",), lr=1e-5),
             ),
-            frozen_prefixes=("image_encoder", "must3r"),
+            frozen_prefixes=("sam2.image_encoder", "must3r"),
             weight_decay=0.1,
             schedule="cosine",
             warmup_steps=0,
@@ -118,15 +119,52 @@ def paper_scannetpp_ase_mose() -> TrainConfig:
 
 
 def tiny_synthetic() -> TrainConfig:
-    """Small and fast: generated scenes, a tiny model, one GPU in under an hour (all our choices).
-
-    Until the 3AM task is registered this preset trains the ``toy-regression`` task (the
-    ``toy`` fields size it); its data sources are the generated static and dynamic scenes, which
-    the toy task stands in for with one random regression set each. The learning rates are far
-    above the paper's because a tiny model trained from scratch needs them.
+    """Small and fast 3AM training on generated scenes (all our choices): the debug SAM 2
+    (image 256), a tiny MUSt3R and the tiny merger, 4-frame clips from two generated wide-baseline
+    scenes per source (FoV-aware p = 0.8 on the static source, continuous on the other), mask
+    prompts on the static source and points/boxes/masks on the other. Sized for one GPU in well
+    under an hour; it also runs on a CPU. The learning rates are far above the paper's because a
+    tiny model trained from random weights needs them (with official weights, start from the
+    paper's rates).
     """
     return TrainConfig(
         name="tiny-synthetic",
+        task="3am",
+        seed=0,
+        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
+        optim=OptimConfig(
+            groups=(
+                ParamGroupConfig("memory_attention", ("sam2.memory_attention",), lr=1e-3),
+                ParamGroupConfig("mask_decoder", ("sam2.sam_mask_decoder",), lr=1e-3),
+                ParamGroupConfig("merger", ("merger",), lr=2e-3),
+            ),
+            frozen_prefixes=("sam2.image_encoder", "must3r"),
+            weight_decay=0.0,
+            schedule="cosine",
+            warmup_steps=20,
+            min_lr_ratio=0.1,
+            grad_clip_norm=1.0,
+        ),
+        loss=LossWeights(),
+        data=DataConfig(
+            sources=(
+                DataSourceConfig("synthetic-static", weight=0.8, fov_prob=0.8, prompt_kinds=("mask",)),
+                DataSourceConfig("synthetic-dynamic", weight=0.2, fov_prob=0.0, prompt_kinds=("point", "box", "mask")),
+            ),
+            frames_per_clip=4,
+            batch_size=1,
+            image_size=256,
+        ),
+        run=RunConfig(max_steps=2000, grad_accum_steps=1, amp="bf16", log_every=10, ckpt_every=500, keep_last=2),
+    )
+
+
+def toy_engine() -> TrainConfig:
+    """The training engine's own test recipe: the ``toy-regression`` task (a small MLP whose parts
+    carry the 3AM module names, not a segmentation model) with the shape of ``tiny-synthetic``.
+    Used by the engine's tests (resume, DDP, CLI); it trains nothing useful."""
+    return TrainConfig(
+        name="toy-engine",
         task="toy-regression",
         seed=0,
         model=ModelConfig(sam2="sam2.1_hiera_t", must3r="MUSt3R_224_cvpr", merger="tiny"),
@@ -161,6 +199,7 @@ def tiny_synthetic() -> TrainConfig:
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "paper-scannetpp-ase-mose": paper_scannetpp_ase_mose,
     "tiny-synthetic": tiny_synthetic,
+    "toy-engine": toy_engine,
 }
 """Preset name -> function building a fresh TrainConfig."""
 
@@ -293,7 +332,7 @@ class OverfitCheck:
 
 OVERFIT_CHECKS: dict[str, OverfitCheck] = {
     "toy-regression": OverfitCheck(
-        preset="tiny-synthetic",
+        preset="toy-engine",
         overrides=("task=toy-regression", "run.max_steps=300", "toy.dropout=0.0", "toy.hidden=16",
                    "toy.dataset_size=24", "data.batch_size=4", "optim.schedule=constant",
                    "optim.warmup_steps=0", "run.ckpt_every=1000", "run.log_every=50", "run.progress=false"),
@@ -346,3 +385,7 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
         trainer.resume()
     trainer.fit(until)
     return trainer
+
+
+# the 3AM task registers itself (TRAIN_TASKS["3am"], OVERFIT_CHECKS["3am"]) on import
+from threeam.train import three_am_task as _three_am_task  # noqa: E402,F401
