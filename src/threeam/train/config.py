@@ -145,6 +145,9 @@ class DataSourceConfig:
     """Prompt kinds simulated on this source (subset of ``mask``, ``point``, ``box``)."""
     root: str = ""
     """Dataset folder (empty: not configured; generated sources ignore it)."""
+    cache: str = ""
+    """MUSt3R feature cache of this source (`threeam precompute`); FoV-sampled clips read it, continuous
+    clips run MUSt3R on the fly (the paper's split). Empty: always on the fly."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "a data source needs a non-empty name")

@@ -105,7 +105,8 @@ def _clip_source(source, scenes: list, config: TrainConfig, seed: int):
         data = load_clip(scenes[clip.scene_index], clip)
         rng = np.random.default_rng(item_seed)
         return {"rgb": data.rgb, "masks": data.masks, "prompt_kind": kinds[int(rng.integers(len(kinds)))],
-                "prompt_seed": item_seed, "mode": clip.mode}
+                "prompt_seed": item_seed, "mode": clip.mode, "scene_name": clip.scene_name,
+                "frames": list(clip.frames), "cache": source.cache if clip.mode == "fov" else ""}
 
     return lambda position, ctx: iter(IndexedSource(get_item, 1 << 20, batch_size=None, seed=seed,
                                                     shuffle=False)(position, ctx))
@@ -118,11 +119,13 @@ def _unwrap(model: nn.Module) -> ThreeAM:
 
 
 def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind: str = "mask",
-                 prompt_seed: int = 0) -> tuple[list[FrameOutputs], torch.Tensor]:
+                 prompt_seed: int = 0, geometry: list | None = None) -> tuple[list[FrameOutputs], torch.Tensor]:
     """Run 3AM over one clip with gradients in the trainable parts.
 
     Args:
         rgb: (T, H, W, 3) uint8 frames; masks: (T, H, W) bool GT masks of the object.
+        geometry: MUSt3R outputs of the T frames (e.g. from the feature cache); None runs MUSt3R
+            over the clip (a fresh streaming memory, frame 0 as reference).
     Returns:
         per-frame `FrameOutputs` (multimask logits at S x S) and the targets (T, 1, S, S).
     """
@@ -133,8 +136,11 @@ def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind
     images = torch.stack([frame_to_model_input(f, S) for f in rgb]).to(device)
     with torch.no_grad():
         backbone = sam2.forward_image(images)
-        session = Must3rStreamingSession(model.must3r, model.stream_config)
-        geometry = [session.add_frame(f) for f in rgb]
+        if geometry is None:
+            session = Must3rStreamingSession(model.must3r, model.stream_config)
+            geometry = [session.add_frame(f) for f in rgb]
+        elif len(geometry) != T:
+            raise InputError(f"got MUSt3R outputs for {len(geometry)} frames but the clip has {T}")
     gt = torch.from_numpy(masks).float()[:, None].to(device)
     targets = F.interpolate(gt, size=(S, S), mode="bilinear", align_corners=False) > 0.5
     prompt = initial_prompt(masks[0], prompt_kind, rng=prompt_seed)
@@ -166,10 +172,19 @@ def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind
 
 def make_step_fn(config: TrainConfig):
     loss_fn = SAM2Loss(config.loss)
+    caches: dict[str, Any] = {}
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         net = _unwrap(model)
-        outputs, targets = clip_forward(net, batch["rgb"], batch["masks"], batch["prompt_kind"], batch["prompt_seed"])
+        geometry = None
+        if batch.get("cache"):
+            from threeam.train.geometry_cache import GeometryCache
+
+            cache = caches.setdefault(batch["cache"], GeometryCache(batch["cache"]))
+            device = next(net.parameters()).device
+            geometry = [cache.frame(batch["scene_name"], t, device) for t in batch["frames"]]
+        outputs, targets = clip_forward(net, batch["rgb"], batch["masks"], batch["prompt_kind"], batch["prompt_seed"],
+                                        geometry)
         losses = loss_fn(outputs, targets)
         out = {"loss": losses["total"]}
         out.update({f"loss_{k}": v.detach() for k, v in losses.items() if k != "total"})

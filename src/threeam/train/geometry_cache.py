@@ -1,0 +1,143 @@
+"""MUSt3R feature cache for training (`threeam precompute`).
+
+MUSt3R runs once over every scene, frames in scene order, through the bounded-memory streaming
+session (so a scene-wide memory conditions every frame, which a sparse FoV-sampled clip alone could
+not give: the paper's reason to precompute). What the Feature Merger needs is stored per frame in
+float16: the encoder tokens and the merger's decoder levels ``(N, C)``, the reference-frame pointmap
+and the ray map ``(H', W', 3)`` at MUSt3R's resolution.
+
+Layout::
+
+    OUT/<scene>/index.json            {"scene", "num_frames", "chunk_size", "levels", "grid_hw",
+                                       "true_shape", "chunks": [...done...], "complete": bool}
+    OUT/<scene>/chunk_00000.safetensors   frames [0, chunk_size): "<t>/level<l>", "<t>/pts_ref", "<t>/rays"
+
+Every file is written atomically. A run skips scenes whose index says ``complete``; a scene left
+incomplete by an interrupted run is recomputed from its first frame (MUSt3R's streaming memory
+is not stored, so a scene cannot resume mid-way; completed scenes are never redone).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from threeam.errors import InputError
+from threeam.io.atomic import atomic_path, atomic_write_text
+from threeam.models.must3r.rope import grid_positions
+from threeam.models.must3r.session import Must3rFrameOutput, Must3rStreamingSession
+from threeam.models.three_am import ThreeAM
+
+INDEX = "index.json"
+
+
+def _scene_dir(root: Path, name: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return root / safe
+
+
+def precompute_scene(model: ThreeAM, scene, out_root: str | os.PathLike, chunk_size: int = 64) -> bool:
+    """Cache one scene; returns False when it was already complete (nothing done)."""
+    if chunk_size < 1:
+        raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
+    folder = _scene_dir(Path(out_root), scene.name)
+    index_path = folder / INDEX
+    if index_path.is_file() and json.loads(index_path.read_text()).get("complete"):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("chunk_*.safetensors"):
+        stale.unlink()
+    levels = (0,) + tuple(model.merger_levels)
+    session = Must3rStreamingSession(model.must3r, model.stream_config)
+    n = len(scene)
+    index = {"scene": scene.name, "num_frames": n, "chunk_size": chunk_size, "levels": list(levels),
+             "grid_hw": None, "true_shape": None, "chunks": [], "complete": False}
+    atomic_write_text(index_path, json.dumps(index))
+    for start in range(0, n, chunk_size):
+        tensors = {}
+        for t in range(start, min(start + chunk_size, n)):
+            out = session.add_frame(scene.frame(t).rgb)
+            index["grid_hw"], index["true_shape"] = list(out.grid_hw), list(out.true_shape)
+            for lv in levels:
+                tensors[f"{t}/level{lv}"] = out.feature(lv)[0].to(torch.float16).cpu().contiguous()
+            tensors[f"{t}/pts_ref"] = out.pts_ref[0].to(torch.float16).cpu().contiguous()
+            tensors[f"{t}/rays"] = out.rays[0].to(torch.float16).cpu().contiguous()
+        name = f"chunk_{start // chunk_size:05d}.safetensors"
+        with atomic_path(folder / name) as tmp:
+            save_file(tensors, str(tmp))
+        index["chunks"].append(name)
+        atomic_write_text(index_path, json.dumps(index))
+    index["complete"] = True
+    atomic_write_text(index_path, json.dumps(index))
+    return True
+
+
+def precompute(model: ThreeAM, scenes: Iterable, out_root: str | os.PathLike, chunk_size: int = 64,
+               progress: bool = True) -> list[str]:
+    """Cache every scene (skipping complete ones); returns the names of the scenes computed now."""
+    from tqdm.auto import tqdm
+
+    done = []
+    with torch.no_grad():
+        for scene in tqdm(list(scenes), desc="precompute", unit="scene", disable=not progress):
+            if precompute_scene(model, scene, out_root, chunk_size):
+                done.append(scene.name)
+    return done
+
+
+class GeometryCache:
+    """Read cached MUSt3R outputs: ``cache.frame(scene_name, t)`` -> `Must3rFrameOutput` (float32)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"MUSt3R feature cache not found: {self.root} (run `threeam precompute`)")
+        self._index: dict[str, dict] = {}
+        self._chunks: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+
+    def index(self, scene_name: str) -> dict:
+        if scene_name not in self._index:
+            path = _scene_dir(self.root, scene_name) / INDEX
+            if not path.is_file():
+                raise InputError(f"scene {scene_name!r} is not in the MUSt3R cache {self.root}")
+            idx = json.loads(path.read_text())
+            if not idx.get("complete"):
+                raise InputError(f"scene {scene_name!r} is incomplete in the MUSt3R cache {self.root}; rerun "
+                                 "`threeam precompute` to finish it")
+            self._index[scene_name] = idx
+        return self._index[scene_name]
+
+    def has(self, scene_name: str) -> bool:
+        try:
+            self.index(scene_name)
+            return True
+        except InputError:
+            return False
+
+    def frame(self, scene_name: str, t: int, device: Optional[torch.device] = None) -> Must3rFrameOutput:
+        idx = self.index(scene_name)
+        if not 0 <= t < idx["num_frames"]:
+            raise InputError(f"frame {t} is out of range for cached scene {scene_name!r} ({idx['num_frames']} frames)")
+        chunk = idx["chunks"][t // idx["chunk_size"]]
+        key = (scene_name, chunk)
+        if key not in self._chunks:
+            if len(self._chunks) > 8:
+                self._chunks.clear()
+            self._chunks[key] = load_file(str(_scene_dir(self.root, scene_name) / chunk))
+        data = self._chunks[key]
+        levels = tuple(idx["levels"])
+
+        def get(name: str) -> torch.Tensor:
+            x = data[f"{t}/{name}"].float()[None]
+            return x.to(device) if device is not None else x
+
+        h, w = idx["grid_hw"]
+        pts = get("pts_ref")
+        return Must3rFrameOutput(frame_index=t, is_keyframe=False, features=[get(f"level{lv}") for lv in levels],
+                                 levels=levels, positions=grid_positions(h, w, device=pts.device), grid_hw=(h, w),
+                                 true_shape=tuple(idx["true_shape"]), pts_ref=pts, pts_self=pts,
+                                 conf=torch.ones(pts.shape[:-1], device=pts.device), rays=get("rays"))
