@@ -48,8 +48,6 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Run methods on the same object tracks (paper protocol) and write the paper's table."""
-        import json
-
         from threeam.errors import InputError, ThreeAMError
         from threeam.eval.runner import EvalConfig, EvalContext, open_scenes, resolve_methods, run_evaluation
 
@@ -57,15 +55,9 @@ def register(app: typer.Typer) -> None:
             names = resolve_methods(methods)
             preset = model_preset
             if model_config is not None:
-                from threeam.models.sam2.config import SAM2Config
+                from threeam.models.sam2.config import load_sam2_config_file
 
-                if not model_config.is_file():
-                    raise InputError(f"--model-config {model_config}: no such file")
-                try:
-                    tree = json.loads(model_config.read_text())
-                except json.JSONDecodeError as e:
-                    raise InputError(f"--model-config {model_config} is not valid JSON: {e}") from None
-                preset = SAM2Config.from_official_dict(tree.get("config", tree) if isinstance(tree, dict) else tree)
+                preset = load_sam2_config_file(model_config)
             config = EvalConfig(averaging=averaging, max_sequences=max_sequences, worst_overlays=worst,
                                 save_predictions=not no_predictions, min_mask_pixels=min_mask_pixels, l_min=l_min,
                                 min_segments=min_segments, exclude_cond_frame=exclude_cond_frame,

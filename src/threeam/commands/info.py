@@ -13,20 +13,15 @@ def _count(module) -> int:
 
 def describe_model(model: str = "sam2", preset: Optional[str] = None, model_config: Optional[Path] = None) -> dict:
     """Parameter counts per part (and, for 3AM, trainable vs frozen under the paper's rule)."""
-    import json
-
     import torch
 
     from threeam.errors import InputError
 
     sam2_config = None
     if model_config is not None:
-        from threeam.models.sam2.config import SAM2Config
+        from threeam.models.sam2.config import load_sam2_config_file
 
-        if not Path(model_config).is_file():
-            raise InputError(f"--model-config {model_config}: no such file")
-        tree = json.loads(Path(model_config).read_text())
-        sam2_config = SAM2Config.from_official_dict(tree.get("config", tree))
+        sam2_config = load_sam2_config_file(model_config)
     if model == "sam2":
         from threeam.models.sam2.build import build_sam2
 

@@ -22,8 +22,6 @@ def _pair(text: str, what: str) -> list[float]:
 def build_cli_predictor(model: str, preset: Optional[str], model_config: Optional[Path], checkpoint: Optional[str],
                         random_weights: bool, seed: int, device: str, progress: bool = True):
     """The predictor for `threeam track` / `threeam info`: SAM 2 or 3AM, from presets, configs, weights."""
-    import json
-
     import torch
 
     from threeam.errors import InputError
@@ -34,15 +32,9 @@ def build_cli_predictor(model: str, preset: Optional[str], model_config: Optiona
         raise InputError("no weights: pass --checkpoint (a file, folder or hub id) or --random-weights for a smoke test")
     sam2_config = None
     if model_config is not None:
-        from threeam.models.sam2.config import SAM2Config
+        from threeam.models.sam2.config import load_sam2_config_file
 
-        if not model_config.is_file():
-            raise InputError(f"--model-config {model_config}: no such file")
-        try:
-            tree = json.loads(model_config.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"--model-config {model_config} is not valid JSON: {e}") from None
-        sam2_config = SAM2Config.from_official_dict(tree.get("config", tree))
+        sam2_config = load_sam2_config_file(model_config)
     torch.manual_seed(seed)
     if model == "sam2":
         from threeam.predictor.video_predictor import VideoPredictor

@@ -19,6 +19,7 @@ trainable and frozen parts so the paper's freeze rules apply to it unchanged).
 """
 from __future__ import annotations
 
+
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -161,39 +162,16 @@ def tiny_synthetic() -> TrainConfig:
 
 def toy_engine() -> TrainConfig:
     """The training engine's own test recipe: the ``toy-regression`` task (a small MLP whose parts
-    carry the 3AM module names, not a segmentation model) with the shape of ``tiny-synthetic``.
-    Used by the engine's tests (resume, DDP, CLI); it trains nothing useful."""
-    return TrainConfig(
-        name="toy-engine",
-        task="toy-regression",
-        seed=0,
-        model=ModelConfig(sam2="sam2.1_hiera_t", must3r="MUSt3R_224_cvpr", merger="tiny"),
-        optim=OptimConfig(
-            groups=(
-                ParamGroupConfig("memory_attention", ("memory_attention",), lr=3e-3),
-                ParamGroupConfig("mask_decoder", ("sam_mask_decoder",), lr=3e-3),
-                ParamGroupConfig("merger", ("merger",), lr=6e-3),
-            ),
-            frozen_prefixes=("image_encoder",),
-            weight_decay=0.0,
-            schedule="cosine",
-            warmup_steps=20,
-            min_lr_ratio=0.1,
-            grad_clip_norm=1.0,
-        ),
-        loss=LossWeights(),
-        data=DataConfig(
-            sources=(
-                DataSourceConfig("synthetic-static", weight=0.8, fov_prob=0.8, prompt_kinds=("mask",)),
-                DataSourceConfig("synthetic-dynamic", weight=0.2, fov_prob=0.0, prompt_kinds=("point", "box", "mask")),
-            ),
-            frames_per_clip=4,
-            batch_size=8,
-            image_size=256,
-        ),
-        run=RunConfig(max_steps=2000, grad_accum_steps=1, amp="bf16", log_every=10, ckpt_every=500, keep_last=2),
-        toy=ToyTaskConfig(),
-    )
+    carry SAM 2's top-level module names, not a segmentation model) with ``tiny-synthetic``'s
+    sources and schedule. Used by the engine's tests (resume, DDP, CLI); it trains nothing useful."""
+    base = tiny_synthetic()
+    optim = replace(base.optim, groups=(
+        ParamGroupConfig("memory_attention", ("memory_attention",), lr=3e-3),
+        ParamGroupConfig("mask_decoder", ("sam_mask_decoder",), lr=3e-3),
+        ParamGroupConfig("merger", ("merger",), lr=6e-3),
+    ), frozen_prefixes=("image_encoder",))
+    return replace(base, name="toy-engine", task="toy-regression", optim=optim,
+                               data=replace(base.data, batch_size=8), toy=ToyTaskConfig())
 
 
 PRESETS: dict[str, Callable[[], TrainConfig]] = {

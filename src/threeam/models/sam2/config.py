@@ -587,3 +587,21 @@ def resolve_preset_name(name: str) -> str:
 def get_sam2_config(name: str) -> SAM2Config:
     """A fresh (deep-copied) :class:`SAM2Config` for a preset name or alias."""
     return copy.deepcopy(SAM2_PRESETS[resolve_preset_name(name)])
+
+
+def load_sam2_config_file(path) -> SAM2Config:
+    """A SAM 2 config from a JSON file holding an official-style config tree (optionally under
+    ``"config"`` or ``"model"``); InputError for a missing file or invalid JSON."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"SAM 2 config file {path}: no such file")
+    try:
+        tree = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"SAM 2 config file {path} is not valid JSON: {e}") from None
+    if isinstance(tree, dict) and "config" in tree:
+        tree = tree["config"]
+    return SAM2Config.from_official_dict(tree)
