@@ -62,3 +62,22 @@ def test_every_prompt_kind_gives_finite_losses_with_gradients():
         assert torch.isfinite(loss)
         loss.backward()
         assert model.sam2.sam_mask_decoder.iou_token.weight.grad is not None, kind
+
+
+def test_corrective_clicks_add_supervised_steps_on_the_prompted_frame():
+    from threeam.data.synth import generate_scene, synth_config
+    from threeam.train.losses import SAM2Loss
+
+    cfg = get_preset("tiny-synthetic")
+    model = build_model(cfg)
+    scene = generate_scene(synth_config("tiny", n_frames=2, height=48, width=64), seed=2)
+    oid = scene.object_ids()[0]
+    rgb = torch.stack([torch.from_numpy(scene.frame(i).rgb) for i in range(2)]).numpy()
+    masks = torch.stack([torch.from_numpy(scene.frame(i).instance_ids == oid) for i in range(2)]).numpy()
+    outputs, targets = clip_forward(model, rgb, masks, "point", prompt_seed=3, correction_clicks=3)
+    assert len(outputs[0].masks) == 4 and len(outputs[1].masks) == 1  # 1 + 3 steps on frame 0 only
+    plain, _ = clip_forward(model, rgb, masks, "point", prompt_seed=3, correction_clicks=0)
+    assert torch.equal(plain[0].masks[0], outputs[0].masks[0])  # the first step is the same
+    assert torch.isfinite(SAM2Loss(cfg.loss)(outputs, targets)["total"])
+    masked, _ = clip_forward(model, rgb, masks, "mask", prompt_seed=3, correction_clicks=3)
+    assert len(masked[0].masks) == 1  # mask prompts get no clicks

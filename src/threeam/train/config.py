@@ -172,6 +172,9 @@ class DataConfig:
     """FoV-aware sampling threshold: keep a candidate if > tau of its mask points fall in the reference frustum."""
     image_size: int = 1024
     """SAM 2 input resolution (square)."""
+    correction_clicks: int = 7
+    """Corrective clicks added one by one on the prompted frame of click/box-prompted clips, each from
+    the current error region (SAM 2.1 training: 7); every step is supervised."""
     num_clips: int = 0
     """0: every step draws a new clip; N > 0: clip i is clip i mod N (a fixed set, e.g. overfitting checks)."""
 
@@ -184,6 +187,7 @@ class DataConfig:
         _check(0.0 <= self.fov_tau <= 1.0, f"data.fov_tau must lie in [0, 1], got {self.fov_tau}")
         _check(self.image_size >= 16, f"data.image_size must be >= 16, got {self.image_size}")
         _check(self.num_clips >= 0, f"data.num_clips must be >= 0, got {self.num_clips}")
+        _check(self.correction_clicks >= 0, f"data.correction_clicks must be >= 0, got {self.correction_clicks}")
 
 
 @dataclass(frozen=True)

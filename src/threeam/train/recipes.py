@@ -155,6 +155,7 @@ def tiny_synthetic() -> TrainConfig:
             frames_per_clip=4,
             batch_size=1,
             image_size=256,
+            correction_clicks=2,
         ),
         run=RunConfig(max_steps=2000, grad_accum_steps=1, amp="bf16", log_every=10, ckpt_every=500, keep_last=2),
     )

@@ -37,7 +37,7 @@ from threeam.models.must3r.session import Must3rStreamingSession
 from threeam.models.three_am import ThreeAM, ThreeAMConfig, debug_sam2_config, get_threeam_config, tiny_must3r_config
 from threeam.train.config import TrainConfig
 from threeam.train.losses import FrameOutputs, SAM2Loss
-from threeam.train.prompts import initial_prompt
+from threeam.train.prompts import initial_prompt, simulate_correction
 from threeam.train.recipes import OVERFIT_CHECKS, OverfitCheck, TrainTask, register_task
 from threeam.train.trainer import IndexedSource
 
@@ -119,13 +119,17 @@ def _unwrap(model: nn.Module) -> ThreeAM:
 
 
 def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind: str = "mask",
-                 prompt_seed: int = 0, geometry: list | None = None) -> tuple[list[FrameOutputs], torch.Tensor]:
+                 prompt_seed: int = 0, geometry: list | None = None,
+                 correction_clicks: int = 0) -> tuple[list[FrameOutputs], torch.Tensor]:
     """Run 3AM over one clip with gradients in the trainable parts.
 
     Args:
         rgb: (T, H, W, 3) uint8 frames; masks: (T, H, W) bool GT masks of the object.
         geometry: MUSt3R outputs of the T frames (e.g. from the feature cache); None runs MUSt3R
             over the clip (a fresh streaming memory, frame 0 as reference).
+        correction_clicks: for a click/box prompt, this many corrective clicks on frame 0, each
+            from the current error (`threeam.train.prompts.simulate_correction`), the decoder re-run
+            with the previous logits as SAM 2 training does; every step's outputs are supervised.
     Returns:
         per-frame `FrameOutputs` (multimask logits at S x S) and the targets (T, 1, S, S).
     """
@@ -143,7 +147,8 @@ def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind
             raise InputError(f"got MUSt3R outputs for {len(geometry)} frames but the clip has {T}")
     gt = torch.from_numpy(masks).float()[:, None].to(device)
     targets = F.interpolate(gt, size=(S, S), mode="bilinear", align_corners=False) > 0.5
-    prompt = initial_prompt(masks[0], prompt_kind, rng=prompt_seed)
+    rng = np.random.default_rng(prompt_seed)
+    prompt = initial_prompt(masks[0], prompt_kind, rng=rng)
     point_inputs = mask_inputs = None
     if prompt.mask is not None:
         mask_inputs = targets[:1].float()
@@ -160,13 +165,27 @@ def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind
         fpn[-1] = model.merge(fpn[-1], model.merger_inputs(geometry[t], (H, W)))
         _, feats, pos, sizes = sam2._prepare_backbone_features({**one, "backbone_fpn": fpn})
         first = t == 0
-        current, sam_out, _, _ = sam2._track_step(t, first, feats, pos, sizes, point_inputs if first else None,
+        points = point_inputs if first else None
+        current, sam_out, _, _ = sam2._track_step(t, first, feats, pos, sizes, points,
                                                   mask_inputs if first else None, output_dict, T, False, None)
         _, multimasks_hr, ious, low, high, obj_ptr, obj_logits = sam_out
+        steps = FrameOutputs(masks=[multimasks_hr], ious=[ious], object_score_logits=[obj_logits])
+        if first and points is not None:
+            for _ in range(correction_clicks):
+                click = simulate_correction(targets[0, 0].cpu(), (high[0, 0] > 0).detach().cpu(), rng=rng)
+                points = {"point_coords": torch.cat([points["point_coords"], click.points.float()[None].to(device)], 1),
+                          "point_labels": torch.cat([points["point_labels"],
+                                                     click.labels.to(torch.int32)[None].to(device)], 1)}
+                current, sam_out, _, _ = sam2._track_step(t, True, feats, pos, sizes, points, None, output_dict, T,
+                                                          False, low.clamp(-32.0, 32.0))
+                _, multimasks_hr, ious, low, high, obj_ptr, obj_logits = sam_out
+                steps.masks.append(multimasks_hr)
+                steps.ious.append(ious)
+                steps.object_score_logits.append(obj_logits)
         current.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=obj_ptr, object_score_logits=obj_logits)
-        sam2._encode_memory_in_output(feats, sizes, point_inputs if first else None, True, high, obj_logits, current)
+        sam2._encode_memory_in_output(feats, sizes, points, True, high, obj_logits, current)
         output_dict[COND if first else NON_COND][t] = current
-        outputs.append(FrameOutputs(masks=[multimasks_hr], ious=[ious], object_score_logits=[obj_logits]))
+        outputs.append(steps)
     return outputs, targets
 
 
@@ -184,7 +203,7 @@ def make_step_fn(config: TrainConfig):
             device = next(net.parameters()).device
             geometry = [cache.frame(batch["scene_name"], t, device) for t in batch["frames"]]
         outputs, targets = clip_forward(net, batch["rgb"], batch["masks"], batch["prompt_kind"], batch["prompt_seed"],
-                                        geometry)
+                                        geometry, config.data.correction_clicks)
         losses = loss_fn(outputs, targets)
         out = {"loss": losses["total"]}
         out.update({f"loss_{k}": v.detach() for k, v in losses.items() if k != "total"})
