@@ -7,15 +7,16 @@ from typing import List, Optional
 import typer
 
 
-def _pair(text: str, what: str) -> list[float]:
+def _numbers(text: str, count: int, what: str, form: str) -> list[float]:
+    """``"x,y"``-style text -> ``count`` floats; InputError naming the option otherwise."""
     from threeam.errors import InputError
 
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 2:
-        raise InputError(f"{what} must be 'x,y' (two numbers in video pixels), got {text!r}")
+    if len(values) != count:
+        raise InputError(f"{what} must be '{form}' ({count} numbers in video pixels), got {text!r}")
     return values
 
 
@@ -101,18 +102,10 @@ def register(app: typer.Typer) -> None:
             if mask is not None:
                 items += prompts_from_mask_png(mask, frame=frame, obj_id=obj_id)
             if point or neg_point or box:
-                pts = [_pair(p, "--point") for p in point or []] + [_pair(p, "--neg-point") for p in neg_point or []]
+                pts = ([_numbers(p, 2, "--point", "x,y") for p in point or []]
+                       + [_numbers(p, 2, "--neg-point", "x,y") for p in neg_point or []])
                 labels = [1] * len(point or []) + [0] * len(neg_point or [])
-                b = None
-                if box is not None:
-                    try:
-                        b = [float(v) for v in box.split(",")]
-                    except ValueError:
-                        b = []
-                    if len(b) != 4:
-                        from threeam.errors import InputError
-
-                        raise InputError(f"--box must be 'x0,y0,x1,y1' (four numbers in video pixels), got {box!r}")
+                b = None if box is None else _numbers(box, 4, "--box", "x0,y0,x1,y1")
                 items.append(ObjectPrompt(obj_id=obj_id or 1, frame=frame, points=pts or None,
                                           labels=labels or None, box=b))
             predictor = build_cli_predictor(model, preset, model_config, checkpoint, random_weights, seed, device,
