@@ -136,7 +136,7 @@ def load_threeam(source: str | os.PathLike, device: str | torch.device = "cpu") 
     expected = [k for k in own if parts == "all" or k.startswith(TRAINABLE_PREFIXES)]
     _check(state, own, expected, weights)
     if parts == "trained":
-        from threeam.models.must3r.checkpoint import read_must3r_checkpoint
+        from threeam.models.must3r.checkpoint import check_state_dict as check_must3r, read_must3r_checkpoint
         from threeam.models.sam2.checkpoint import check_state_dict, read_state_dict
 
         sam2_src = _external(folder, meta.get("sam2_checkpoint"))
@@ -150,7 +150,7 @@ def load_threeam(source: str | os.PathLike, device: str | torch.device = "cpu") 
         ck = read_must3r_checkpoint(must3r_src)
         for part in ("encoder", "decoder"):
             module = getattr(model.must3r, part)
-            _check(ck[part], module.state_dict(), list(module.state_dict()), f"MUSt3R checkpoint {must3r_src} [{part}]")
+            check_must3r(module, ck[part], f"MUSt3R checkpoint {must3r_src} [{part}]")
             module.load_state_dict(ck[part])
     model.load_state_dict(state, strict=False)
     return model.to(device).eval()
