@@ -13,7 +13,6 @@ SCORE_ATOL = 1e-3
 PTR_ATOL = 1e-3
 MEM_REL = 1e-2  # float16 copies of bfloat16 memories
 VIDEO_AGREEMENT = 0.999
-STATS = []
 
 
 def rel_err(out: torch.Tensor, ref: np.ndarray) -> float:
@@ -59,7 +58,6 @@ def check_object_outputs(npz, case: str, state, obj_id: int) -> int:
         ref = torch.from_numpy(npz[f"{p}/pred_masks"])
         ours = out["pred_masks"].float().cpu()
         diff = (ours - ref).abs().max().item()
-        STATS.append((p, diff))
         assert diff <= LOGIT_ATOL, f"{p}: pred_masks max abs diff {diff:.3e}"
         sign = ((ours > 0) == (ref > 0)).float().mean().item()
         assert sign >= SIGN_AGREEMENT, f"{p}: pred_masks sign agreement {sign:.5%}"
