@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from threeam.errors import CheckpointError, InputError, OfflineError
+from threeam.io.atomic import MARKER_NAME
 from threeam.models.merger import FeatureMergerConfig
 from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM, ThreeAMConfig, debug_sam2_config, tiny_must3r_config
 from threeam.models.three_am_weights import load_threeam, save_threeam
@@ -32,11 +33,41 @@ def _same(a: ThreeAM, b: ThreeAM) -> None:
 
 def test_all_parts_round_trip(model, tmp_path):
     out = save_threeam(model, tmp_path / "ckpt")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME, "config.json", "model.safetensors"]
     _same(model, ThreeAM.from_pretrained(str(out)))
     with pytest.raises(InputError, match="already exists"):
         save_threeam(model, out)
     save_threeam(model, out, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary or old folder left
+    (out / "notes.txt").write_text("mine")  # a file threeam did not write: never deleted
+    with pytest.raises(InputError, match="did not write"):
+        save_threeam(model, out, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data.bin").write_bytes(b"x")
+    with pytest.raises(InputError, match="not written by threeam"):
+        save_threeam(model, foreign, overwrite=True)
+    assert (foreign / "data.bin").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: [m], "must hold a JSON object, got a list"),
+    (lambda m: {**m, "version": "1"}, "version must be an integer"),
+    (lambda m: {**m, "version": 99}, "format version 99"),
+    (lambda m: {**m, "format": "other"}, "not a 3AM checkpoint config"),
+    (lambda m: {**m, "parts": "some"}, "parts must be"),
+    (lambda m: {**m, "config": [1, 2]}, "'config' must be a JSON object"),
+    (lambda m: {**m, "config": {**m["config"], "sam2": 3}}, "invalid 3AM config"),
+    (lambda m: {**m, "sam2_checkpoint": 5}, "sam2_checkpoint must be"),
+])
+def test_a_malformed_config_json_is_one_checkpoint_error(model, tmp_path, edit, message):
+    out = save_threeam(model, tmp_path / "ckpt")
+    meta = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps(edit(meta)))
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_threeam(out)
+    assert "\n" not in str(err.value)
 
 
 def test_trained_parts_refer_to_official_files(model, tmp_path):

@@ -187,8 +187,10 @@ def read_marker(folder: str | os.PathLike) -> Optional[dict]:
 
 
 def _write_marker(folder: Path, kind: str, files: Optional[list[str]]) -> None:
-    doc = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "kind": kind, "host": socket.gethostname(),
-           "pid": os.getpid(), "complete": files is not None, "files": files}
+    doc = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "kind": kind, "complete": files is not None,
+           "files": files}
+    if files is None:  # who is writing it, for the stale clean-up; a finished folder names no machine
+        doc.update(host=socket.gethostname(), pid=os.getpid())
     path = folder / MARKER_NAME
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 

@@ -10,15 +10,14 @@ Two kinds (``config.json["parts"]``):
   parameters plus the SAM 2 heads instead of ~650 M.
 
 ``load_threeam(source)`` takes a local folder or a Hugging Face hub repository id (downloaded with
-``huggingface_hub.snapshot_download``; without network: `OfflineError`). Files are written
-atomically: a temporary folder is renamed onto the target.
+``huggingface_hub.snapshot_download``; without network: `OfflineError`). The folder is written
+with `threeam.io.atomic.atomic_output_dir` (a new folder beside the target swapped in at the end;
+``overwrite=True`` replaces only a folder threeam wrote).
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from threeam.errors import CheckpointError, InputError, OfflineError
+from threeam.io.atomic import atomic_output_dir, check_output_dir
 from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM, ThreeAMConfig
 
 FORMAT = "threeam"
@@ -37,31 +37,24 @@ WEIGHTS_NAME = "model.safetensors"
 def save_threeam(model: ThreeAM, out_dir: str | os.PathLike, *, parts: str = "all",
                  sam2_checkpoint: Optional[str] = None, must3r_checkpoint: Optional[str] = None,
                  overwrite: bool = False) -> Path:
-    """Write a 3AM checkpoint folder. ``parts="trained"`` needs the two official sources."""
-    out = Path(out_dir)
+    """Write a 3AM checkpoint folder. ``parts="trained"`` needs the two official sources.
+    ``overwrite=True`` replaces only a folder threeam wrote (InputError otherwise)."""
+    out = Path(out_dir).expanduser()
     if parts not in ("all", "trained"):
         raise InputError(f"parts must be 'all' or 'trained', got {parts!r}")
     if parts == "trained" and not (sam2_checkpoint and must3r_checkpoint):
         raise InputError("a 'trained'-parts checkpoint must name the official SAM 2 and MUSt3R checkpoints "
                          "(sam2_checkpoint=..., must3r_checkpoint=...) that provide the frozen weights")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} already exists and is not empty; pass overwrite=True to replace it")
+    check_output_dir(out, overwrite=overwrite, option="", overwrite_hint="pass overwrite=True to replace it")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
              if parts == "all" or k.startswith(TRAINABLE_PREFIXES)}
     meta = {"format": FORMAT, "version": VERSION, "parts": parts, "config": model.config.to_dict(),
             "sam2_checkpoint": sam2_checkpoint, "must3r_checkpoint": must3r_checkpoint,
             "num_tensors": len(state)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_output_dir(out, overwrite=overwrite, kind="3am-checkpoint", option="",
+                           overwrite_hint="pass overwrite=True to replace it") as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, "parts": parts})
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -93,17 +86,35 @@ def resolve_threeam_dir(source: str | os.PathLike) -> Path:
 
 
 def read_threeam_config(folder: Path) -> dict[str, Any]:
+    """``config.json`` of a 3AM checkpoint folder, checked field by field (CheckpointError, one line)."""
     path = folder / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder} is not a 3AM checkpoint: {CONFIG_NAME} is missing")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got a {type(meta).__name__}")
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a 3AM checkpoint config (format {meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} has format version {meta['version']}; this threeam reads up to {VERSION}")
+        raise CheckpointError(f"{path} is not a 3AM checkpoint config (format {meta.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    version = meta.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: version must be an integer 1..{VERSION}, got {version!r}")
+    if version > VERSION:
+        raise CheckpointError(f"{path} has format version {version}; this threeam reads up to {VERSION}")
+    parts = meta.get("parts", "all")
+    if parts not in ("all", "trained"):
+        raise CheckpointError(f"{path}: parts must be 'all' or 'trained', got {parts!r}")
+    if not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path}: 'config' must be a JSON object with the 3AM configuration, "
+                              f"got {type(meta.get('config')).__name__}")
+    for key in ("sam2_checkpoint", "must3r_checkpoint"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise CheckpointError(f"{path}: {key} must be a path or hub id string, got {meta[key]!r}")
     return meta
 
 
@@ -125,7 +136,7 @@ def load_threeam(source: str | os.PathLike, device: str | torch.device = "cpu") 
     try:
         config = ThreeAMConfig.from_dict(meta["config"])
         model = ThreeAM(config)
-    except (KeyError, TypeError, InputError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, InputError) as exc:
         raise CheckpointError(f"{folder / CONFIG_NAME}: invalid 3AM config ({type(exc).__name__}: {exc})") from None
     try:
         state = load_file(str(weights))
