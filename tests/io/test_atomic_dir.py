@@ -214,3 +214,14 @@ def test_unwritable_parent_is_reported_before_any_work(tmp_path):
                 check_output_dir(ro / "out")
         finally:
             ro.chmod(0o700)
+
+
+def test_every_stale_temporary_in_a_folder_is_cleaned(tmp_path):
+    pid = _dead_pid()
+    for name in (f".step_00000010.tmp-{pid}-aa", f".step_00000020.tmp-{pid}-bb"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "step_00000005").mkdir()
+    keep = tmp_path / f".step_00000030.tmp-{os.getpid()}-cc"  # this process: still writing
+    keep.mkdir()
+    clean_stale(tmp_path, every=True)
+    assert _listing(tmp_path) == sorted([keep.name, "step_00000005"])

@@ -289,7 +289,8 @@ def test_checkpoint_files_pruning_and_errors(tmp_path):
     assert (root / "latest").read_text().strip() == "step_00000007"
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary folders left
     ck = root / "step_00000007"
-    assert sorted(p.name for p in ck.iterdir()) == ["model.safetensors", "optim.pt", "state.json"]
+    assert sorted(p.name for p in ck.iterdir()) == [".threeam-output.json", "model.safetensors", "optim.pt",
+                                                    "state.json"]
     extra = torch.load(ck / "optim.pt", weights_only=True)
     assert set(extra) == {"optimizer", "scheduler"} and extra["scheduler"]["last_epoch"] == 7
     state = json.loads((ck / "state.json").read_text())

@@ -287,7 +287,7 @@ def check_output_dir(target: str | os.PathLike, *, overwrite: bool = False, opti
     return path
 
 
-_STALE = r"^\.{name}\.(tmp|old)-(\d+)-[0-9a-f]+$"
+_STALE = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -312,15 +312,15 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def clean_stale(target: str | os.PathLike) -> list[Path]:
+def clean_stale(target: str | os.PathLike, *, every: bool = False) -> list[Path]:
     """Remove ``.<name>.tmp-*`` / ``.<name>.old-*`` folders beside ``target`` left by runs that were
     killed (pid no longer alive on this host). If the target itself is missing and a parked old
-    result exists, it is renamed back first. Returns what was removed or restored."""
+    result exists, it is renamed back first. ``every=True`` treats ``target`` as a folder and
+    cleans the leftovers of every name inside it. Returns what was removed or restored."""
     target = Path(target)
-    parent = target.parent
+    parent = target if every else target.parent
     if not parent.is_dir():
         return []
-    pattern = re.compile(_STALE.format(name=re.escape(target.name)))
     host = socket.gethostname()
     done = []
     try:
@@ -328,18 +328,19 @@ def clean_stale(target: str | os.PathLike) -> list[Path]:
     except OSError:
         return []
     for entry in entries:
-        m = pattern.match(entry.name)
-        if m is None:
+        m = _STALE.match(entry.name)
+        if m is None or (not every and m.group("name") != target.name):
             continue
         marker = read_marker(entry)
         if marker is not None and marker.get("host") not in (None, host):
             continue  # another machine's run (shared file system): not ours to judge
-        if _pid_alive(int(m.group(2))):
+        if _pid_alive(int(m.group("pid"))):
             continue
-        if m.group(1) == "old" and not target.exists() and not target.is_symlink():
+        final = parent / m.group("name")
+        if m.group("what") == "old" and not final.exists() and not final.is_symlink():
             with contextlib.suppress(OSError):
-                os.rename(entry, target)
-                done.append(target)
+                os.rename(entry, final)
+                done.append(final)
                 continue
         _remove(entry)
         done.append(entry)

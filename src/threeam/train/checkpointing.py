@@ -8,9 +8,10 @@ Layout under ``<out>/checkpoints/``::
         state.json          format, step, config, RNG states of every rank, sampler and data positions
     latest                  text file naming the newest complete checkpoint folder
 
-A checkpoint is written into a hidden temporary folder beside its final name and renamed when
-complete, so a crash never leaves a half-written ``step_*`` folder; ``latest`` is updated
-atomically after the rename.
+A checkpoint is written with `threeam.io.atomic.atomic_output_dir` (a hidden temporary folder
+beside its final name, swapped in when complete), so a crash never leaves a half-written
+``step_*`` folder and leftovers of killed runs are removed by the next save; ``latest`` is
+updated atomically after the swap.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from threeam.errors import CheckpointError
-from threeam.io.atomic import atomic_write_text
+from threeam.io.atomic import atomic_output_dir, atomic_write_text, clean_stale
 
 __all__ = [
     "FORMAT_VERSION",
@@ -127,25 +127,15 @@ def save_checkpoint(out_dir: str | os.PathLike, step: int, model: nn.Module, opt
     """
     root = checkpoint_dir(out_dir)
     root.mkdir(parents=True, exist_ok=True)
+    clean_stale(root, every=True)  # temporaries of killed runs, whatever step they were writing
     final = root / _step_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with atomic_output_dir(final, overwrite=True, kind="checkpoint", option="checkpoint") as tmp:
         save_file(_cpu_state_dict(model), str(tmp / MODEL_FILE), metadata={"format": "pt", "step": str(step)})
         torch.save({"optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None}, tmp / OPTIM_FILE)
         payload = dict(state)
         payload.update(format=FORMAT_VERSION, step=step)
         (tmp / STATE_FILE).write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".old-{final.name}.", dir=root))
-            os.replace(final, old / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_text(root / LATEST_FILE, final.name + "\n")
     if keep_last > 0:
         for old_ckpt in list_checkpoints(out_dir)[:-keep_last]:
