@@ -87,7 +87,7 @@ def test_3am_fresh_equals_sam2_on_an_mp4_with_clicks(scene_video, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--point", "3"], "x,y"),
     (["--point", "500,10"], "outside the frame"),
-    (["--box", "50,10,20,40"], "x1 >= x0"),
+    (["--box", "50,10,20,40"], "x1 > x0"),
     (["--point", "10,10", "--frame", "99"], "out of range"),
     ([], "no prompts"),
 ])
@@ -112,8 +112,15 @@ def test_missing_video_wrong_mask_size_and_no_silent_overwrite(scene_video, tmp_
     (out / "mine.txt").write_text("user data")
     res = _track([str(folder), "--point", "40,30", "--no-overlay"], out)
     assert res.exit_code == 2 and "--overwrite" in res.output and (out / "mine.txt").read_text() == "user data"
-    res = _track([str(folder), "--point", "40,30", "--no-overlay", "--overwrite"], out)
-    assert res.exit_code == 0 and not (out / "mine.txt").exists()
+    res = _track([str(folder), "--point", "40,30", "--no-overlay", "--overwrite"], out)  # not threeam's: refused
+    assert res.exit_code == 2 and "not written by threeam" in res.output and (out / "mine.txt").read_text() == "user data"
+    done = tmp_path / "done"
+    assert _track([str(folder), "--point", "40,30", "--no-overlay"], done).exit_code == 0
+    first = sorted(p.name for p in (done / "masks").iterdir())
+    res = _track([str(folder), "--point", "40,30", "--no-overlay", "--overwrite", "--frame", "1"], done)
+    assert res.exit_code == 0, res.output  # a threeam result is replaced whole
+    assert sorted(p.name for p in (done / "masks").iterdir()) == first
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
     res = CliRunner().invoke(app, ["track", str(folder), "--point", "40,30", "--out", str(tmp_path / "w")])
     assert res.exit_code == 2 and "--random-weights" in res.output
 

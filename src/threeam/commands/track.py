@@ -1,4 +1,8 @@
-"""`threeam track VIDEO --out DIR --point x,y | --box x0,y0,x1,y1 | --mask PNG | --prompts JSON`."""
+"""`threeam track VIDEO --out DIR --point x,y | --box x0,y0,x1,y1 | --mask PNG | --prompts JSON`.
+
+Every input (weights, device, prompts against the video's frames and size, object ids, the output
+folder) is checked before a model is built; then the predictor comes from
+`threeam.predictor.build.build_predictor`, the one builder."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,113 +10,96 @@ from typing import List, Optional
 
 import typer
 
+from threeam.commands import _common as C
+
 
 def _numbers(text: str, count: int, what: str, form: str) -> list[float]:
-    """``"x,y"``-style text -> ``count`` floats; InputError naming the option otherwise."""
+    """``"x,y"``-style text -> ``count`` finite floats; InputError naming the option otherwise."""
+    import math
+
     from threeam.errors import InputError
 
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != count:
-        raise InputError(f"{what} must be '{form}' ({count} numbers in video pixels), got {text!r}")
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} must be '{form}' ({count} finite numbers in video pixels), got {text!r}")
     return values
 
 
-def build_cli_predictor(model: str, preset: Optional[str], model_config: Optional[Path], checkpoint: Optional[str],
-                        random_weights: bool, seed: int, device: str, progress: bool = True):
-    """The predictor for `threeam track` / `threeam info`: SAM 2 or 3AM, from presets, configs, weights."""
-    import torch
+def cli_prompts(point, neg_point, box, mask, prompts, frame: int, obj_id: Optional[int]) -> list:
+    """The `ObjectPrompt` list of the track options (``--obj-id`` defaults to 1; 0 stays 0 and is refused)."""
+    from threeam.predictor.track_job import ObjectPrompt, prompts_from_json, prompts_from_mask_png
 
-    from threeam.errors import InputError
-
-    if model not in ("sam2", "3am"):
-        raise InputError(f"--model must be sam2 or 3am, got {model!r}")
-    if checkpoint is None and not random_weights:
-        raise InputError("no weights: pass --checkpoint (a file, folder or hub id) or --random-weights for a smoke test")
-    sam2_config = None
-    if model_config is not None:
-        from threeam.models.sam2.config import load_sam2_config_file
-
-        sam2_config = load_sam2_config_file(model_config)
-    torch.manual_seed(seed)
-    if model == "sam2":
-        from threeam.predictor.video_predictor import VideoPredictor
-
-        return VideoPredictor.from_pretrained(sam2_config or preset or "sam2.1_hiera_l",
-                                              checkpoint=None if random_weights else checkpoint,
-                                              device=device, progress=progress)
-    from threeam.models.sam2.config import VideoPredictorConfig
-    from threeam.models.three_am import ThreeAM, get_threeam_config, threeam_presets
-    from threeam.predictor.three_am_predictor import ThreeAMVideoPredictor
-
-    if random_weights:
-        if sam2_config is not None:
-            import dataclasses
-
-            config = dataclasses.replace(get_threeam_config("3am_tiny"), sam2=sam2_config)
-        else:
-            config = get_threeam_config(preset or "3am_hiera_l")
-        net = ThreeAM(config)  # SAM 2 is built first from the same seed as --model sam2
-    else:
-        from threeam.models.three_am_weights import load_threeam
-
-        if preset and preset not in threeam_presets():
-            raise InputError(f"unknown 3AM preset {preset!r}")
-        net = load_threeam(checkpoint)
-    return ThreeAMVideoPredictor(net.to(device).eval(), VideoPredictorConfig(), progress=progress)
+    items: list[ObjectPrompt] = []
+    if prompts is not None:
+        items += prompts_from_json(prompts)
+    if mask is not None:
+        items += prompts_from_mask_png(mask, frame=frame, obj_id=obj_id)
+    if point or neg_point or box:
+        pts = ([_numbers(p, 2, "--point", "x,y") for p in point or []]
+               + [_numbers(p, 2, "--neg-point", "x,y") for p in neg_point or []])
+        labels = [1] * len(point or []) + [0] * len(neg_point or [])
+        b = None if box is None else _numbers(box, 4, "--box", "x0,y0,x1,y1")
+        items.append(ObjectPrompt(obj_id=1 if obj_id is None else obj_id, frame=frame, points=pts or None,
+                                  labels=labels or None, box=b))
+    return items
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def track(
-        video: str = typer.Argument(..., help="Frames folder (jpg/png) or a video file (mp4, mov, ...)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output folder (masks/, masks.json, overlay.mp4)."),
-        point: List[str] = typer.Option(None, "--point", help="Positive click x,y in video pixels (repeatable)."),
-        neg_point: List[str] = typer.Option(None, "--neg-point", help="Negative click x,y (repeatable)."),
-        box: Optional[str] = typer.Option(None, "--box", help="Box x0,y0,x1,y1 in video pixels."),
-        mask: Optional[Path] = typer.Option(None, "--mask", help="Mask PNG (binary: one object; palette: one per id)."),
-        prompts: Optional[Path] = typer.Option(None, "--prompts",
+        video: str = typer.Argument(..., metavar="VIDEO", help="Frames folder (jpg/png) or a video file (mp4, mov, ...)."),
+        out: Path = typer.Option(..., "--out", "-o", metavar="DIR",
+                                 help="Output folder (masks/, masks.json, overlay.mp4). " + C.OUT_HELP),
+        point: List[str] = typer.Option(None, "--point", metavar="X,Y",
+                                        help="Positive click in video pixels (repeatable)."),
+        neg_point: List[str] = typer.Option(None, "--neg-point", metavar="X,Y", help="Negative click (repeatable)."),
+        box: Optional[str] = typer.Option(None, "--box", metavar="X0,Y0,X1,Y1", help="Box in video pixels."),
+        mask: Optional[Path] = typer.Option(None, "--mask", metavar="PNG",
+                                            help="Mask PNG (binary: one object; palette: one per id)."),
+        prompts: Optional[Path] = typer.Option(None, "--prompts", metavar="JSON",
                                                help="JSON list of prompts for several objects (see docs/3am.md)."),
         frame: int = typer.Option(0, "--frame", help="Frame of the --point/--box/--mask prompt."),
-        obj_id: Optional[int] = typer.Option(None, "--obj-id", help="Object id of the prompt (default 1)."),
-        model: str = typer.Option("sam2", "--model", help="sam2 or 3am."),
-        preset: Optional[str] = typer.Option(None, "--preset",
-                                             help="SAM 2 preset (sam2.1_hiera_l, ...) or 3AM preset (3am_hiera_l, 3am_tiny)."),
-        model_config: Optional[Path] = typer.Option(None, "--model-config", help="SAM 2 config JSON (official tree)."),
-        checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                                 help="SAM 2 checkpoint (file or hub id) or 3AM checkpoint (folder or hub id)."),
-        random_weights: bool = typer.Option(False, "--random-weights", help="Deterministic random weights (smoke test)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of --random-weights."),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda (bf16 autocast on cuda)."),
+        obj_id: Optional[int] = typer.Option(None, "--obj-id", help="Object id of the prompt, 1..254 (default 1)."),
+        model: str = typer.Option(C.DEFAULT_MODEL, "--model", help=C.MODEL_HELP),
+        preset: Optional[str] = typer.Option(None, "--preset", help=C.PRESET_HELP),
+        model_config: Optional[Path] = typer.Option(None, "--model-config", metavar="JSON", help=C.MODEL_CONFIG_HELP),
+        checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help=C.CHECKPOINT_HELP),
+        random_weights: bool = typer.Option(False, "--random-weights", help=C.RANDOM_WEIGHTS_HELP),
+        seed: int = typer.Option(0, "--seed", help=C.SEED_HELP),
+        device: str = typer.Option("cpu", "--device", help=C.DEVICE_HELP + " bf16 autocast on cuda."),
         direction: str = typer.Option("both", "--direction", help="forward, backward or both (from the prompt frame)."),
+        fps: Optional[float] = typer.Option(None, "--fps",
+                                            help="Frame rate of overlay.mp4 (default: the source's; 24 for frames "
+                                                 "folders)."),
         no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay.mp4."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=C.OVERWRITE_HELP),
+        quiet: bool = typer.Option(False, "--quiet", help=C.QUIET_HELP),
     ) -> None:
         """Track objects from a click, a box or a mask and write masks (PNG + COCO RLE) and an overlay video."""
+        from threeam.devices import resolve_device
         from threeam.errors import ThreeAMError
-        from threeam.predictor.track_job import ObjectPrompt, prompts_from_json, prompts_from_mask_png, track_video
+        from threeam.predictor.build import build_predictor
+        from threeam.predictor.track_job import check_track_inputs, track_video
+
+        def say(msg: str) -> None:
+            if not quiet:
+                typer.echo(msg, err=True)
 
         try:
-            items: list[ObjectPrompt] = []
-            if prompts is not None:
-                items += prompts_from_json(prompts)
-            if mask is not None:
-                items += prompts_from_mask_png(mask, frame=frame, obj_id=obj_id)
-            if point or neg_point or box:
-                pts = ([_numbers(p, 2, "--point", "x,y") for p in point or []]
-                       + [_numbers(p, 2, "--neg-point", "x,y") for p in neg_point or []])
-                labels = [1] * len(point or []) + [0] * len(neg_point or [])
-                b = None if box is None else _numbers(box, 4, "--box", "x0,y0,x1,y1")
-                items.append(ObjectPrompt(obj_id=obj_id or 1, frame=frame, points=pts or None,
-                                          labels=labels or None, box=b))
-            predictor = build_cli_predictor(model, preset, model_config, checkpoint, random_weights, seed, device,
-                                            progress=not quiet)
+            C.check_model(model)
+            C.check_weights(checkpoint, random_weights)
+            dev = resolve_device(device)
+            items = cli_prompts(point, neg_point, box, mask, prompts, frame, obj_id)
+            check_track_inputs(video, items, out, direction=direction, overwrite=overwrite, fps=fps)
+            spec = C.resolve_preset(model, preset, model_config)
+            say(f"building {model} ({'random weights' if random_weights else checkpoint}) on {dev}")
+            predictor = build_predictor(model, preset=spec, checkpoint=checkpoint, device=str(dev),
+                                        random_weights=random_weights, seed=seed, progress=not quiet)
             result = track_video(predictor, video, items, out, direction=direction, overlay=not no_overlay,
-                                 overwrite=overwrite)
+                                 overwrite=overwrite, fps=fps, progress=not quiet, log=say)
         except ThreeAMError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
+            C.fail(e)
         typer.echo(f"tracked objects {result.obj_ids} on {len(result.frames)} frames; results in {result.out_dir}")

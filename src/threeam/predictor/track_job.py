@@ -1,30 +1,46 @@
 """Track objects through a video and write the results: the library side of `threeam track`.
 
-Outputs (in ``out_dir``, written into a temporary folder that is renamed at the end, so a failed run
-leaves nothing half-written and an existing result is never replaced unless ``overwrite``):
+Everything the user gave is checked before any model runs (:func:`check_track_inputs`: the
+video's frame count and size, every prompt's frame, object id, clicks, box and mask, the output
+folder), so a bad value costs seconds, not a tracked video.
+
+Outputs (written with `threeam.io.atomic.atomic_output_dir`: a new folder beside ``out_dir``
+swapped in at the end, so a failed or interrupted run leaves the previous result as it was, and
+``overwrite`` only replaces a folder threeam wrote):
 
 * ``masks/00000.png`` ...: one DAVIS palette PNG per tracked frame at the video's resolution, pixel
   value = object id (where objects overlap, the one with the higher mask logit wins);
 * ``masks.json``: the same masks as COCO RLE (`threeam.io.masks.write_rle_json`);
-* ``overlay.mp4``: the video with the masks drawn on it (unless ``overlay=False``).
+* ``overlay.mp4``: the video with the masks drawn on it at the source's frame rate (unless
+  ``overlay=False``; frames folders and arrays have no rate: ``fps``, default 24).
+
+Prompts file (``--prompts``): a JSON list of objects ``{"obj_id": 1, "frame": 0, "points": [[x, y]],
+"labels": [1]}``, ``{"obj_id": 2, "box": [x0, y0, x1, y1]}``, ``{"obj_id": 3, "mask": "mask.png"}``
+(mask paths relative to the JSON file). ``obj_id`` and ``frame`` are JSON integers, ids 1..254
+(palette PNGs hold 0..255; 0 is background, 255 void); coordinates are finite numbers in video
+pixels; a box needs x1 > x0 and y1 > y0; labels are 1 (positive) or 0 (negative).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import tempfile
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
-from threeam.errors import InputError
+from threeam.errors import InputError, VideoError
+from threeam.io.atomic import atomic_output_dir, check_output_dir
 from threeam.io.masks import read_palette_png, write_palette_png, write_rle_json
-from threeam.io.video import read_video
+
+MIN_OBJ_ID, MAX_OBJ_ID = 1, 254
+DEFAULT_FPS = 24.0
+PROMPT_KEYS = ("obj_id", "frame", "points", "labels", "box", "mask")
 
 
 @dataclass
@@ -41,11 +57,94 @@ class ObjectPrompt:
 
 
 @dataclass
+class VideoInfo:
+    """What `probe_video` finds without decoding the frames: count, size and (video files) rate."""
+
+    num_frames: int
+    height: int
+    width: int
+    fps: Optional[float] = None
+
+
+@dataclass
 class TrackResult:
     out_dir: Path
     frames: list[int]
     obj_ids: list[int]
     files: list[Path] = field(default_factory=list)
+    fps: float = DEFAULT_FPS
+
+
+# ---------------------------------------------------------------------------------- the video
+
+
+def probe_video(video: Any) -> VideoInfo:
+    """Frame count, size and frame rate of a frames folder, video file or (T, H, W, 3) array,
+    reading only headers (video files: the container's packets, no decoding). VideoError otherwise."""
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        if video.ndim != 4 or video.shape[-1] != 3 or min(video.shape[:3]) == 0:
+            raise VideoError(f"a video array must have shape (T, H, W, 3), got {tuple(video.shape)}")
+        return VideoInfo(int(video.shape[0]), int(video.shape[1]), int(video.shape[2]))
+    if not isinstance(video, (str, os.PathLike)):
+        raise VideoError(f"unsupported video input of type {type(video).__name__}: expected a frames folder, "
+                         "a video file or a uint8 array (T, H, W, 3)")
+    from threeam.io.video import VIDEO_EXTENSIONS, list_frame_files
+
+    path = Path(video)
+    if path.is_dir():
+        from PIL import Image
+
+        files = list_frame_files(path)
+        try:
+            with Image.open(files[0]) as im:
+                w, h = im.size
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise VideoError(f"cannot read frame {files[0]}: {exc}") from None
+        return VideoInfo(len(files), h, w)
+    if not path.exists():
+        raise VideoError(f"video path does not exist: {path}")
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        raise VideoError(f"unsupported video input {path}: expected a frames folder or one of {VIDEO_EXTENSIONS}")
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"no video stream in {path}")
+            stream = container.streams.video[0]
+            w, h = int(stream.codec_context.width), int(stream.codec_context.height)
+            rate = stream.average_rate or stream.guessed_rate
+            n = sum(1 for packet in container.demux(stream) if packet.size)
+    except VideoError:
+        raise
+    except Exception as exc:  # PyAV's own error classes
+        raise VideoError(f"cannot read video file {path}: {exc}") from None
+    if n == 0 or w == 0 or h == 0:
+        raise VideoError(f"video file {path} holds no decodable frame")
+    fps = float(rate) if rate and float(rate) > 0 and math.isfinite(float(rate)) else None
+    return VideoInfo(n, h, w, fps)
+
+
+# ---------------------------------------------------------------------------------- prompts
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and math.isfinite(float(value)))
+
+
+def check_obj_id(value: Any, where: str = "obj_id") -> int:
+    """An object id: an integer in 1..254 (InputError naming ``where`` otherwise)."""
+    if not _is_int(value):
+        raise InputError(f"{where} must be an integer in {MIN_OBJ_ID}..{MAX_OBJ_ID}, got {value!r}")
+    if not MIN_OBJ_ID <= int(value) <= MAX_OBJ_ID:
+        raise InputError(f"{where} {value} is out of range: object ids must be {MIN_OBJ_ID}..{MAX_OBJ_ID} "
+                         "(palette PNGs hold 0..255; 0 is background, 255 void)")
+    return int(value)
 
 
 def prompts_from_mask_png(path: str | os.PathLike, frame: int = 0, obj_id: Optional[int] = None) -> list[ObjectPrompt]:
@@ -60,61 +159,206 @@ def prompts_from_mask_png(path: str | os.PathLike, frame: int = 0, obj_id: Optio
     return [ObjectPrompt(obj_id=v, frame=frame, mask=ids == v) for v in values if v != 255]  # 255: void
 
 
-def prompts_from_json(path: str | os.PathLike) -> list[ObjectPrompt]:
-    """``[{"obj_id": 1, "frame": 0, "points": [[x, y]], "labels": [1]}, {"obj_id": 2, "box": [...]},
-    {"obj_id": 3, "mask": "mask.png"}]`` (mask paths relative to the JSON file)."""
-    p = Path(path)
+def _read_json(p: Path, what: str) -> Any:
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise InputError(f"{what} {p} is not a file (give a JSON file)")
     try:
-        items = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"prompts file not found: {p}") from None
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {p} is not a text file (expected UTF-8 JSON)") from None
+    except OSError as e:
+        raise InputError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"prompts file {p} is not valid JSON: {e}") from None
+        raise InputError(f"{what} {p} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise InputError(f"{what} {p} is nested too deeply") from None
+
+
+def _points(value: Any, where: str) -> list[list[float]]:
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{where}: points must be a non-empty list of [x, y] pairs, got {value!r}")
+    out = []
+    for j, pt in enumerate(value):
+        if not (isinstance(pt, list) and len(pt) == 2 and all(_is_number(v) for v in pt)):
+            raise InputError(f"{where}: point {j} must be [x, y] (two finite numbers), got {pt!r}")
+        out.append([float(pt[0]), float(pt[1])])
+    return out
+
+
+def _labels(value: Any, n: int, where: str) -> list[int]:
+    if not isinstance(value, list) or len(value) != n:
+        raise InputError(f"{where}: labels must be a list of {n} values (one per point), got {value!r}")
+    for v in value:
+        if not (_is_int(v) and v in (0, 1)):
+            raise InputError(f"{where}: labels must be 1 (positive) or 0 (negative), got {v!r}")
+    return [int(v) for v in value]
+
+
+def _box(value: Any, where: str) -> list[float]:
+    if not (isinstance(value, (list, tuple)) and len(value) == 4 and all(_is_number(v) for v in value)):
+        raise InputError(f"{where}: box must be [x0, y0, x1, y1] (four finite numbers), got {value!r}")
+    return [float(v) for v in value]
+
+
+def prompts_from_json(path: str | os.PathLike) -> list[ObjectPrompt]:
+    """Read a prompts file (format in the module docstring); every field is type-checked, so a
+    wrong value is one InputError naming the prompt, the key and what is allowed."""
+    p = Path(path)
+    items = _read_json(p, "prompts file")
     if not isinstance(items, list) or not items:
         raise InputError(f"prompts file {p} must hold a non-empty JSON list of prompts")
     out = []
     for i, item in enumerate(items):
+        where = f"prompt {i} in {p}"
         if not isinstance(item, dict) or "obj_id" not in item:
-            raise InputError(f"prompt {i} in {p} must be an object with an obj_id")
-        unknown = set(item) - {"obj_id", "frame", "points", "labels", "box", "mask"}
+            raise InputError(f"{where} must be an object with an obj_id")
+        unknown = set(item) - set(PROMPT_KEYS)
         if unknown:
-            raise InputError(f"prompt {i} in {p}: unknown keys {sorted(unknown)}")
+            raise InputError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(PROMPT_KEYS)})")
+        obj_id = check_obj_id(item["obj_id"], f"{where}: obj_id")
+        frame = item.get("frame", 0)
+        if not _is_int(frame) or frame < 0:
+            raise InputError(f"{where}: frame must be an integer >= 0, got {frame!r}")
         mask = None
         if item.get("mask") is not None:
+            if not isinstance(item["mask"], str) or not item["mask"]:
+                raise InputError(f"{where}: mask must be a PNG path (relative to the prompts file), "
+                                 f"got {item['mask']!r}")
             mask = read_palette_png(p.parent / item["mask"]) > 0
-        points = item.get("points")
+        points = None if item.get("points") is None else _points(item["points"], where)
         labels = item.get("labels")
-        if points is not None and labels is None:
-            labels = [1] * len(points)
-        out.append(ObjectPrompt(obj_id=int(item["obj_id"]), frame=int(item.get("frame", 0)), points=points,
-                                labels=labels, box=item.get("box"), mask=mask))
+        if points is None and labels is not None:
+            raise InputError(f"{where}: labels given without points")
+        if points is not None:
+            labels = [1] * len(points) if labels is None else _labels(labels, len(points), where)
+        box = None if item.get("box") is None else _box(item["box"], where)
+        out.append(ObjectPrompt(obj_id=obj_id, frame=int(frame), points=points, labels=labels, box=box, mask=mask))
     return out
 
 
+def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
+    """Every prompt against the video: frame in range, id 1..254, one kind of prompt (clicks and/or
+    a box, or a mask), clicks and boxes inside the frame, boxes of positive area, masks of the
+    frame's size and not empty, at most one prompt per object and frame. InputError otherwise."""
+    if not prompts:
+        raise InputError("no prompts: give a point (--point), a box (--box), a mask (--mask) or a prompts file "
+                         "(--prompts)")
+    seen: set[tuple[int, int]] = set()
+    w, h = info.width, info.height
+    for k, pr in enumerate(prompts):
+        obj = check_obj_id(pr.obj_id, "object id")
+        name = f"object {obj}"
+        if not _is_int(pr.frame):
+            raise InputError(f"{name}: frame must be an integer, got {pr.frame!r}")
+        if not 0 <= pr.frame < info.num_frames:
+            raise InputError(f"{name}: frame {pr.frame} is out of range: the video has {info.num_frames} frames "
+                             f"(valid 0..{info.num_frames - 1})")
+        if (obj, pr.frame) in seen:
+            raise InputError(f"{name} has two prompts on frame {pr.frame}; give its clicks, box or mask in one prompt")
+        seen.add((obj, pr.frame))
+        if pr.points is None and pr.box is None and pr.mask is None:
+            raise InputError(f"{name}: give points, a box or a mask")
+        if pr.mask is not None:
+            if pr.points is not None or pr.box is not None:
+                raise InputError(f"{name}: a mask prompt cannot be combined with points or a box")
+            m = np.asarray(pr.mask)
+            if m.shape != (h, w):
+                raise InputError(f"{name}: mask is {m.shape[1] if m.ndim == 2 else '?'}x{m.shape[0]} (WxH) but the "
+                                 f"video frames are {w}x{h}")
+            if not m.any():
+                raise InputError(f"{name}: mask on frame {pr.frame} is empty")
+            continue
+        if pr.points is not None:
+            if pr.labels is None or len(pr.labels) != len(pr.points):
+                raise InputError(f"{name}: give one label per point")
+            for (x, y) in pr.points:
+                if not (_is_number(x) and _is_number(y)):
+                    raise InputError(f"{name}: point ({x!r}, {y!r}) must be two finite numbers")
+                if not (0 <= x <= w and 0 <= y <= h):
+                    raise InputError(f"{name}: point ({x:g}, {y:g}) is outside the frame: (x, y) must lie in "
+                                     f"[0, {w}] x [0, {h}] video pixels")
+            if any(not (_is_int(v) and v in (0, 1)) for v in pr.labels):
+                raise InputError(f"{name}: labels must be 1 (positive) or 0 (negative), got {pr.labels}")
+        if pr.box is not None:
+            x0, y0, x1, y1 = (float(v) for v in pr.box)
+            if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+                raise InputError(f"{name}: box must be four finite numbers, got {pr.box}")
+            if not (x1 > x0 and y1 > y0):
+                raise InputError(f"{name}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs x1 > x0 and y1 > y0 "
+                                 "(a box of positive area)")
+            for x, y in ((x0, y0), (x1, y1)):
+                if not (0 <= x <= w and 0 <= y <= h):
+                    raise InputError(f"{name}: box corner ({x:g}, {y:g}) is outside the frame: (x, y) must lie in "
+                                     f"[0, {w}] x [0, {h}] video pixels")
+
+
+DIRECTIONS = ("forward", "backward", "both")
+
+
+def check_track_inputs(video: Any, prompts: Sequence[ObjectPrompt], out_dir: str | os.PathLike, *,
+                       direction: str = "both", overwrite: bool = False, fps: Optional[float] = None) -> VideoInfo:
+    """All checks of :func:`track_video` that need no model (run them before building one)."""
+    if direction not in DIRECTIONS:
+        raise InputError(f"--direction must be forward, backward or both, got {direction!r}")
+    if fps is not None and not (_is_number(fps) and fps > 0):
+        raise InputError(f"--fps must be a positive number, got {fps!r}")
+    check_output_dir(out_dir, overwrite=overwrite)
+    info = probe_video(video)
+    check_prompts(prompts, info)
+    return info
+
+
+# ---------------------------------------------------------------------------------- tracking
+
+
 def _add(predictor, state, prompt: ObjectPrompt) -> None:
-    given = [x is not None for x in (prompt.points, prompt.box, prompt.mask)]
-    if not any(given):
-        raise InputError(f"object {prompt.obj_id}: give points, a box or a mask")
     if prompt.mask is not None:
-        if prompt.points is not None or prompt.box is not None:
-            raise InputError(f"object {prompt.obj_id}: a mask prompt cannot be combined with points or a box")
         predictor.add_new_mask(state, prompt.frame, prompt.obj_id, prompt.mask)
         return
     predictor.add_new_points_or_box(state, prompt.frame, prompt.obj_id, points=prompt.points, labels=prompt.labels,
                                     box=prompt.box)
 
 
+def _bar(progress: bool, total: int, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, leave=False, file=sys.stderr)
+
+
+def _iter_frames(video: Any, frames: Sequence[int]):
+    """The source's RGB frames ``frames`` (sorted), one at a time where the source allows it."""
+    from threeam.io.video import list_frame_files, read_image_file, read_video
+
+    if isinstance(video, (str, os.PathLike)) and Path(video).is_dir():
+        files = list_frame_files(video)
+        for t in frames:
+            yield read_image_file(files[t])
+        return
+    raw = read_video(video)
+    for t in frames:
+        yield raw[t]
+
+
 def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir: str | os.PathLike, *,
-                direction: str = "both", overlay: bool = True, overwrite: bool = False, fps: int = 24) -> TrackResult:
+                direction: str = "both", overlay: bool = True, overwrite: bool = False,
+                fps: Optional[float] = None, progress: bool = False,
+                log: Optional[Callable[[str], None]] = None) -> TrackResult:
     """Prompt, propagate (forward from the earliest prompted frame, backward from it, or both) and
-    write the outputs described in the module docstring."""
-    if direction not in ("forward", "backward", "both"):
-        raise InputError(f"direction must be forward, backward or both, got {direction!r}")
-    if not prompts:
-        raise InputError("no prompts: give a point, a box, a mask or a prompts file")
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise InputError(f"output folder {out} already exists and is not empty; pass --overwrite to replace it")
+    write the outputs described in the module docstring.
+
+    ``fps``: the overlay's frame rate (default: the source's, 24 for frames folders and arrays).
+    ``progress``: progress bars for writing and encoding (tracking uses the predictor's own).
+    ``log``: called with a line at the start of each phase (decoding, tracking, writing, overlay)."""
+    say = log or (lambda msg: None)
+    info = check_track_inputs(video, prompts, out_dir, direction=direction, overwrite=overwrite, fps=fps)
+    rate = float(fps) if fps is not None else (info.fps or DEFAULT_FPS)
+    say(f"decoding {info.num_frames} frames ({info.width}x{info.height})")
     state = predictor.init_state(video)
     for prompt in prompts:
         _add(predictor, state, prompt)
@@ -122,46 +366,57 @@ def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir:
     device = getattr(predictor, "device", torch.device("cpu"))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
                 else nullcontext())
-    results: dict[int, tuple[list[int], torch.Tensor]] = {}
+    id_maps: dict[int, np.ndarray] = {}
+    say(f"tracking {len({p.obj_id for p in prompts})} object(s), direction {direction}")
     with autocast:
         passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
         for reverse in passes:
             for t, ids, masks in predictor.propagate_in_video(state, start_frame_idx=start, reverse=reverse):
-                if t not in results:
-                    results[t] = (list(ids), masks.float().cpu())
-    frames = sorted(results)
+                if t not in id_maps:
+                    id_maps[t] = _id_map(list(ids), masks.float().cpu()[:, 0])
+    frames = sorted(id_maps)
     obj_ids = list(state.obj_ids)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    out = Path(out_dir).expanduser()
+    say(f"writing {len(frames)} masks to {out}")
+    with atomic_output_dir(out, overwrite=overwrite, kind="track") as tmp:
         (tmp / "masks").mkdir()
-        tracks, id_maps = {}, {}
+        bar = _bar(progress, len(frames), "masks")
+        tracks = {}
         for t in frames:
-            ids, logits = results[t]
-            id_map = _id_map(ids, logits[:, 0])
-            id_maps[t] = id_map
-            write_palette_png(tmp / "masks" / f"{t:05d}.png", id_map)
-            tracks[t] = {oid: id_map == oid for oid in ids}
+            write_palette_png(tmp / "masks" / f"{t:05d}.png", id_maps[t])
+            tracks[t] = {oid: id_maps[t] == oid for oid in obj_ids}
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         write_rle_json(tmp / "masks.json", tracks)
+        del tracks
         if overlay:
             from threeam.io.overlay import write_overlay_video
 
-            raw = read_video(video)
-            write_overlay_video(tmp / "overlay.mp4", [raw[t] for t in frames], [id_maps[t] for t in frames], fps=fps)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    files = sorted(out.rglob("*"))
-    return TrackResult(out_dir=out, frames=frames, obj_ids=obj_ids, files=[f for f in files if f.is_file()])
+            say(f"encoding overlay.mp4 at {rate:g} fps")
+            bar = _bar(progress, len(frames), "overlay")
+
+            def counted(it):
+                for x in it:
+                    yield x
+                    if bar is not None:
+                        bar.update(1)
+
+            try:
+                write_overlay_video(tmp / "overlay.mp4", counted(_iter_frames(video, frames)),
+                                    [id_maps[t] for t in frames], fps=rate)
+            finally:
+                if bar is not None:
+                    bar.close()
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != ".threeam-output.json")
+    return TrackResult(out_dir=out, frames=frames, obj_ids=obj_ids, files=files, fps=rate)
 
 
 def _id_map(ids: list[int], logits: torch.Tensor) -> np.ndarray:
     """(N, H, W) logits of objects ``ids`` -> (H, W) uint8 id map; overlaps go to the highest logit."""
-    if any(not 0 < i < 255 for i in ids):
-        raise InputError(f"object ids must be 1..254 to be written as palette PNGs, got {ids}")
+    for i in ids:
+        check_obj_id(i, "object id")
     best = logits.argmax(dim=0)
     fg = (logits > 0).any(dim=0)
     table = torch.tensor(ids, dtype=torch.uint8)

@@ -1,0 +1,89 @@
+"""What the commands share: option names, defaults and help texts (so ``track``, ``eval`` and
+``info`` spell them alike), the weights rule and the one-line error exit."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NoReturn, Optional
+
+import typer
+
+MODEL_HELP = "sam2 or 3am."
+DEFAULT_MODEL = "sam2"
+DEFAULT_SAM2_PRESET = "sam2.1_hiera_l"
+DEFAULT_3AM_PRESET = "3am_hiera_l"
+PRESET_HELP = (f"Model preset: SAM 2 (sam2.1_hiera_t/s/b+/l, default {DEFAULT_SAM2_PRESET}) or, with --model 3am, "
+               f"3AM ({DEFAULT_3AM_PRESET}, 3am_tiny).")
+MODEL_CONFIG_HELP = "SAM 2 model config as an official-style JSON (replaces the SAM 2 preset)."
+CHECKPOINT_HELP = "SAM 2 checkpoint (file or hub id) or, with --model 3am, a 3AM checkpoint (folder or hub id)."
+RANDOM_WEIGHTS_HELP = "Deterministic random weights from --seed (smoke tests; results are meaningless)."
+SEED_HELP = "Seed of --random-weights (and of generated data)."
+DEVICE_HELP = "cpu, cuda, cuda:N or auto."
+OUT_HELP = "Output folder: written beside it and swapped in at the end; must be new or empty unless --overwrite."
+OVERWRITE_HELP = "Replace an existing output folder that threeam wrote (never any other folder)."
+QUIET_HELP = "No progress output."
+
+
+def fail(message: Any) -> NoReturn:
+    """Exit status 2 with one ``error: ...`` line on stderr."""
+    text = " ".join(str(message).split())
+    typer.echo(f"error: {text}", err=True)
+    raise typer.Exit(2)
+
+
+def check_weights(checkpoint: Optional[str], random_weights: bool, option: str = "--checkpoint") -> None:
+    """Exactly one source of weights: a checkpoint, or --random-weights."""
+    from threeam.errors import InputError
+
+    if checkpoint is not None and random_weights:
+        raise InputError(f"{option} and --random-weights exclude each other: give a checkpoint for real results, "
+                         f"or --random-weights alone for a smoke test ({option} {checkpoint} would be ignored)")
+    if checkpoint is None and not random_weights:
+        raise InputError(f"no weights: pass {option} (a file, folder or hub id) or --random-weights for a smoke test")
+
+
+def check_model(model: str) -> str:
+    from threeam.errors import InputError
+
+    if model not in ("sam2", "3am"):
+        raise InputError(f"--model must be sam2 or 3am, got {model!r}")
+    return model
+
+
+def resolve_preset(model: str, preset: Optional[str], model_config: Optional[Path]) -> Any:
+    """The ``preset`` argument of `build_predictor`: a preset name, or the SAM 2 config read from
+    ``--model-config`` (for 3AM: the 3AM configuration that goes with it)."""
+    from threeam.errors import InputError
+
+    if model_config is not None:
+        if preset is not None and model == "sam2":
+            raise InputError("--preset and --model-config exclude each other (the config file is the SAM 2 preset)")
+        return read_model_config(model_config)
+    if preset is None:
+        return DEFAULT_SAM2_PRESET if model == "sam2" else DEFAULT_3AM_PRESET
+    if model == "sam2":
+        from threeam.models.sam2.config import resolve_preset_name
+
+        return resolve_preset_name(preset)
+    else:
+        from threeam.models.three_am import threeam_presets
+
+        if preset not in threeam_presets():
+            raise InputError(f"unknown 3AM preset {preset!r}; valid: {', '.join(sorted(threeam_presets()))}")
+    return preset
+
+
+def read_model_config(path: Path) -> Any:
+    """``--model-config`` -> `SAM2Config`; any malformed file is one InputError."""
+    from threeam.errors import InputError
+    from threeam.models.sam2.config import load_sam2_config_file
+
+    if Path(path).is_dir():
+        raise InputError(f"--model-config {path} is a folder; give the JSON file")
+    try:
+        return load_sam2_config_file(path)
+    except InputError:
+        raise
+    except UnicodeDecodeError:
+        raise InputError(f"--model-config {path} is not a text (JSON) file") from None
+    except (AttributeError, TypeError, KeyError, ValueError, RecursionError) as e:
+        raise InputError(f"--model-config {path} is not a SAM 2 config ({type(e).__name__}: {e})") from None
