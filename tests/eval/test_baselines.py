@@ -16,6 +16,7 @@ from threeam.errors import InputError
 from threeam.eval.baselines import (DAM4SAMConfig, DAM4SAMPolicy, SAM2LongConfig, SAM2LongPolicy, attach_policy)
 from threeam.eval.baselines.dam4sam import bbox_iou, has_distractor
 from threeam.eval.baselines.policy import Candidates, sam2_memory_frames
+from threeam.models.sam2.tracking import FrameFeatures, TrackStepOutput
 from threeam.models.sam2.build import build_sam2_from_state_dict
 from threeam.models.sam2.config import SAM2Config, VideoPredictorConfig
 from threeam.predictor.state import NON_COND
@@ -187,9 +188,12 @@ def test_has_distractor_on_hand_made_masks():
 
 def _cands(masks: list[np.ndarray], ious: list[float], present: bool = True) -> Candidates:
     low = torch.stack([torch.where(torch.from_numpy(m), 5.0, -5.0) for m in masks])[None].float()
-    return Candidates(low_res=low, high_res=low, ious=torch.tensor(ious), obj_ptrs=[None] * len(masks),
-                      object_score_logits=torch.tensor([[3.0 if present else -3.0]]), best=0,
-                      vision_feats=[], feat_sizes=[])
+    m = len(masks)
+    step = TrackStepOutput(multimask_logits=low, multimask_logits_high_res=low, ungated_multimask_logits=low,
+                           ious=torch.tensor([ious]), candidate_obj_ptrs=torch.zeros(1, m, 4),
+                           chosen=torch.zeros(1, dtype=torch.long), pred_masks=low[:, :1], pred_masks_high_res=low[:, :1],
+                           obj_ptr=torch.zeros(1, 4), object_score_logits=torch.tensor([[3.0 if present else -3.0]]))
+    return Candidates(step, FrameFeatures([], [], []))
 
 
 def test_dam4sam_drm_rules():
@@ -249,9 +253,9 @@ def test_sam2long_survivor_selection():
 
     m = np.zeros((4, 4), bool)
     sure = _cands([m], [0.5])  # object score 3 > uncertainty 2
-    sure.object_score_logits = torch.tensor([[3.0]])
+    sure.step.object_score_logits = torch.tensor([[3.0]])
     unsure = _cands([m], [0.5])
-    unsure.object_score_logits = torch.tensor([[1.0]])
+    unsure.step.object_score_logits = torch.tensor([[1.0]])
 
     def branches(c):  # (score, parent, k, iou)
         spec = [(-0.1, 0, 0, 0.90), (-0.2, 0, 1, 0.901), (-0.3, 0, 2, 0.5), (-0.4, 1, 0, 0.899), (-0.5, 1, 1, 0.3)]

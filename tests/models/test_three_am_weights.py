@@ -12,13 +12,12 @@ from threeam.io.atomic import MARKER_NAME
 from threeam.models.merger import FeatureMergerConfig
 from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM, ThreeAMConfig, debug_sam2_config, tiny_must3r_config
 from threeam.models.three_am_weights import load_threeam, save_threeam
-from threeam.predictor.three_am_predictor import randomize_weights
+from threeam.predictor.build import build_three_am_model
 
 
 @pytest.fixture(scope="module")
 def model() -> ThreeAM:
-    m = ThreeAM("3am_tiny")
-    randomize_weights(m, seed=1)
+    m = build_three_am_model("3am_tiny", random_weights=True, seed=1)
     with torch.no_grad():
         m.merger.last_conv.weight.normal_(0, 0.1)  # a "trained" merger
     return m.eval()

@@ -75,7 +75,8 @@ def test_unknown_object_id_and_no_prompts(predictor, frames):
         next(iter(predictor.propagate_in_video(state)))
     predictor.add_new_points_or_box(state, 0, 1, points=[[160, 120]], labels=[1])
     with pytest.raises(InputError, match="42"):
-        predictor.remove_object(state, 42)
+        predictor.remove_object(state, 42, strict=True)
+    assert predictor.remove_object(state, 42)[0] == [1]  # the official default (strict=False) ignores it
     with pytest.raises(InputError, match="42"):
         predictor.clear_all_prompts_in_frame(state, 0, 42)
 

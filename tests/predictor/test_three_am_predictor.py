@@ -9,7 +9,8 @@ import torch
 
 from threeam.errors import InputError
 from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM
-from threeam.predictor.three_am_predictor import ThreeAMVideoPredictor, randomize_weights
+from threeam.predictor.build import build_three_am_model
+from threeam.predictor.three_am_predictor import ThreeAMVideoPredictor
 from threeam.predictor.video_predictor import VideoPredictor
 
 
@@ -28,10 +29,7 @@ def _video(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny() -> ThreeAM:
-    torch.manual_seed(0)
-    model = ThreeAM("3am_tiny")
-    randomize_weights(model, seed=3)
-    return model.eval()
+    return build_three_am_model("3am_tiny", random_weights=True, seed=3)
 
 
 def _track(predictor, video, reverse_from: int | None = None):

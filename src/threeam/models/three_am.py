@@ -108,7 +108,8 @@ class ThreeAMConfig:
     must3r: Any = "must3r_512"
     merger: Any = "paper"
     must3r_res: int | None = None
-    stream: Must3rStreamConfig = field(default_factory=Must3rStreamConfig)
+    # 3AM reads MUSt3R's features and pointmaps only: no camera poses (Procrustes) per frame
+    stream: Must3rStreamConfig = field(default_factory=lambda: Must3rStreamConfig(compute_camera=False))
 
     def resolved(self) -> tuple[SAM2Config, Must3rConfig, FeatureMergerConfig, Must3rStreamConfig]:
         """Typed configs of the three parts, with the merger widths taken from the backbones."""
@@ -200,6 +201,13 @@ class ThreeAM(nn.Module):
             self.must3r = Must3r(must3r_cfg)
             self.merger = FeatureMerger(merger_cfg)
 
+    @classmethod
+    def from_pretrained(cls, source: str, device: str | torch.device = "cpu") -> "ThreeAM":
+        """A `ThreeAM` from a 3AM checkpoint folder or hub id (see `threeam.models.three_am_weights`)."""
+        from threeam.models.three_am_weights import load_threeam
+
+        return load_threeam(source, device=device)
+
     @property
     def merger_levels(self) -> tuple[int, ...]:
         return tuple(self.merger.config.must3r_levels)
@@ -232,6 +240,35 @@ class ThreeAM(nn.Module):
         """F2D (B, C, S/16, S/16) -> F_merged of the same shape."""
         return self.merger(f2d, feats)
 
+    def merge_backbone_output(self, backbone_out: dict, must3r_out: Must3rFrameOutput,
+                              orig_hw: tuple[int, int]) -> dict:
+        """THE 3AM fusion step, used by the predictor and by training alike.
+
+        Args:
+            backbone_out: SAM 2's `forward_image` output for one frame (batch 1): ``backbone_fpn``
+                (stride 4, 8, 16 maps, highest resolution first) and ``vision_pos_enc``.
+            must3r_out: MUSt3R's streaming output for the same frame.
+            orig_hw: ``(H, W)`` of the original frame MUSt3R saw.
+
+        Returns:
+            ``backbone_out`` with the stride-16 level (``backbone_fpn[-1]`` and ``vision_features``)
+            replaced by F_merged ``(1, C, S/16, S/16)``; the stride-4/8 skips and the positional
+            encodings stay SAM 2's.
+        """
+        merged = self.merge(backbone_out["backbone_fpn"][-1], self.merger_inputs(must3r_out, orig_hw))
+        return self.with_merged_feature(backbone_out, merged)
+
+    @staticmethod
+    def with_merged_feature(backbone_out: dict, merged: torch.Tensor) -> dict:
+        """``backbone_out`` with its stride-16 level replaced by `merged` (same shape)."""
+        f2d = backbone_out["backbone_fpn"][-1]
+        if merged.shape != f2d.shape:
+            raise InputError(f"merged feature {tuple(merged.shape)} does not match SAM 2's stride-16 feature "
+                             f"{tuple(f2d.shape)}")
+        fpn = list(backbone_out["backbone_fpn"])
+        fpn[-1] = merged
+        return {**backbone_out, "backbone_fpn": fpn, "vision_features": merged}
+
 
 def merger_parameter_breakdown(model: ThreeAM) -> dict[str, int]:
     """Parameter counts of the merger's parts (top-level children) and its total."""
@@ -240,11 +277,4 @@ def merger_parameter_breakdown(model: ThreeAM) -> dict[str, int]:
     return parts
 
 
-def from_pretrained(source: str, device: str | torch.device = "cpu") -> ThreeAM:
-    """`ThreeAM` from a 3AM checkpoint folder or hub id (see `threeam.models.three_am_weights`)."""
-    from threeam.models.three_am_weights import load_threeam
 
-    return load_threeam(source, device=device)
-
-
-ThreeAM.from_pretrained = staticmethod(from_pretrained)

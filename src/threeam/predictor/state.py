@@ -9,7 +9,8 @@ are dicts with the official keys:
 
 * ``maskmem_features``: bfloat16 ``(1, mem_dim, S/16, S/16)`` on the storage device, or None
   before the memory encoder ran (a prompted frame before propagation);
-* ``maskmem_pos_enc``: list with one ``(1, mem_dim, S/16, S/16)`` tensor (shared, see `constants`);
+* ``maskmem_pos_enc``: list with one ``(1, mem_dim, S/16, S/16)`` tensor (one shared copy, the
+  ``maskmem_pos_enc`` field);
 * ``pred_masks``: float32 low-res mask logits ``(1, 1, S/4, S/4)`` on the storage device;
 * ``obj_ptr``: ``(1, C)`` object pointer on the compute device;
 * ``object_score_logits``: ``(1, 1)``.
@@ -18,17 +19,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-COND = "cond_frame_outputs"
-NON_COND = "non_cond_frame_outputs"
+from threeam.models.sam2.tracking import COND, NON_COND, empty_memory_bank
 
+if TYPE_CHECKING:  # pragma: no cover
+    from threeam.predictor.three_am_predictor import ThreeAMSession
 
-def empty_output_dict() -> dict[str, dict[int, dict]]:
-    """A per-object memory bank: ``{"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}``."""
-    return {COND: {}, NON_COND: {}}
+empty_output_dict = empty_memory_bank
 
 
 @dataclass
@@ -50,14 +50,20 @@ class InferenceState:
     offload_video_to_cpu: bool = False
     offload_state_to_cpu: bool = False
     source: str = ""
+    # what init_state was given (path or array; kept by reference, for readers of the originals)
+    video_source: Any = None
     # prompts per object index: {frame_idx: {"point_coords": (1, P, 2), "point_labels": (1, P)}}
     point_inputs_per_obj: dict[int, dict[int, dict]] = field(default_factory=dict)
     # mask prompts per object index: {frame_idx: (1, 1, S, S) float 0/1}
     mask_inputs_per_obj: dict[int, dict[int, torch.Tensor]] = field(default_factory=dict)
     # backbone features of the most recently used frame: {frame_idx: (image, backbone_out)}
     cached_features: dict[int, tuple] = field(default_factory=dict)
-    # values shared by all frames and objects (e.g. "maskmem_pos_enc")
-    constants: dict[str, Any] = field(default_factory=dict)
+    # the memory positional encoding, the same for every frame and object: [(1, mem_dim, S/16, S/16)]
+    maskmem_pos_enc: Optional[list] = None
+    # the 3AM per-session state (MUSt3R stream, merged-feature cache); None for plain SAM 2
+    three_am: Optional["ThreeAMSession"] = None
+    # final masks of frames an offline memory policy revised at the end of the last pass
+    revised_outputs: dict[int, torch.Tensor] = field(default_factory=dict)
     obj_id_to_idx: "OrderedDict[int, int]" = field(default_factory=OrderedDict)
     obj_idx_to_id: "OrderedDict[int, int]" = field(default_factory=OrderedDict)
     obj_ids: list[int] = field(default_factory=list)

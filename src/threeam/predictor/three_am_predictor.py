@@ -5,20 +5,21 @@ SAM 2 feature is fused with MUSt3R's features of the same frame by the Feature M
 multi-object tracking, forward/reverse propagation and every other call are SAM 2's.
 
 MUSt3R rule (see docs/3am.md):
-* MUSt3R runs **once per frame per session**, never per object: the merged feature of a frame is
-  cached in the session (``(1, C, S/16, S/16)`` float32 on the state's storage device) the first
-  time the frame is visited, so every object, the reverse pass and re-propagations after a
-  correction reuse it. A frame's geometry therefore never changes within a session.
-* MUSt3R's streaming memory grows in **first-visit order**: the first frame the session processes
-  after `init_state` (normally the prompted frame) is MUSt3R's reference frame. Tracking from a
-  middle frame forward and then backward thus renders the backward frames against the memory the
-  forward pass built (keyframes bounded by ``stream.max_keyframes``), all in the conditioning
-  frame's coordinates. `reset_state` keeps the cache (same frames, same geometry); a new
-  `init_state` starts a new MUSt3R memory.
+* MUSt3R runs **once per frame per session stream**, never per object: the merged feature of a
+  frame is cached in the session (``(1, C, S/16, S/16)`` float32 on the state's storage device) the
+  first time the frame is visited, so every object, and re-propagations after a correction, reuse it.
+* MUSt3R's streaming memory grows in **first-visit order**: the first frame whose features the
+  session needs after `init_state` / `reset_session` (normally the prompted frame) is MUSt3R's
+  reference frame. `reset_state` keeps the stream and the cache (same frames, same geometry);
+  `reset_session` starts a new, empty MUSt3R stream and clears the cache, so the next prompted
+  frame becomes the reference. The evaluation protocol calls `reset_session` before every
+  (object group, direction), so a track never depends on other objects or on pass order.
 * Sequence-level fallback (paper Sec. 3.4): ``set_use_geometry(state, False)`` (or a
   ``motion_detector`` that returns True) makes the session plain SAM 2, reusing SAM 2's frozen
-  encoder features. The switch is only allowed before anything was tracked in the session, since
-  switching mid-sequence corrupts the memory bank (the paper's observation).
+  encoder features. The switch is only allowed while nothing is tracked or cached in the stream
+  (switching mid-sequence corrupts the memory bank: the paper's observation).
+
+The per-session state is the typed field ``inference_state.three_am`` (`ThreeAMSession`).
 """
 from __future__ import annotations
 
@@ -42,73 +43,129 @@ MotionDetector = Callable[["RawFrames"], bool]
 
 class RawFrames:
     """The original uint8 RGB frames ``(H, W, 3)`` of a session, for MUSt3R (which keeps the aspect
-    ratio). A frames folder is read lazily file by file; arrays are kept as given; a video file is
-    decoded once more (the SAM 2 side only keeps the square, normalised frames)."""
+    ratio). A frame source that serves originals itself (``images.raw(t)``) is used directly; a
+    frames folder is read lazily file by file; arrays are kept as given; a video file is decoded
+    once more (the SAM 2 side only keeps the square, normalised frames)."""
 
-    def __init__(self, source: Any):
+    def __init__(self, source: Any, images: Any = None):
         self._files: list[Path] | None = None
         self._array: np.ndarray | None = None
+        self._images = images if callable(getattr(images, "raw", None)) else None
+        if self._images is not None:
+            return
         if isinstance(source, (str, Path)) and Path(source).is_dir():
             self._files = list_frame_files(source)
         else:
             self._array = read_video(source)
 
     def __len__(self) -> int:
+        if self._images is not None:
+            return len(self._images)
         return len(self._files) if self._files is not None else len(self._array)
 
     def __getitem__(self, index: int) -> np.ndarray:
+        if self._images is not None:
+            return self._images.raw(index)
         if self._files is not None:
             return read_image_file(self._files[index])
         return self._array[index]
 
 
 @dataclass
-class GeometryState:
-    """Per-session 3AM state (kept in ``inference_state.constants["threeam"]``)."""
+class ThreeAMSession:
+    """Per-session 3AM state (the typed field ``inference_state.three_am``).
+
+    Attributes:
+        frames: the original frames (MUSt3R's input).
+        stream: MUSt3R's streaming session (its memory; reference = first frame added).
+        use_geometry: 3AM (True) or the plain SAM 2 fallback (False).
+        decided: the motion detector / `set_use_geometry` has decided ``use_geometry``.
+        merged: ``{frame_idx: F_merged (1, C, S/16, S/16)}`` cached on the storage device.
+        sam2_backbone: SAM 2 backbone outputs computed before the stream needed them
+            (``init_state``'s warm-up of frame 0), used once and dropped.
+        must3r_calls, visit_order: how often / in which order MUSt3R ran in the current stream.
+    """
 
     frames: RawFrames
-    session: Must3rStreamingSession
+    stream: Must3rStreamingSession
     use_geometry: bool = True
     decided: bool = False
     merged: dict[int, torch.Tensor] = field(default_factory=dict)
+    sam2_backbone: dict[int, dict] = field(default_factory=dict)
     must3r_calls: int = 0
     visit_order: list[int] = field(default_factory=list)
 
+    def reset_stream(self) -> None:
+        """A new, empty MUSt3R memory and no cached merged features."""
+        self.stream.reset()
+        self.merged.clear()
+        self.sam2_backbone.clear()
+        self.must3r_calls = 0
+        self.visit_order = []
+
 
 class ThreeAMVideoPredictor(VideoPredictor):
-    """`VideoPredictor` over a `ThreeAM` model (``self.model`` is its SAM 2 part)."""
+    """`VideoPredictor` over a `ThreeAM` model (``self.model`` is its SAM 2 part, ``self.three_am`` the whole)."""
 
-    def __init__(self, threeam: ThreeAM, config=None, *, motion_detector: Optional[MotionDetector] = None,
-                 progress: bool = True, **options: Any):
-        super().__init__(threeam.sam2, config, progress=progress, **options)
-        self.threeam = threeam
+    def __init__(self, three_am: ThreeAM, config=None, *, motion_detector: Optional[MotionDetector] = None,
+                 progress: bool = True, memory_policy: Any = None, **options: Any):
+        super().__init__(three_am.sam2, config, progress=progress, memory_policy=memory_policy, **options)
+        self.three_am = three_am
         self.motion_detector = motion_detector
-        self._warming_up = False
+
+    @classmethod
+    def from_pretrained(cls, preset_or_checkpoint: Any = "3am_hiera_l", checkpoint: Any = None,
+                        device: str | torch.device = "cpu", random_weights: bool = False, seed: int = 0,
+                        **options: Any) -> "ThreeAMVideoPredictor":
+        """A 3AM predictor from `threeam.predictor.build.build_predictor` (the one builder).
+
+        ``preset_or_checkpoint`` is a 3AM preset (``3am_tiny``, ``3am_hiera_l``) or config, or a 3AM
+        checkpoint folder / hub id (then ``checkpoint`` stays None).
+        """
+        from threeam.models.three_am import threeam_presets
+        from threeam.predictor.build import build_predictor
+
+        preset = preset_or_checkpoint
+        if checkpoint is None and not random_weights and isinstance(preset, (str, Path)) \
+                and str(preset) not in threeam_presets():
+            preset, checkpoint = None, preset
+        return build_predictor("3am", preset=preset, checkpoint=checkpoint, device=device,
+                               random_weights=random_weights, seed=seed, **options)
+
+    def to(self, *args: Any, **kwargs: Any) -> "ThreeAMVideoPredictor":
+        self.three_am.to(*args, **kwargs)
+        return self
+
+    def eval(self) -> "ThreeAMVideoPredictor":
+        self.three_am.eval()
+        return self
 
     # ------------------------------------------------------------------ session
-    def init_state(self, video, offload_video_to_cpu: bool = False, offload_state_to_cpu: bool = False,
-                   async_loading_frames: bool = False, video_size: tuple[int, int] | None = None) -> InferenceState:
-        """As `VideoPredictor.init_state`; also opens the session's MUSt3R stream (empty memory)."""
-        raw = RawFrames(video)
-        self._warming_up = True  # frame 0's warm-up must not make frame 0 MUSt3R's reference
-        try:
-            state = super().init_state(video, offload_video_to_cpu=offload_video_to_cpu,
-                                       offload_state_to_cpu=offload_state_to_cpu,
-                                       async_loading_frames=async_loading_frames, video_size=video_size)
-        finally:
-            self._warming_up = False
-        state.cached_features = {}
+    def warm_up(self, inference_state: InferenceState) -> None:
+        """Open the session's MUSt3R stream (empty memory) and compute SAM 2's features of frame 0
+        without making frame 0 MUSt3R's reference (the stream starts at the first prompted frame)."""
+        state = inference_state
+        raw = RawFrames(state.video_source, state.images)
         if len(raw) != state.num_frames:
             raise InputError(f"MUSt3R sees {len(raw)} frames but SAM 2 sees {state.num_frames}")
-        session = Must3rStreamingSession(self.threeam.must3r, self.threeam.stream_config)
-        state.constants["threeam"] = GeometryState(frames=raw, session=session)
-        return state
+        stream = Must3rStreamingSession(self.three_am.must3r, self.three_am.stream_config)
+        state.three_am = ThreeAMSession(frames=raw, stream=stream)
+        image = state.images[0].to(state.device).float().unsqueeze(0)
+        state.three_am.sam2_backbone[0] = self.model.forward_image(image)
 
-    def geometry(self, inference_state: InferenceState) -> GeometryState:
-        geo = inference_state.constants.get("threeam")
+    def geometry(self, inference_state: InferenceState) -> ThreeAMSession:
+        """The session's `ThreeAMSession`."""
+        geo = inference_state.three_am
         if geo is None:
             raise InputError("this inference state was not made by a ThreeAMVideoPredictor (call its init_state)")
         return geo
+
+    @torch.inference_mode()
+    def reset_session(self, inference_state: InferenceState) -> None:
+        """`reset_state`, cached features cleared and a new, empty MUSt3R stream: the next prompted
+        frame becomes MUSt3R's reference, as on a freshly opened video."""
+        super().reset_session(inference_state)
+        self.geometry(inference_state).reset_stream()
 
     def set_use_geometry(self, inference_state: InferenceState, enabled: bool) -> None:
         """Switch the session between 3AM (True) and plain SAM 2 (False, the paper's fallback)."""
@@ -119,13 +176,12 @@ class ThreeAMVideoPredictor(VideoPredictor):
         if any(bank[COND] or bank[NON_COND]
                for bank in inference_state.output_dict_per_obj.values()) or geo.merged:
             raise InputError("the 3AM/SAM 2 switch must be made before anything is tracked in the session "
-                             "(switching mid-sequence corrupts the memory bank); call reset_state and "
-                             "init_state again to change it")
+                             "(switching mid-sequence corrupts the memory bank); call reset_session first")
         geo.use_geometry = bool(enabled)
         geo.decided = True
+        inference_state.cached_features = {}
 
-    def _decide(self, state: InferenceState) -> None:
-        geo = self.geometry(state)
+    def _decide(self, geo: ThreeAMSession) -> None:
         if geo.decided:
             return
         geo.decided = True
@@ -136,106 +192,27 @@ class ThreeAMVideoPredictor(VideoPredictor):
     def compute_backbone_features(self, inference_state: InferenceState, frame_idx: int,
                                   image: torch.Tensor) -> dict:
         """SAM 2's backbone output with ``backbone_fpn[-1]`` replaced by F_merged (3AM)."""
-        out = self.model.forward_image(image)
-        if self._warming_up:
-            return out
-        self._decide(inference_state)
         geo = self.geometry(inference_state)
+        out = geo.sam2_backbone.pop(frame_idx, None)
+        if out is None:
+            out = self.model.forward_image(image)
+        self._decide(geo)
         if not geo.use_geometry:
             return out
         merged = geo.merged.get(frame_idx)
-        if merged is None:
-            merged = self._merge_frame(inference_state, geo, frame_idx, out["backbone_fpn"][-1])
-            geo.merged[frame_idx] = merged.to(inference_state.storage_device)
-        merged = merged.to(out["backbone_fpn"][-1].device)
-        fpn = list(out["backbone_fpn"])
-        fpn[-1] = merged
-        return {**out, "backbone_fpn": fpn, "vision_features": merged}
-
-    def _merge_frame(self, state: InferenceState, geo: GeometryState, frame_idx: int,
-                     f2d: torch.Tensor) -> torch.Tensor:
+        if merged is not None:
+            return self.three_am.with_merged_feature(out, merged.to(out["backbone_fpn"][-1].device))
         frame = geo.frames[frame_idx]
-        must3r_out = geo.session.add_frame(frame)
+        must3r_out = geo.stream.add_frame(frame)
         geo.must3r_calls += 1
         geo.visit_order.append(frame_idx)
-        feats = self.threeam.merger_inputs(must3r_out, frame.shape[:2])
-        return self.threeam.merge(f2d, feats)
-
-
-def build_threeam_predictor(config: Any = "3am_hiera_l", checkpoint: Any = None, device: str = "cpu",
-                            random_weights: bool = False, seed: int = 0, **options: Any) -> ThreeAMVideoPredictor:
-    """A 3AM predictor from a preset/config and (optionally) a 3AM checkpoint folder or hub id.
-
-    ``random_weights=True`` fills every weight deterministically from ``seed`` (smoke tests; the
-    merger keeps its zero-initialised last layer, so outputs equal SAM 2 with the same weights).
-    """
-    from threeam.models.sam2.config import VideoPredictorConfig
-
-    if checkpoint is not None:
-        from threeam.models.three_am_weights import load_threeam
-
-        model = load_threeam(checkpoint, device=device)
-    else:
-        if not random_weights:
-            raise InputError("a 3AM model needs weights: give a 3AM checkpoint folder or hub id, or "
-                             "random_weights=True for a smoke test")
-        model = ThreeAM(config, device="cpu")
-        randomize_weights(model, seed)
-        model = model.to(device)
-    model.eval()
-    vcfg = options.pop("config", None) or VideoPredictorConfig()
-    return ThreeAMVideoPredictor(model, vcfg, **options)
-
-
-def randomize_weights(model: ThreeAM, seed: int = 0) -> None:
-    """Deterministic random weights for SAM 2 and MUSt3R (merger untouched: fresh 3AM == SAM 2)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in list(model.sam2.named_parameters()) + list(model.must3r.named_parameters()):
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / max(1.0, p[0].numel()) ** 0.5)
-            elif name.endswith("weight"):
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-            else:
-                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+        fused = self.three_am.merge_backbone_output(out, must3r_out, frame.shape[:2])
+        geo.merged[frame_idx] = fused["backbone_fpn"][-1].to(inference_state.storage_device)
+        return fused
 
 
 def build_3am_predictor(ctx: Any) -> ThreeAMVideoPredictor:
-    """The evaluation runner's 3AM factory (``threeam eval --methods 3am``).
+    """The evaluation runner's 3AM factory; see `threeam.predictor.build.build_eval_predictor`."""
+    from threeam.predictor.build import build_eval_predictor
 
-    ``ctx`` is a `threeam.eval.runner.EvalContext`. With ``ctx.extra["3am_checkpoint"]`` (a 3AM
-    checkpoint folder or hub id) that model is used. Otherwise (only with ``random_weights``) the
-    3AM model shares the SAM 2 weights of the ``sam2`` method and gets random MUSt3R weights and a
-    fresh (zero-initialised) merger, so its scores equal plain SAM 2's: a check of the wiring. The
-    3AM configuration is ``ctx.extra["3am_preset"]`` if given, else SAM 2's preset with MUSt3R 512
-    and the paper's merger (a custom SAM 2 config, e.g. the debug model, gets the tiny MUSt3R and
-    merger).
-    """
-    from threeam.models.sam2.config import VideoPredictorConfig
-    from threeam.models.three_am import ThreeAMConfig, get_threeam_config, tiny_must3r_config
-
-    ckpt = ctx.extra.get("3am_checkpoint")
-    if ckpt is not None:
-        from threeam.models.three_am_weights import load_threeam
-
-        model = load_threeam(ckpt, device=ctx.device)
-    else:
-        if not ctx.random_weights:
-            raise InputError("3AM needs its weights: pass a 3AM checkpoint folder or hub id (--3am-checkpoint), "
-                             "or --random-weights for a smoke test")
-        preset = ctx.extra.get("3am_preset")
-        if preset is not None:
-            config = get_threeam_config(preset)
-        elif isinstance(ctx.model_preset, str):
-            config = ThreeAMConfig(ctx.model_preset, "must3r_512", "paper")
-        else:
-            tiny = get_threeam_config("3am_tiny")
-            config = ThreeAMConfig(ctx.model_preset, tiny_must3r_config(), "tiny", must3r_res=64, stream=tiny.stream)
-        model = ThreeAM(config)
-        randomize_weights(model, ctx.seed)
-        sam2 = ctx.sam2_model()
-        own = model.sam2.state_dict()
-        if all(k in own and own[k].shape == v.shape for k, v in sam2.state_dict().items()):
-            model.sam2.load_state_dict(sam2.state_dict())
-        model = model.to(ctx.device)
-    return ThreeAMVideoPredictor(model.eval(), VideoPredictorConfig(), progress=False)
+    return build_eval_predictor(ctx, "3am")

@@ -17,11 +17,21 @@ Differences, all on the friendly side:
 * hole filling (``fill_hole_area``) runs on any device (CPU connected components);
 * ``progress=False`` silences the tqdm progress bar.
 
-The per-frame backbone features come from one hook, `VideoPredictor.compute_backbone_features`;
-subclasses (the 3AM predictor) override it to replace the stride-16 feature.
+Two public hooks:
+
+* `VideoPredictor.compute_backbone_features` gives each frame's backbone output; subclasses (the
+  3AM predictor) override it to replace the stride-16 feature;
+* a *memory policy* (`threeam.eval.baselines.policy.MemoryPolicy`, set with `with_memory_policy`)
+  takes over every tracking step of a frame without prompt (SAM2Long and DAM4SAM are policies);
+  without one, `track_object_step` runs SAM 2's own step.
+
+Two resets: `reset_state` (official: prompts, outputs and object ids go, cached features stay) and
+`reset_session` (also every cached feature, and in subclasses any per-session stream such as
+3AM's MUSt3R memory), so that the next prompt starts as on a freshly opened video.
 """
 from __future__ import annotations
 
+import copy
 import numbers
 from collections import OrderedDict
 from typing import Any, Iterator, Sequence
@@ -34,9 +44,8 @@ from tqdm import tqdm
 from threeam.errors import InputError
 from threeam.io.video import VideoSource, load_video_frames
 from threeam.predictor.postprocess import fill_holes_in_mask_scores
-from threeam.predictor.state import COND, NON_COND, InferenceState, empty_output_dict
-
-NO_OBJ_SCORE = -1024.0  # mask logit of an object that has no output on a frame
+from threeam.models.sam2.tracking import COND, NON_COND, NO_OBJ_SCORE, FrameFeatures, TrackStepOutput
+from threeam.predictor.state import InferenceState, empty_output_dict
 
 PREDICTOR_OPTIONS = (
     "fill_hole_area",
@@ -67,6 +76,7 @@ class VideoPredictor:
         binarize_mask_from_pts_for_mem_enc: None keeps the model's setting; a bool sets it on the model
             (threshold masks from clicks at 0 before encoding them into memory).
         progress: show a tqdm progress bar while propagating.
+        memory_policy: a `MemoryPolicy` that takes over the tracking steps (see `with_memory_policy`).
     """
 
     def __init__(
@@ -80,8 +90,10 @@ class VideoPredictor:
         add_all_frames_to_correct_as_cond: bool | None = None,
         binarize_mask_from_pts_for_mem_enc: bool | None = None,
         progress: bool = True,
+        memory_policy: Any = None,
     ) -> None:
         self.model = model.eval()
+        self.memory_policy = memory_policy
         explicit = dict(
             fill_hole_area=fill_hole_area,
             non_overlap_masks=non_overlap_masks,
@@ -114,36 +126,63 @@ class VideoPredictor:
         preset_or_config: Any,
         checkpoint: Any = None,
         device: str | torch.device = "cpu",
+        random_weights: bool = False,
+        seed: int = 0,
         **options: Any,
     ) -> "VideoPredictor":
-        """Build the model with `threeam.models.sam2.build.build_sam2` and wrap it.
+        """A SAM 2 predictor from `threeam.predictor.build.build_predictor` (the one builder).
 
         As the official ``build_sam2_video_predictor`` / ``SAM2VideoPredictor.from_pretrained``,
         the predictor options default to `VideoPredictorConfig()` (hole filling up to 8 pixels,
         binarised click masks for the memory encoder).
 
         Args:
-            preset_or_config: a preset name such as ``"sam2.1_hiera_t"`` or a `SAM2Config`.
-            checkpoint: a checkpoint path or hub id (see ``build_sam2``); None keeps random weights.
+            preset_or_config: a preset name (``"sam2.1_hiera_t"``), an official hub id
+                (``"facebook/sam2.1-hiera-tiny"``: downloaded, or a clear `OfflineError` offline) or a
+                `SAM2Config`.
+            checkpoint: a checkpoint path or hub id (see ``build_sam2``).
+            random_weights, seed: deterministic random weights, only when asked for by name.
             device: where the model runs.
-            **options: ``config=`` a `VideoPredictorConfig`, any of its fields to override it, and
-                ``progress``.
+            **options: ``config=`` a `VideoPredictorConfig`, any of its fields to override it,
+                ``progress``, ``memory_policy``.
         """
-        import dataclasses
+        from threeam.predictor.build import build_predictor
 
-        from threeam.models.sam2.build import build_sam2
-        from threeam.models.sam2.config import VideoPredictorConfig
+        return build_predictor("sam2", preset=preset_or_config, checkpoint=checkpoint, device=device,
+                               random_weights=random_weights, seed=seed, **options)
 
-        config = options.pop("config", None)
-        config = VideoPredictorConfig() if config is None else config
-        progress = options.pop("progress", True)
-        names = {f.name for f in dataclasses.fields(VideoPredictorConfig)}
-        unknown = sorted(set(options) - names)
-        if unknown:
-            raise InputError(f"unknown predictor option(s) {unknown}; valid: {sorted(names | {'config', 'progress'})}")
-        config = dataclasses.replace(config, **options)
-        model = build_sam2(preset_or_config, checkpoint=checkpoint, device=device, video_config=config)
-        return cls(model, config, progress=progress)
+    # ------------------------------------------------------------------ the official predictor's nn.Module face
+    def to(self, *args: Any, **kwargs: Any) -> "VideoPredictor":
+        """Move the model (``predictor.to("cuda")``); returns the predictor, as ``nn.Module.to`` does."""
+        self.model.to(*args, **kwargs)
+        return self
+
+    def eval(self) -> "VideoPredictor":
+        self.model.eval()
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        # attribute access to the model's parts (``predictor.image_encoder``, ``predictor.num_maskmem``),
+        # as on the official SAM2VideoPredictor, which *is* a SAM2Base
+        if name.startswith("__") or "model" not in self.__dict__:
+            raise AttributeError(name)
+        try:
+            return getattr(self.__dict__["model"], name)
+        except AttributeError:
+            raise AttributeError(f"{type(self).__name__!r} object (and its model) has no attribute {name!r}") from None
+
+    def with_memory_policy(self, policy: Any) -> "VideoPredictor":
+        """A copy of this predictor (same model and options) whose tracking steps follow `policy`
+        (a `threeam.eval.baselines.policy.MemoryPolicy`); this predictor is left unchanged."""
+        from threeam.eval.baselines.policy import MemoryPolicy
+
+        if not isinstance(policy, MemoryPolicy):
+            raise InputError(f"policy must be a MemoryPolicy, got {type(policy).__name__}")
+        if self.memory_policy is not None:
+            raise InputError(f"this predictor already has a memory policy ({self.memory_policy.name})")
+        out = copy.copy(self)
+        out.memory_policy = policy
+        return out
 
     @property
     def image_size(self) -> int:
@@ -158,16 +197,18 @@ class VideoPredictor:
     @torch.inference_mode()
     def init_state(
         self,
-        video: VideoSource,
+        video_path: VideoSource | None = None,
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
         video_size: tuple[int, int] | None = None,
+        *,
+        video: VideoSource | None = None,
     ) -> InferenceState:
         """Load a video and start a session.
 
         Args:
-            video: a frames folder (jpg/jpeg/png, ordered by the number in the names), a video file
+            video_path (or ``video=``): a frames folder (jpg/jpeg/png, ordered by the number in the names), a video file
                 (mp4/mov/avi/...), or a uint8 array/tensor ``(T, H, W, 3)``.
             offload_video_to_cpu: keep the normalised frames on the CPU (saves GPU memory).
             offload_state_to_cpu: keep masks and memories on the CPU (object pointers stay on the device).
@@ -179,6 +220,11 @@ class VideoPredictor:
         Returns:
             An `InferenceState`; the backbone features of frame 0 are computed and cached.
         """
+        if video is not None and video_path is not None:
+            raise InputError("give the video once: video_path= or video=, not both")
+        video = video_path if video is None else video
+        if video is None:
+            raise InputError("init_state needs a video: a frames folder, a video file or a (T, H, W, 3) uint8 array")
         device = self.device
         frames_device = torch.device("cpu") if offload_video_to_cpu else device
         video_data = load_video_frames(video, self.image_size, video_size=video_size, device=frames_device,
@@ -193,9 +239,14 @@ class VideoPredictor:
             offload_video_to_cpu=offload_video_to_cpu,
             offload_state_to_cpu=offload_state_to_cpu,
             source=video_data.source,
+            video_source=video,
         )
-        self._get_image_feature(state, frame_idx=0, batch_size=1)  # warm up and cache frame 0
+        self.warm_up(state)
         return state
+
+    def warm_up(self, inference_state: InferenceState) -> None:
+        """Compute and cache frame 0's backbone features (as the official ``init_state`` does)."""
+        self.frame_features(inference_state, frame_idx=0)
 
     # ------------------------------------------------------------------ validation helpers
     def _check_frame_idx(self, state: InferenceState, frame_idx: Any, name: str = "frame_idx") -> int:
@@ -560,6 +611,10 @@ class VideoPredictor:
             order = range(start_frame_idx, end_frame_idx + 1)
 
         show = self.progress if progress is None else progress
+        policy = self.memory_policy
+        state.revised_outputs = {}
+        if policy is not None:
+            policy.begin_pass(self, state, reverse)
         for frame_idx in tqdm(order, desc="propagate in video", disable=not show):
             pred_masks_per_obj = []
             for obj_idx in range(batch_size):
@@ -570,15 +625,35 @@ class VideoPredictor:
                     if self.clear_non_cond_mem_around_input:
                         self._clear_obj_non_cond_mem_around_input(state, frame_idx, obj_idx)
                 else:
-                    current_out, pred_masks = self._run_single_frame_inference(
-                        state, obj_output_dict, frame_idx, batch_size=1, is_init_cond_frame=False,
-                        point_inputs=None, mask_inputs=None, reverse=reverse, run_mem_encoder=True)
+                    current_out, pred_masks = self.track_object_step(state, obj_idx, frame_idx, reverse)
                     obj_output_dict[NON_COND][frame_idx] = current_out
                 state.frames_tracked_per_obj[obj_idx][frame_idx] = {"reverse": reverse}
                 pred_masks_per_obj.append(pred_masks)
             all_pred_masks = torch.cat(pred_masks_per_obj, dim=0) if batch_size > 1 else pred_masks_per_obj[0]
             _, video_res_masks = self._get_orig_video_res_output(state, all_pred_masks)
             yield frame_idx, obj_ids, video_res_masks
+        if policy is not None:
+            self._apply_policy_revisions(state, policy.end_pass(self, state) or {})
+
+    def _apply_policy_revisions(self, state: InferenceState, revised: dict) -> None:
+        """Store an offline policy's final outputs ``{obj_idx: {frame_idx: compact_out}}`` and keep the
+        video-resolution masks of the frames that changed for `revised_outputs`."""
+        frames = set()
+        for obj_idx, outs in revised.items():
+            bank = state.output_dict_per_obj[obj_idx][NON_COND]
+            for t, out in outs.items():
+                if bank.get(t) is not out:
+                    bank[t] = out
+                    frames.add(t)
+        for t in sorted(frames):
+            consolidated = self._consolidate_temp_output_across_obj(state, t, is_cond=False)
+            state.revised_outputs[t] = self._get_orig_video_res_output(state, consolidated["pred_masks"])[1]
+
+    def revised_outputs(self, inference_state: InferenceState) -> dict[int, torch.Tensor]:
+        """Frames whose final masks differ from what the last ``propagate_in_video`` yielded (offline
+        memory policies such as SAM2Long revise earlier frames at the end of a pass):
+        ``{frame_idx: video-res mask logits (num_objects, 1, H, W)}``; empty for SAM 2 itself."""
+        return dict(inference_state.revised_outputs)
 
     # ------------------------------------------------------------------ editing
     @torch.inference_mode()
@@ -607,6 +682,14 @@ class VideoPredictor:
         return self._frame_result(state, frame_idx, is_cond)
 
     @torch.inference_mode()
+    def reset_session(self, inference_state: InferenceState) -> None:
+        """`reset_state` and also drop every cached feature (and, in subclasses, per-session
+        streams such as 3AM's MUSt3R memory): the session is as freshly opened on the same video."""
+        self.reset_state(inference_state)
+        inference_state.cached_features = {}
+        inference_state.revised_outputs = {}
+
+    @torch.inference_mode()
     def reset_state(self, inference_state: InferenceState) -> None:
         """Forget every prompt, output and object id (the video and its cached features stay)."""
         state = inference_state
@@ -630,11 +713,11 @@ class VideoPredictor:
                 v[NON_COND].clear()
 
     @torch.inference_mode()
-    def remove_object(self, inference_state: InferenceState, obj_id: int, strict: bool = True,
+    def remove_object(self, inference_state: InferenceState, obj_id: int, strict: bool = False,
                       need_output: bool = True):
         """Remove an object from the session.
 
-        An unknown id raises `InputError` (``strict=False`` ignores it, as the official default does).
+        An unknown id is ignored (the official default); with ``strict=True`` it raises `InputError`.
 
         Returns:
             ``(obj_ids, updated_frames)``: the remaining ids and, with ``need_output``, a list of
@@ -712,24 +795,19 @@ class VideoPredictor:
         """
         return self.model.forward_image(image)
 
-    def _get_image_feature(self, inference_state: InferenceState, frame_idx: int, batch_size: int):
-        """Backbone features of a frame, expanded to `batch_size` objects and flattened.
+    def frame_features(self, inference_state: InferenceState, frame_idx: int, batch_size: int = 1) -> FrameFeatures:
+        """One frame's backbone features for `batch_size` objects, flattened (`FrameFeatures`).
 
-        Returns ``(image (B, 3, S, S), backbone_out, vision_feats [(HW, B, C_l)],
-        vision_pos_embeds [(HW, B, C)], feat_sizes [(H, W)])``.
+        The backbone output (:meth:`compute_backbone_features`) of the most recently used frame is
+        cached in the session, so each frame visit runs the backbone once whatever the objects.
         """
         state = inference_state
-        image, backbone_out = state.cached_features.get(frame_idx, (None, None))
+        _, backbone_out = state.cached_features.get(frame_idx, (None, None))
         if backbone_out is None:
             image = state.images[frame_idx].to(state.device).float().unsqueeze(0)
             backbone_out = self.compute_backbone_features(state, frame_idx, image)
             state.cached_features = {frame_idx: (image, backbone_out)}
-        expanded = {
-            "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
-            "vision_pos_enc": [p.expand(batch_size, -1, -1, -1) for p in backbone_out["vision_pos_enc"]],
-        }
-        features = self.model._prepare_backbone_features(expanded)
-        return (image.expand(batch_size, -1, -1, -1),) + tuple(features)
+        return self.model.prepare_frame_features(backbone_out, batch_size=batch_size)
 
     # ------------------------------------------------------------------ one frame
     def _run_single_frame_inference(self, inference_state: InferenceState, output_dict: dict, frame_idx: int,
@@ -738,41 +816,65 @@ class VideoPredictor:
                                     prev_sam_mask_logits: torch.Tensor | None = None):
         """Segment one frame for one object (batch 1) against its memory bank.
 
-        Returns ``(compact_out, pred_masks)``: the dict to store (memory as bfloat16 on the storage
-        device) and the low-res logits ``(B, 1, S/4, S/4)`` on the device (hole-filled if enabled).
+        Returns ``(compact_out, pred_masks)`` as :meth:`pack_output`.
+        """
+        features = self.frame_features(inference_state, frame_idx, batch_size)
+        out = self.model.track_frame(
+            features, frame_idx, output_dict, inference_state.num_frames, is_init_cond_frame=is_init_cond_frame,
+            point_inputs=point_inputs, mask_inputs=mask_inputs, reverse=reverse, run_mem_encoder=run_mem_encoder,
+            prev_sam_mask_logits=prev_sam_mask_logits)
+        return self.pack_output(inference_state, out)
+
+    def pack_output(self, inference_state: InferenceState, out: TrackStepOutput) -> tuple[dict, torch.Tensor]:
+        """What the session stores of a step: ``(compact_out, pred_masks)``.
+
+        ``compact_out`` has the official keys (memory as bfloat16 on the storage device, one shared
+        positional encoding, low-res logits hole-filled if enabled); ``pred_masks`` are the
+        ``(B, 1, S/4, S/4)`` logits on the compute device.
         """
         state = inference_state
-        _, _, vision_feats, vision_pos, feat_sizes = self._get_image_feature(state, frame_idx, batch_size)
-        current_out = self.model.track_step(
-            frame_idx=frame_idx, is_init_cond_frame=is_init_cond_frame, current_vision_feats=vision_feats,
-            current_vision_pos_embeds=vision_pos, feat_sizes=feat_sizes, point_inputs=point_inputs,
-            mask_inputs=mask_inputs, output_dict=output_dict, num_frames=state.num_frames,
-            track_in_reverse=reverse, run_mem_encoder=run_mem_encoder, prev_sam_mask_logits=prev_sam_mask_logits,
-        )
-        maskmem_features = current_out["maskmem_features"]
+        maskmem_features = out.maskmem_features
         if maskmem_features is not None:
             maskmem_features = maskmem_features.to(torch.bfloat16).to(state.storage_device, non_blocking=True)
-        pred_masks_gpu = current_out["pred_masks"]
+        pred_masks_gpu = out.pred_masks
         if self.fill_hole_area > 0:
             pred_masks_gpu = fill_holes_in_mask_scores(pred_masks_gpu, self.fill_hole_area)
         compact = {
             "maskmem_features": maskmem_features,
-            "maskmem_pos_enc": self._get_maskmem_pos_enc(state, current_out),
+            "maskmem_pos_enc": self._get_maskmem_pos_enc(state, {"maskmem_pos_enc": out.maskmem_pos_enc}),
             "pred_masks": pred_masks_gpu.to(state.storage_device, non_blocking=True),
-            "obj_ptr": current_out["obj_ptr"],
-            "object_score_logits": current_out["object_score_logits"],
+            "obj_ptr": out.obj_ptr,
+            "object_score_logits": out.object_score_logits,
         }
         return compact, pred_masks_gpu
+
+    def track_object_step(self, inference_state: InferenceState, obj_idx: int, frame_idx: int,
+                          reverse: bool) -> tuple[dict, torch.Tensor]:
+        """THE per-frame step strategy: track one object on a frame without prompt.
+
+        Without a memory policy this is SAM 2's step against the object's whole memory bank; with
+        one (`with_memory_policy`), ``policy.step(predictor, state, obj_idx, bank, frame_idx,
+        reverse)`` decides which memories are attended to and which candidate is kept.
+
+        Returns ``(compact_out, pred_masks)`` as :meth:`pack_output`.
+        """
+        bank = inference_state.output_dict_per_obj[obj_idx]
+        if self.memory_policy is not None:
+            return self.memory_policy.step(self, inference_state, obj_idx, bank, frame_idx, reverse)
+        return self._run_single_frame_inference(
+            inference_state, bank, frame_idx, batch_size=1, is_init_cond_frame=False, point_inputs=None,
+            mask_inputs=None, reverse=reverse, run_mem_encoder=True)
 
     def _run_memory_encoder(self, inference_state: InferenceState, frame_idx: int, batch_size: int,
                             high_res_masks: torch.Tensor, object_score_logits: torch.Tensor,
                             is_mask_from_pts: bool):
         """Encode (B, 1, S, S) mask logits on a frame into memory: (bfloat16 features, [pos_enc])."""
         state = inference_state
-        _, _, vision_feats, _, feat_sizes = self._get_image_feature(state, frame_idx, batch_size)
+        features = self.frame_features(state, frame_idx, batch_size)
         maskmem_features, maskmem_pos_enc = self.model._encode_new_memory(
-            current_vision_feats=vision_feats, feat_sizes=feat_sizes, pred_masks_high_res=high_res_masks,
-            object_score_logits=object_score_logits, is_mask_from_pts=is_mask_from_pts)
+            current_vision_feats=features.vision_feats, feat_sizes=features.feat_sizes,
+            pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
+            is_mask_from_pts=is_mask_from_pts)
         maskmem_features = maskmem_features.to(torch.bfloat16).to(state.storage_device, non_blocking=True)
         maskmem_pos_enc = self._get_maskmem_pos_enc(state, {"maskmem_pos_enc": maskmem_pos_enc})
         return maskmem_features, maskmem_pos_enc
@@ -782,9 +884,9 @@ class VideoPredictor:
         out_enc = current_out["maskmem_pos_enc"]
         if out_enc is None:
             return None
-        if "maskmem_pos_enc" not in state.constants:
-            state.constants["maskmem_pos_enc"] = [x[0:1].clone() for x in out_enc]
-        cached = state.constants["maskmem_pos_enc"]
+        if state.maskmem_pos_enc is None:
+            state.maskmem_pos_enc = [x[0:1].clone() for x in out_enc]
+        cached = state.maskmem_pos_enc
         b = out_enc[0].size(0)
         return [x.expand(b, -1, -1, -1) for x in cached]
 

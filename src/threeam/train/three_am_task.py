@@ -15,7 +15,7 @@ Per clip (``frames_per_clip`` frames, frame 0 = the reference / prompted frame):
 
 Data sources (``config.data.sources``): ``synthetic*`` names generate scenes with
 `threeam.data.synth` (seeded; ``root`` ignored); ``scannetpp``, ``replica``, ``ase`` and DAVIS/MOSE
-style folders are opened from ``root`` with the evaluation runner's ``open_scenes``. Clip ``i`` of a
+style folders are opened from ``root`` with `threeam.data.discovery.open_scenes`. Clip ``i`` of a
 source is a pure function of (seed, source, i), so the engine's resume is exact.
 
 Model names: ``model.sam2`` is a SAM 2 preset or ``sam2.1_debug_256`` (the debug model);
@@ -34,6 +34,7 @@ from torch import nn
 from threeam.errors import InputError
 from threeam.io.video import frame_to_model_input
 from threeam.models.must3r.session import Must3rStreamingSession
+from threeam.models.sam2.tracking import COND, NON_COND, empty_memory_bank
 from threeam.models.three_am import ThreeAM, ThreeAMConfig, debug_sam2_config, get_threeam_config, tiny_must3r_config
 from threeam.train.config import TrainConfig
 from threeam.train.losses import FrameOutputs, SAM2Loss
@@ -41,7 +42,6 @@ from threeam.train.prompts import initial_prompt, simulate_correction
 from threeam.train.recipes import OVERFIT_CHECKS, OverfitCheck, TrainTask, register_task
 from threeam.train.trainer import IndexedSource
 
-COND, NON_COND = "cond_frame_outputs", "non_cond_frame_outputs"
 
 
 def threeam_config_for(config: TrainConfig) -> ThreeAMConfig:
@@ -85,7 +85,7 @@ def _open_scenes(source, config: TrainConfig, seed: int) -> list:
         return [generate_scene(cfg, seed=seed + k) for k in range(2)]
     if not source.root:
         raise InputError(f"data source {source.name!r} needs data.sources.{source.name}.root (a dataset folder)")
-    from threeam.eval.runner import open_scenes
+    from threeam.data.discovery import open_scenes
 
     return list(open_scenes(source.root, None))
 
@@ -156,35 +156,32 @@ def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind
         scale = torch.tensor([S / W, S / H])
         point_inputs = {"point_coords": (prompt.points.points.float() * scale)[None].to(device),
                         "point_labels": prompt.points.labels.to(torch.int32)[None].to(device)}
-    output_dict: dict[str, dict[int, Any]] = {COND: {}, NON_COND: {}}
+    memory = empty_memory_bank()
     outputs: list[FrameOutputs] = []
     for t in range(T):
         one = {"backbone_fpn": [f[t:t + 1] for f in backbone["backbone_fpn"]],
                "vision_pos_enc": [p[t:t + 1] for p in backbone["vision_pos_enc"]]}
-        fpn = list(one["backbone_fpn"])
-        fpn[-1] = model.merge(fpn[-1], model.merger_inputs(geometry[t], (H, W)))
-        _, feats, pos, sizes = sam2._prepare_backbone_features({**one, "backbone_fpn": fpn})
+        features = sam2.prepare_frame_features(model.merge_backbone_output(one, geometry[t], (H, W)))
         first = t == 0
         points = point_inputs if first else None
-        current, sam_out, _, _ = sam2._track_step(t, first, feats, pos, sizes, points,
-                                                  mask_inputs if first else None, output_dict, T, False, None)
-        _, multimasks_hr, ious, low, high, obj_ptr, obj_logits = sam_out
-        steps = FrameOutputs(masks=[multimasks_hr], ious=[ious], object_score_logits=[obj_logits])
+        out = sam2.track_frame(features, t, memory, T, is_init_cond_frame=first, point_inputs=points,
+                               mask_inputs=mask_inputs if first else None, run_mem_encoder=False)
+        steps = FrameOutputs(masks=[out.multimask_logits_high_res], ious=[out.ious],
+                             object_score_logits=[out.object_score_logits])
         if first and points is not None:
             for _ in range(correction_clicks):
-                click = simulate_correction(targets[0, 0].cpu(), (high[0, 0] > 0).detach().cpu(), rng=rng)
+                click = simulate_correction(targets[0, 0].cpu(), (out.pred_masks_high_res[0, 0] > 0).detach().cpu(),
+                                            rng=rng)
                 points = {"point_coords": torch.cat([points["point_coords"], click.points.float()[None].to(device)], 1),
                           "point_labels": torch.cat([points["point_labels"],
                                                      click.labels.to(torch.int32)[None].to(device)], 1)}
-                current, sam_out, _, _ = sam2._track_step(t, True, feats, pos, sizes, points, None, output_dict, T,
-                                                          False, low.clamp(-32.0, 32.0))
-                _, multimasks_hr, ious, low, high, obj_ptr, obj_logits = sam_out
-                steps.masks.append(multimasks_hr)
-                steps.ious.append(ious)
-                steps.object_score_logits.append(obj_logits)
-        current.update(pred_masks=low, pred_masks_high_res=high, obj_ptr=obj_ptr, object_score_logits=obj_logits)
-        sam2._encode_memory_in_output(feats, sizes, points, True, high, obj_logits, current)
-        output_dict[COND if first else NON_COND][t] = current
+                out = sam2.track_frame(features, t, memory, T, is_init_cond_frame=True, point_inputs=points,
+                                       run_mem_encoder=False, prev_sam_mask_logits=out.pred_masks.clamp(-32.0, 32.0))
+                steps.masks.append(out.multimask_logits_high_res)
+                steps.ious.append(out.ious)
+                steps.object_score_logits.append(out.object_score_logits)
+        out = sam2.encode_memory(features, out, is_mask_from_pts=points is not None)
+        memory[COND if first else NON_COND][t] = out.memory_entry()
         outputs.append(steps)
     return outputs, targets
 

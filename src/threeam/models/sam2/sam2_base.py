@@ -27,8 +27,8 @@ from threeam.models.sam2.mlp import MLP
 from threeam.models.sam2.prompt_encoder import PromptEncoder
 from threeam.models.sam2.transformer import TwoWayTransformer
 
-# placeholder logit for "object absent" masks
-NO_OBJ_SCORE = -1024.0
+from threeam.models.sam2.tracking import (COND, NON_COND, NO_OBJ_SCORE, FrameFeatures,  # noqa: F401
+                                          TrackStepOutput)
 
 
 def select_closest_cond_frames(frame_idx: int, cond_frame_outputs: dict, max_cond_frame_num: int) -> tuple[dict, dict]:
@@ -258,6 +258,16 @@ class SAM2Base(nn.Module):
     def _forward_sam_heads(self, backbone_features: Tensor, point_inputs: dict | None = None,
                            mask_inputs: Tensor | None = None, high_res_features: list[Tensor] | None = None,
                            multimask_output: bool = False) -> tuple[Tensor, ...]:
+        """The official 7-tuple of :meth:`sam_heads` (kept for code written against the official layout):
+        (low_res_multimasks, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr,
+        object_score_logits)."""
+        h = self.sam_heads(backbone_features, point_inputs, mask_inputs, high_res_features, multimask_output)
+        return (h.multimask_logits, h.multimask_logits_high_res, h.ious, h.pred_masks, h.pred_masks_high_res,
+                h.obj_ptr, h.object_score_logits)
+
+    def sam_heads(self, backbone_features: Tensor, point_inputs: dict | None = None,
+                  mask_inputs: Tensor | None = None, high_res_features: list[Tensor] | None = None,
+                  multimask_output: bool = False) -> TrackStepOutput:
         """Run the prompt encoder and mask decoder on one stride-16 feature map.
 
         backbone_features (B, C, H, W) with H = W = image_size / backbone_stride;
@@ -265,9 +275,7 @@ class SAM2Base(nn.Module):
         "point_labels": (B, P) int}; mask_inputs (B, 1, h, w) (resized to 4H x 4W);
         high_res_features [(B, C/8, 4H, 4W), (B, C/4, 2H, 2W)].
 
-        Returns (low_res_multimasks (B, M, 4H, 4W), high_res_multimasks (B, M, image_size, image_size),
-        ious (B, M), low_res_masks (B, 1, 4H, 4W), high_res_masks (B, 1, S, S), obj_ptr (B, C),
-        object_score_logits (B, 1)); M = 3 with `multimask_output`, else 1.
+        Returns a `TrackStepOutput` without memory (M = 3 candidates with `multimask_output`, else 1).
         """
         b = backbone_features.size(0)
         device = backbone_features.device
@@ -295,7 +303,7 @@ class SAM2Base(nn.Module):
             mask_prompt = None
 
         sparse, dense = self.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=mask_prompt)
-        low_res_multimasks, ious, sam_output_tokens, object_score_logits = self.sam_mask_decoder(
+        ungated, ious, sam_output_tokens, object_score_logits = self.sam_mask_decoder(
             image_embeddings=backbone_features,
             image_pe=self.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -304,6 +312,7 @@ class SAM2Base(nn.Module):
             repeat_image=False,
             high_res_features=high_res_features,
         )
+        low_res_multimasks = ungated
         if self.pred_obj_scores:
             is_obj_appearing = object_score_logits > 0
             # absent objects get a hard "no object" mask (also what goes into memory)
@@ -313,45 +322,56 @@ class SAM2Base(nn.Module):
         high_res_multimasks = F.interpolate(low_res_multimasks, size=(self.image_size, self.image_size),
                                             mode="bilinear", align_corners=False)
 
+        rows = torch.arange(b, device=device)
         sam_output_token = sam_output_tokens[:, 0]
         if multimask_output:
             best = torch.argmax(ious, dim=-1)
-            rows = torch.arange(b, device=device)
             low_res_masks = low_res_multimasks[rows, best].unsqueeze(1)
             high_res_masks = high_res_multimasks[rows, best].unsqueeze(1)
             if sam_output_tokens.size(1) > 1:
                 sam_output_token = sam_output_tokens[rows, best]
         else:
+            best = torch.zeros(b, dtype=torch.long, device=device)
             low_res_masks, high_res_masks = low_res_multimasks, high_res_multimasks
 
-        obj_ptr = self.obj_ptr_proj(sam_output_token)
-        if self.pred_obj_scores:
-            lam = object_score_logits.sigmoid() if self.soft_no_obj_ptr else is_obj_appearing.float()
-            if self.fixed_no_obj_ptr:
-                obj_ptr = lam * obj_ptr
-            obj_ptr = obj_ptr + (1 - lam) * self.no_obj_ptr
-        return (low_res_multimasks, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr,
-                object_score_logits)
+        obj_ptr = self._gate_obj_ptr(self.obj_ptr_proj(sam_output_token), object_score_logits)
+        m = low_res_multimasks.size(1)
+        tokens = sam_output_tokens if sam_output_tokens.size(1) == m else sam_output_tokens[:, :1].expand(-1, m, -1)
+        candidate_ptrs = self._gate_obj_ptr(self.obj_ptr_proj(tokens), object_score_logits[:, None])
+        return TrackStepOutput(
+            multimask_logits=low_res_multimasks, multimask_logits_high_res=high_res_multimasks,
+            ungated_multimask_logits=ungated.float(), ious=ious, candidate_obj_ptrs=candidate_ptrs, chosen=best,
+            pred_masks=low_res_masks, pred_masks_high_res=high_res_masks, obj_ptr=obj_ptr,
+            object_score_logits=object_score_logits, multimask_output=multimask_output)
+
+    def _gate_obj_ptr(self, obj_ptr: Tensor, object_score_logits: Tensor) -> Tensor:
+        """Blend pointers (..., C) of absent objects towards ``no_obj_ptr`` (scores (..., 1))."""
+        if not self.pred_obj_scores:
+            return obj_ptr
+        lam = object_score_logits.sigmoid() if self.soft_no_obj_ptr else (object_score_logits > 0).float()
+        if self.fixed_no_obj_ptr:
+            obj_ptr = lam * obj_ptr
+        return obj_ptr + (1 - lam) * self.no_obj_ptr
 
     def _use_mask_as_output(self, backbone_features: Tensor, high_res_features: list[Tensor] | None,
-                            mask_inputs: Tensor) -> tuple[Tensor, ...]:
+                            mask_inputs: Tensor) -> TrackStepOutput:
         """Turn a binary mask prompt (B, 1, S, S) directly into output logits (+10 inside, -10 outside).
 
         The object pointer still comes from the SAM decoder fed with the downsampled mask.
-        Same return layout as :meth:`_forward_sam_heads` (M = 1).
+        Returns a `TrackStepOutput` with one candidate (M = 1) and no memory.
         """
         out_scale, out_bias = 20.0, -10.0
         mask_f = mask_inputs.float()
         high_res_masks = mask_f * out_scale + out_bias
         low_res_masks = F.interpolate(high_res_masks, size=(high_res_masks.size(-2) // 4, high_res_masks.size(-1) // 4),
                                       mode="bilinear", align_corners=False, antialias=True)
-        ious = mask_inputs.new_ones(mask_inputs.size(0), 1).float()
+        b = mask_inputs.size(0)
+        ious = mask_inputs.new_ones(b, 1).float()
         if not self.use_obj_ptrs_in_encoder:
-            obj_ptr = torch.zeros(mask_inputs.size(0), self.hidden_dim, device=mask_inputs.device)
+            obj_ptr = torch.zeros(b, self.hidden_dim, device=mask_inputs.device)
         else:
-            obj_ptr = self._forward_sam_heads(backbone_features=backbone_features,
-                                              mask_inputs=self.mask_downsample(mask_f),
-                                              high_res_features=high_res_features)[5]
+            obj_ptr = self.sam_heads(backbone_features=backbone_features, mask_inputs=self.mask_downsample(mask_f),
+                                     high_res_features=high_res_features).obj_ptr
         # presence is decided by the mask itself, not by the decoder's object score
         lam = torch.any(mask_f.flatten(1) > 0.0, dim=1)[..., None].float()
         object_score_logits = out_scale * lam + out_bias
@@ -359,7 +379,11 @@ class SAM2Base(nn.Module):
             if self.fixed_no_obj_ptr:
                 obj_ptr = lam * obj_ptr
             obj_ptr = obj_ptr + (1 - lam) * self.no_obj_ptr
-        return low_res_masks, high_res_masks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits
+        return TrackStepOutput(
+            multimask_logits=low_res_masks, multimask_logits_high_res=high_res_masks,
+            ungated_multimask_logits=low_res_masks, ious=ious, candidate_obj_ptrs=obj_ptr[:, None],
+            chosen=torch.zeros(b, dtype=torch.long, device=mask_inputs.device), pred_masks=low_res_masks,
+            pred_masks_high_res=high_res_masks, obj_ptr=obj_ptr, object_score_logits=object_score_logits)
 
     # ------------------------------------------------------------------ backbone
     def forward_image(self, img_batch: Tensor) -> dict:
@@ -514,78 +538,105 @@ class SAM2Base(nn.Module):
             maskmem_features = maskmem_features + absent[..., None, None] * self.no_obj_embed_spatial[..., None, None]
         return maskmem_features, maskmem_pos_enc
 
-    # ------------------------------------------------------------------ tracking
-    def _track_step(self, frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds,
-                    feat_sizes, point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse,
-                    prev_sam_mask_logits):
-        """Returns (current_out, sam_outputs, high_res_features, pix_feat); see :meth:`track_step`."""
-        current_out = {"point_inputs": point_inputs, "mask_inputs": mask_inputs}
-        if len(current_vision_feats) > 1:
-            high_res_features = [x.permute(1, 2, 0).reshape(x.size(1), x.size(2), *s)
-                                 for x, s in zip(current_vision_feats[:-1], feat_sizes[:-1])]
-        else:
-            high_res_features = None
+    # ------------------------------------------------------------------ tracking (public step)
+    def prepare_frame_features(self, backbone_out: dict, batch_size: int | None = None) -> FrameFeatures:
+        """Flatten one frame's backbone output (`forward_image`, possibly with a fused stride-16
+        level) into `FrameFeatures`, optionally expanded from batch 1 to `batch_size` objects."""
+        if batch_size is not None:
+            backbone_out = {
+                "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
+                "vision_pos_enc": [p.expand(batch_size, -1, -1, -1) for p in backbone_out["vision_pos_enc"]],
+            }
+        _, feats, pos, sizes = self._prepare_backbone_features(backbone_out)
+        return FrameFeatures(feats, pos, sizes)
+
+    def track_frame(self, features: FrameFeatures, frame_idx: int, memory: dict, num_frames: int, *,
+                    is_init_cond_frame: bool = False, point_inputs: dict | None = None,
+                    mask_inputs: Tensor | None = None, reverse: bool = False, run_mem_encoder: bool = True,
+                    prev_sam_mask_logits: Tensor | None = None) -> TrackStepOutput:
+        """SAM 2's tracking step for B objects on one frame (reads, never modifies, the memory bank).
+
+        Args:
+            features: the frame's `FrameFeatures` for the B objects.
+            memory: ``{"cond_frame_outputs": {t: entry}, "non_cond_frame_outputs": {t: entry}}`` (entries
+                as `TrackStepOutput.memory_entry`; a view of any subset of frames may be given).
+            num_frames: length of the video (bounds the object-pointer window).
+            is_init_cond_frame: a prompted frame segmented without memory (like SAM).
+            point_inputs: ``{"point_coords": (B, P, 2), "point_labels": (B, P)}`` in model-input pixels.
+            mask_inputs: ``(B, 1, S, S)`` binary masks.
+            reverse: tracking towards frame 0.
+            run_mem_encoder: encode the chosen mask into memory.
+            prev_sam_mask_logits: ``(B, 1, S/4, S/4)`` previous logits fed back with a correction click.
+
+        Returns:
+            A `TrackStepOutput` (all candidates, the chosen one, pointer, scores, memory).
+        """
+        high_res_features = features.high_res_features()
         if mask_inputs is not None and self.use_mask_input_as_output_without_sam:
-            pix_feat = current_vision_feats[-1].permute(1, 2, 0).reshape(-1, self.hidden_dim, *feat_sizes[-1])
-            sam_outputs = self._use_mask_as_output(pix_feat, high_res_features, mask_inputs)
+            out = self._use_mask_as_output(features.pix_feat(self.hidden_dim), high_res_features, mask_inputs)
         else:
             pix_feat = self._prepare_memory_conditioned_features(
                 frame_idx=frame_idx, is_init_cond_frame=is_init_cond_frame,
-                current_vision_feats=current_vision_feats[-1:], current_vision_pos_embeds=current_vision_pos_embeds[-1:],
-                feat_sizes=feat_sizes[-1:], output_dict=output_dict, num_frames=num_frames,
-                track_in_reverse=track_in_reverse)
+                current_vision_feats=features.vision_feats[-1:],
+                current_vision_pos_embeds=features.vision_pos_embeds[-1:], feat_sizes=features.feat_sizes[-1:],
+                output_dict=memory, num_frames=num_frames, track_in_reverse=reverse)
+            sam_mask_inputs = mask_inputs
             if prev_sam_mask_logits is not None:
                 if point_inputs is None or mask_inputs is not None:
                     raise InputError("prev_sam_mask_logits is only used together with point inputs and no mask input")
-                mask_inputs = prev_sam_mask_logits
-            multimask_output = self._use_multimask(is_init_cond_frame, point_inputs)
-            sam_outputs = self._forward_sam_heads(backbone_features=pix_feat, point_inputs=point_inputs,
-                                                  mask_inputs=mask_inputs, high_res_features=high_res_features,
-                                                  multimask_output=multimask_output)
-        return current_out, sam_outputs, high_res_features, pix_feat
-
-    def _encode_memory_in_output(self, current_vision_feats, feat_sizes, point_inputs, run_mem_encoder,
-                                 high_res_masks, object_score_logits, current_out) -> None:
-        """Add ``maskmem_features`` / ``maskmem_pos_enc`` to `current_out` (None when not run)."""
+                sam_mask_inputs = prev_sam_mask_logits
+            out = self.sam_heads(pix_feat, point_inputs=point_inputs, mask_inputs=sam_mask_inputs,
+                                 high_res_features=high_res_features,
+                                 multimask_output=self._use_multimask(is_init_cond_frame, point_inputs))
+        out = out.replace(point_inputs=point_inputs, mask_inputs=mask_inputs)
         if run_mem_encoder and self.num_maskmem > 0:
-            feats, pos = self._encode_new_memory(current_vision_feats=current_vision_feats, feat_sizes=feat_sizes,
-                                                 pred_masks_high_res=high_res_masks,
-                                                 object_score_logits=object_score_logits,
-                                                 is_mask_from_pts=point_inputs is not None)
-            current_out["maskmem_features"] = feats
-            current_out["maskmem_pos_enc"] = pos
+            out = self.encode_memory(features, out, is_mask_from_pts=point_inputs is not None)
+        return out
+
+    def encode_memory(self, features: FrameFeatures, out: TrackStepOutput,
+                      is_mask_from_pts: bool = False) -> TrackStepOutput:
+        """``out`` with the memory of its chosen mask (``pred_masks_high_res``) encoded."""
+        feats, pos = self._encode_new_memory(current_vision_feats=features.vision_feats,
+                                             feat_sizes=features.feat_sizes,
+                                             pred_masks_high_res=out.pred_masks_high_res,
+                                             object_score_logits=out.object_score_logits,
+                                             is_mask_from_pts=is_mask_from_pts)
+        return out.replace(maskmem_features=feats, maskmem_pos_enc=pos)
+
+    def select_candidate(self, features: FrameFeatures, out: TrackStepOutput, k: int,
+                         run_mem_encoder: bool = True) -> TrackStepOutput:
+        """``out`` with candidate `k` (same for every object of the batch) as the chosen mask: its
+        logits, its object pointer and (``run_mem_encoder``) its memory. Choosing the candidate
+        SAM 2 chose returns ``out`` itself."""
+        if not 0 <= k < out.num_candidates:
+            raise InputError(f"candidate index {k} out of range 0..{out.num_candidates - 1}")
+        if bool((out.chosen == k).all()):
+            if out.maskmem_features is not None or not run_mem_encoder or self.num_maskmem == 0:
+                return out
+            new = out  # SAM 2's own pick: keep its exact pointer, add the memory
         else:
-            current_out["maskmem_features"] = None
-            current_out["maskmem_pos_enc"] = None
+            b = out.multimask_logits.size(0)
+            new = out.replace(
+                chosen=torch.full((b,), k, dtype=torch.long, device=out.chosen.device),
+                pred_masks=out.multimask_logits[:, k:k + 1],
+                pred_masks_high_res=out.multimask_logits_high_res[:, k:k + 1],
+                obj_ptr=out.candidate_obj_ptrs[:, k], maskmem_features=None, maskmem_pos_enc=None)
+        if run_mem_encoder and self.num_maskmem > 0:
+            new = self.encode_memory(features, new, is_mask_from_pts=new.point_inputs is not None)
+        return new
 
     def track_step(self, frame_idx: int, is_init_cond_frame: bool, current_vision_feats: list[Tensor],
                    current_vision_pos_embeds: list[Tensor], feat_sizes: list[tuple[int, int]],
                    point_inputs: dict | None, mask_inputs: Tensor | None, output_dict: dict, num_frames: int,
                    track_in_reverse: bool = False, run_mem_encoder: bool = True,
                    prev_sam_mask_logits: Tensor | None = None) -> dict:
-        """Segment one frame for a batch of B objects, using (and not modifying) the memory bank.
-
-        Inputs as from :meth:`_prepare_backbone_features` (features expanded to the object batch);
-        point_inputs {"point_coords": (B, P, 2), "point_labels": (B, P)} in model-input pixels;
-        mask_inputs (B, 1, S, S) binary masks.
-
-        Returns a dict: ``point_inputs``, ``mask_inputs``, ``pred_masks`` (B, 1, S/4, S/4) logits,
-        ``pred_masks_high_res`` (B, 1, S, S), ``obj_ptr`` (B, C), ``object_score_logits`` (B, 1)
-        (eval only), ``maskmem_features`` (B, mem_dim, S/16, S/16) or None, ``maskmem_pos_enc``
-        [(B, mem_dim, S/16, S/16)] or None.
-        """
-        current_out, sam_outputs, _, _ = self._track_step(
-            frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
-            point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse, prev_sam_mask_logits)
-        _, _, _, low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs
-        current_out["pred_masks"] = low_res_masks
-        current_out["pred_masks_high_res"] = high_res_masks
-        current_out["obj_ptr"] = obj_ptr
-        if not self.training:
-            current_out["object_score_logits"] = object_score_logits
-        self._encode_memory_in_output(current_vision_feats, feat_sizes, point_inputs, run_mem_encoder,
-                                      high_res_masks, object_score_logits, current_out)
-        return current_out
+        """The official signature of :meth:`track_frame`; returns the memory-bank dict
+        (`TrackStepOutput.memory_entry`) instead of the typed output."""
+        features = FrameFeatures(current_vision_feats, current_vision_pos_embeds, feat_sizes)
+        return self.track_frame(features, frame_idx, output_dict, num_frames, is_init_cond_frame=is_init_cond_frame,
+                                point_inputs=point_inputs, mask_inputs=mask_inputs, reverse=track_in_reverse,
+                                run_mem_encoder=run_mem_encoder,
+                                prev_sam_mask_logits=prev_sam_mask_logits).memory_entry()
 
     def _use_multimask(self, is_init_cond_frame: bool, point_inputs: dict | None) -> bool:
         """Multimask output for the first click(s) of an initial frame (or for tracking, if enabled)."""
