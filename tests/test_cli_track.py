@@ -137,5 +137,7 @@ def test_info_counts_the_merger(tmp_path):
     assert d["merger_parameters"] == sum(p.numel() for p in net.merger.parameters())
     assert d["total"] == sum(p.numel() for p in net.parameters())
     assert sum(d["parts"].values()) == d["total"]
-    res = CliRunner().invoke(app, ["info"])
+    res = CliRunner().invoke(app, ["info", "--model", "3am"])  # the paper's 3am_hiera_l
     assert res.exit_code == 0 and "Feature Merger: 39,906,048 parameters" in res.output
+    res = CliRunner().invoke(app, ["info"])  # the same default model as `threeam track`: SAM 2.1 Large
+    assert res.exit_code == 0 and "preset: sam2.1_hiera_l" in res.output and "Feature Merger" not in res.output

@@ -5,29 +5,30 @@ from pathlib import Path
 
 import typer
 
+from threeam.commands import _common as C
+
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         data: str = typer.Option(..., "--data", help="Dataset path, or synthetic:N for N generated scenes."),
-        out: Path = typer.Option(..., "--out", help="Output folder (must not exist unless --overwrite)."),
+        out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help=C.OUT_HELP),
         methods: str = typer.Option("sam2,sam2long,dam4sam", "--methods",
                                     help="Comma-separated methods: sam2, sam2long, dam4sam, 3am, 3am+sam2long, "
                                          "3am+dam4sam (and any registered)."),
         fmt: str = typer.Option(None, "--format", help="scannetpp, replica, davis or synthetic (guessed if unset)."),
         split: str = typer.Option(None, "--split", help="ScanNet++/DAVIS split file name."),
-        model_preset: str = typer.Option("sam2.1_hiera_t", "--model-preset", help="SAM 2 preset."),
-        model_config: Path = typer.Option(None, "--model-config",
-                                          help="SAM 2 model config as an official-style JSON (overrides --model-preset)."),
-        checkpoint: str = typer.Option(None, "--checkpoint", help="SAM 2 checkpoint path or hub id."),
+        model_preset: str = typer.Option(None, "--preset", "--model-preset",
+                                         help=f"SAM 2 preset of the SAM 2 methods (default {C.DEFAULT_SAM2_PRESET})."),
+        model_config: Path = typer.Option(None, "--model-config", metavar="JSON", help=C.MODEL_CONFIG_HELP),
+        checkpoint: str = typer.Option(None, "--checkpoint", help="SAM 2 checkpoint (file or hub id)."),
         threeam_checkpoint: str = typer.Option(None, "--3am-checkpoint",
                                                help="3AM checkpoint folder or hub id (methods 3am, 3am+...)."),
         threeam_preset: str = typer.Option(None, "--3am-preset",
                                            help="3AM preset for --random-weights runs (e.g. 3am_tiny)."),
-        random_weights: bool = typer.Option(False, "--random-weights",
-                                            help="Deterministic random weights (smoke tests; scores are meaningless)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of --random-weights and of synthetic scenes."),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        random_weights: bool = typer.Option(False, "--random-weights", help=C.RANDOM_WEIGHTS_HELP),
+        seed: int = typer.Option(0, "--seed", help=C.SEED_HELP),
+        device: str = typer.Option("cpu", "--device", help=C.DEVICE_HELP),
         max_sequences: int = typer.Option(None, "--max-sequences", min=1, help="Evaluate at most N object tracks."),
         averaging: str = typer.Option("per_track", "--averaging", help="per_track or pooled."),
         worst: int = typer.Option(3, "--worst", min=0, help="Overlay videos of the N worst tracks per method."),
@@ -44,37 +45,45 @@ def register(app: typer.Typer) -> None:
                                            help="Keep normalised frames on the CPU (long videos on GPU)."),
         synth_preset: str = typer.Option("tiny", "--synth-preset", help="Synthetic preset: tiny, small, default."),
         synth_frames: int = typer.Option(None, "--synth-frames", min=1, help="Frames per synthetic scene."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        overwrite: bool = typer.Option(False, "--overwrite", help=C.OVERWRITE_HELP),
+        quiet: bool = typer.Option(False, "--quiet", help=C.QUIET_HELP),
     ) -> None:
         """Run methods on the same object tracks (paper protocol) and write the paper's table."""
+        from threeam.devices import resolve_device
         from threeam.errors import InputError, ThreeAMError
         from threeam.eval.runner import EvalConfig, EvalContext, open_scenes, resolve_methods, run_evaluation
+        from threeam.io.atomic import check_output_dir
 
         try:
             names = resolve_methods(methods)
-            preset = model_preset
+            if random_weights:
+                for option, value in (("--checkpoint", checkpoint), ("--3am-checkpoint", threeam_checkpoint)):
+                    if value is not None:
+                        C.check_weights(value, True, option)
+            dev = str(resolve_device(device))
+            check_output_dir(out, overwrite=overwrite)
             if model_config is not None:
-                from threeam.models.sam2.config import load_sam2_config_file
-
-                preset = load_sam2_config_file(model_config)
+                if model_preset is not None:
+                    raise InputError("--preset and --model-config exclude each other (the config file is the SAM 2 "
+                                     "preset)")
+                preset = C.read_model_config(model_config)
+            else:
+                preset = C.resolve_preset("sam2", model_preset, None)
+            if threeam_preset is not None:
+                C.resolve_preset("3am", threeam_preset, None)
             config = EvalConfig(averaging=averaging, max_sequences=max_sequences, worst_overlays=worst,
                                 save_predictions=not no_predictions, min_mask_pixels=min_mask_pixels, l_min=l_min,
                                 min_segments=min_segments, exclude_cond_frame=exclude_cond_frame,
                                 offload_video_to_cpu=offload_video,
                                 overwrite=overwrite, progress=not quiet)
-            if out.exists() and out.is_dir() and any(out.iterdir()) and not overwrite:
-                raise InputError(f"output folder {out} already exists and is not empty; pass --overwrite "
-                                 "to replace it or choose another --out")
             extra = {k: v for k, v in (("3am_checkpoint", threeam_checkpoint), ("3am_preset", threeam_preset))
                      if v is not None}
-            context = EvalContext(model_preset=preset, checkpoint=checkpoint, device=device,
+            context = EvalContext(model_preset=preset, checkpoint=checkpoint, device=dev,
                                   random_weights=random_weights, seed=seed, extra=extra)
             scenes = open_scenes(data, fmt, split=split, synth_preset=synth_preset, synth_frames=synth_frames,
-                                 seed=seed, device=device, stride=stride)
+                                 seed=seed, device=dev, stride=stride)
             results = run_evaluation(scenes, names, out, context, config)
         except ThreeAMError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
+            C.fail(e)
         typer.echo((results.out_dir / "results.md").read_text(), nl=False)
         typer.echo(f"results written to {results.out_dir}")

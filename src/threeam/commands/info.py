@@ -12,35 +12,36 @@ def _count(module) -> int:
 
 
 def describe_model(model: str = "sam2", preset: Optional[str] = None, model_config: Optional[Path] = None) -> dict:
-    """Parameter counts per part (and, for 3AM, trainable vs frozen under the paper's rule)."""
+    """Parameter counts per part (and, for 3AM, trainable vs frozen under the paper's rule).
+
+    The models are built on the meta device (no memory, no weights): counting needs no predictor,
+    so this does not go through `build_predictor`; presets and ``--model-config`` are resolved
+    exactly as ``threeam track`` resolves them."""
+    import dataclasses
+
     import torch
 
-    from threeam.errors import InputError
+    from threeam.commands import _common as C
 
-    sam2_config = None
-    if model_config is not None:
-        from threeam.models.sam2.config import load_sam2_config_file
-
-        sam2_config = load_sam2_config_file(model_config)
+    C.check_model(model)
+    sam2_config = C.read_model_config(model_config) if model_config is not None else None
     if model == "sam2":
         from threeam.models.sam2.build import build_sam2
 
-        net = build_sam2(sam2_config or preset or "sam2.1_hiera_l", device="meta")
+        name = C.resolve_preset("sam2", preset, None) if sam2_config is None else sam2_config
+        net = build_sam2(name, device="meta")
         sam2 = net
-        info = {"model": "sam2", "preset": preset if sam2_config is None else str(model_config)}
-    elif model == "3am":
-        import dataclasses
-
+        info = {"model": "sam2", "preset": name if sam2_config is None else str(model_config)}
+    else:
         from threeam.models.three_am import ThreeAM, get_threeam_config
 
-        config = get_threeam_config(preset or "3am_hiera_l")
-        if sam2_config is not None:
+        name = C.resolve_preset("3am", preset if sam2_config is None or preset else "3am_tiny", None)
+        config = get_threeam_config(name)
+        if sam2_config is not None:  # as `threeam track --model 3am --model-config`: the tiny MUSt3R and merger
             config = dataclasses.replace(config, sam2=sam2_config)
         net = ThreeAM(config, device=torch.device("meta"))
         sam2 = net.sam2
-        info = {"model": "3am", "preset": preset or "3am_hiera_l"}
-    else:
-        raise InputError(f"--model must be sam2 or 3am, got {model!r}")
+        info = {"model": "3am", "preset": name if sam2_config is None else f"{name} + {model_config}"}
     parts = {
         "sam2.image_encoder": _count(sam2.image_encoder),
         "sam2.memory_attention": _count(sam2.memory_attention),
@@ -64,11 +65,13 @@ def describe_model(model: str = "sam2", preset: Optional[str] = None, model_conf
 
 
 def register(app: typer.Typer) -> None:
+    from threeam.commands import _common as C
+
     @app.command()
     def info(
-        model: str = typer.Option("3am", "--model", help="sam2 or 3am."),
-        preset: Optional[str] = typer.Option(None, "--preset", help="SAM 2 preset or 3AM preset (3am_hiera_l, 3am_tiny)."),
-        model_config: Optional[Path] = typer.Option(None, "--model-config", help="SAM 2 config JSON (official tree)."),
+        model: str = typer.Option(C.DEFAULT_MODEL, "--model", help=C.MODEL_HELP),
+        preset: Optional[str] = typer.Option(None, "--preset", help=C.PRESET_HELP),
+        model_config: Optional[Path] = typer.Option(None, "--model-config", metavar="JSON", help=C.MODEL_CONFIG_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Print a model's parameter counts per part (the Feature Merger's included)."""
@@ -79,8 +82,7 @@ def register(app: typer.Typer) -> None:
         try:
             d = describe_model(model, preset, model_config)
         except ThreeAMError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
+            C.fail(e)
         if as_json:
             typer.echo(json.dumps(d, indent=1))
             return

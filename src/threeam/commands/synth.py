@@ -26,22 +26,26 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the first scene; scene k uses seed + k."),
         preset: str = typer.Option("default", "--preset", help="Synthetic preset: default, small, tiny."),
         trajectory: str = typer.Option(None, "--trajectory", help="orbit, walk, turn or mixed."),
-        device: str = typer.Option("cpu", "--device", help="Torch device for ray casting (cpu, cuda)."),
+        device: str = typer.Option("cpu", "--device", help="Torch device for ray casting: cpu, cuda, cuda:N or auto."),
         dslr_every: int = typer.Option(0, "--dslr-every", min=0,
                                        help="Also write every n-th frame as an undistorted DSLR image."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace scenes that already exist."),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="Replace scene folders that already exist (only ones threeam wrote)."),
     ) -> None:
         """Generate synthetic scenes (RGB, depth, poses, instance-labelled mesh) readable by the ScanNet++ reader."""
         import json
+        import shutil
         import time
 
         from threeam.data.scannetpp import write_scannetpp_scene
         from threeam.data.synth import generate_scene, synth_config
-        from threeam.errors import InputError
-        from threeam.io.atomic import atomic_write_text
+        from threeam.devices import resolve_device
+        from threeam.errors import InputError, ThreeAMError
+        from threeam.io.atomic import atomic_output_dir, atomic_write_text, check_output_dir, check_output_root
 
         try:
-            overrides = {"device": device}
+            check_output_root(out, option="OUT")
+            overrides = {"device": str(resolve_device(device))}
             if frames is not None:
                 overrides["n_frames"] = frames
             if size is not None:
@@ -54,16 +58,24 @@ def register(app: typer.Typer) -> None:
             if existing and not overwrite:
                 raise InputError(f"{len(existing)} scene folder(s) already exist under {out / 'data'} "
                                  f"(e.g. {existing[0]}); pass --overwrite to replace them")
-        except InputError as e:
-            typer.echo(f"error: {e}", err=True)
+            for sid in existing:  # only scene folders threeam wrote, before any scene is generated
+                check_output_dir(out / "data" / sid, overwrite=True, option="scene")
+        except ThreeAMError as e:
+            typer.echo(f"error: {' '.join(str(e).split())}", err=True)
             raise typer.Exit(2)
         for k, sid in enumerate(ids):
             t0 = time.perf_counter()
             scene = generate_scene(cfg, seed=seed + k, name=sid)
             names = {o["id"]: o["shape"] for o in scene.meta["objects"]}
-            sdir = write_scannetpp_scene(scene, out, sid, dslr_every=dslr_every, labels=names)
-            meta = {key: v for key, v in scene.meta.items() if key != "primitives"}
-            atomic_write_text(sdir / "synth_meta.json", json.dumps(meta, indent=1) + "\n")
+            sdir = out / "data" / sid
+            with atomic_output_dir(sdir, overwrite=overwrite, kind="synth-scene", option="scene") as tmp:
+                # the writer lays out ROOT/data/<id>: stage it inside the temporary folder, then lift it up
+                staged = write_scannetpp_scene(scene, tmp / ".stage", sid, dslr_every=dslr_every, labels=names)
+                for item in staged.iterdir():
+                    item.rename(tmp / item.name)
+                shutil.rmtree(tmp / ".stage")
+                meta = {key: v for key, v in scene.meta.items() if key != "primitives"}
+                atomic_write_text(tmp / "synth_meta.json", json.dumps(meta, indent=1) + "\n")
             typer.echo(f"{sid}: {len(scene)} frames {cfg.height}x{cfg.width}, {len(scene.meta['objects'])} objects, "
                        f"{scene.meta['trajectory']} trajectory ({time.perf_counter() - t0:.1f} s) -> {sdir}")
         split = out / "splits" / "synth.txt"

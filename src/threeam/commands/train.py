@@ -19,8 +19,9 @@ def register(app: typer.Typer) -> None:
         preset: Optional[str] = typer.Option(
             None, "--preset", "-p", help="Training preset: paper-scannetpp-ase-mose or tiny-synthetic "
                                          "(optional with --resume: the checkpoint's config is used)."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o",
-                                           help="Run folder (checkpoints/, tb/, config.json); default runs/PRESET."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR",
+                                           help="Run folder (checkpoints/, tb/, config.json); default runs/PRESET. "
+                                                "Ctrl-C or SIGTERM finishes the step, writes a checkpoint and stops."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in --out."),
         print_config: bool = typer.Option(False, "--print-config",
                                           help="Print the resolved config as JSON and exit."),
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
         from threeam.train.recipes import get_preset, preset_names
 
         def fail(msg: str) -> None:
-            typer.echo(f"error: {msg}", err=True)
+            typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
             raise typer.Exit(2)
 
         try:
@@ -60,6 +61,9 @@ def register(app: typer.Typer) -> None:
                 typer.echo(config_to_json(cfg))
                 return
             run_dir = out if out is not None else Path("runs") / cfg.name
+            from threeam.io.atomic import check_output_root
+
+            check_output_root(run_dir)
             if not resume and checkpointing.list_checkpoints(run_dir):
                 fail(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out")
         except (InputError, CheckpointError) as e:
@@ -67,6 +71,7 @@ def register(app: typer.Typer) -> None:
 
         from threeam.train.distributed import cleanup, init_distributed
         from threeam.train.recipes import run_training
+        from threeam.train.trainer import TrainingInterrupted
 
         try:
             ctx = init_distributed(cfg.run.device)
@@ -78,6 +83,10 @@ def register(app: typer.Typer) -> None:
             trainer = run_training(cfg, run_dir, resume=resume, ctx=ctx)
         except (InputError, CheckpointError) as e:
             fail(str(e))
+        except TrainingInterrupted as e:
+            if ctx.is_main:
+                typer.echo(f"{e}; continue with: threeam train --out {run_dir} --resume", err=True)
+            raise typer.Exit(128 + e.signum)
         finally:
             cleanup(ctx)
         if ctx.is_main:

@@ -45,7 +45,7 @@ from typing import Iterator, Optional
 from threeam.errors import InputError
 
 __all__ = ["MARKER_NAME", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_output_dir",
-           "check_output_dir", "read_marker", "current_umask", "signals_raise"]
+           "check_output_dir", "check_output_root", "clean_stale", "read_marker", "current_umask", "signals_raise"]
 
 MARKER_NAME = ".threeam-output.json"
 MARKER_FORMAT = "threeam-output"
@@ -281,6 +281,23 @@ def check_output_dir(target: str | os.PathLike, *, overwrite: bool = False, opti
         _probe_writable(path.parent if path.parent.exists() else _nearest_existing(path.parent), label)
         return path
     base = _nearest_existing(path.parent)
+    if not base.is_dir():
+        raise InputError(f"{label}: {base} is a file, not a folder")
+    _probe_writable(base, label)
+    return path
+
+
+def check_output_root(target: str | os.PathLike, *, option: str = "--out") -> Path:
+    """A folder that commands add to (a dataset root, a feature cache, a training run) rather than
+    replace: it may exist and hold anything, but it must be a folder (or missing) that we can write
+    in. Whatever it holds is never deleted; what is added follows :func:`atomic_output_dir`."""
+    path = Path(target).expanduser()
+    label = f"{option} {target}" if option else str(target)
+    if str(target).strip() == "":
+        raise InputError(f"{option or 'output folder'} must not be empty")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{label} exists and is not a folder")
+    base = path if path.is_dir() else _nearest_existing(path.parent)
     if not base.is_dir():
         raise InputError(f"{label}: {base} is a file, not a folder")
     _probe_writable(base, label)

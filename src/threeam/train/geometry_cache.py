@@ -12,9 +12,11 @@ Layout::
                                        "true_shape", "chunks": [...done...], "complete": bool}
     OUT/<scene>/chunk_00000.safetensors   frames [0, chunk_size): "<t>/level<l>", "<t>/pts_ref", "<t>/rays"
 
-Every file is written atomically. A run skips scenes whose index says ``complete``; a scene left
-incomplete by an interrupted run is recomputed from its first frame (MUSt3R's streaming memory
-is not stored, so a scene cannot resume mid-way; completed scenes are never redone).
+Each scene folder is written with `threeam.io.atomic.atomic_output_dir` (a hidden temporary folder
+swapped in when the scene is complete), so a scene folder is always complete. A run skips scenes
+whose index says ``complete``; a scene interrupted by a killed run is recomputed from its first
+frame (MUSt3R's streaming memory is not stored, so a scene cannot resume mid-way; its temporary
+folder is removed by the next run; completed scenes are never redone).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from threeam.errors import InputError
-from threeam.io.atomic import atomic_path, atomic_write_text
+from threeam.io.atomic import atomic_output_dir, atomic_write_text
 from threeam.models.must3r.rope import grid_positions
 from threeam.models.must3r.session import Must3rFrameOutput, Must3rStreamingSession
 from threeam.models.three_am import ThreeAM
@@ -45,34 +47,32 @@ def precompute_scene(model: ThreeAM, scene, out_root: str | os.PathLike, chunk_s
     if chunk_size < 1:
         raise InputError(f"chunk_size must be >= 1, got {chunk_size}")
     folder = _scene_dir(Path(out_root), scene.name)
-    index_path = folder / INDEX
-    if index_path.is_file() and json.loads(index_path.read_text()).get("complete"):
-        return False
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("chunk_*.safetensors"):
-        stale.unlink()
+    if (folder / INDEX).is_file():
+        try:
+            if json.loads((folder / INDEX).read_text()).get("complete"):
+                return False
+        except (OSError, ValueError, AttributeError):
+            pass  # unreadable index: recompute the scene
     levels = (0,) + tuple(model.merger_levels)
     session = Must3rStreamingSession(model.must3r, model.stream_config)
     n = len(scene)
     index = {"scene": scene.name, "num_frames": n, "chunk_size": chunk_size, "levels": list(levels),
              "grid_hw": None, "true_shape": None, "chunks": [], "complete": False}
-    atomic_write_text(index_path, json.dumps(index))
-    for start in range(0, n, chunk_size):
-        tensors = {}
-        for t in range(start, min(start + chunk_size, n)):
-            out = session.add_frame(scene.frame(t).rgb)
-            index["grid_hw"], index["true_shape"] = list(out.grid_hw), list(out.true_shape)
-            for lv in levels:
-                tensors[f"{t}/level{lv}"] = out.feature(lv)[0].to(torch.float16).cpu().contiguous()
-            tensors[f"{t}/pts_ref"] = out.pts_ref[0].to(torch.float16).cpu().contiguous()
-            tensors[f"{t}/rays"] = out.rays[0].to(torch.float16).cpu().contiguous()
-        name = f"chunk_{start // chunk_size:05d}.safetensors"
-        with atomic_path(folder / name) as tmp:
-            save_file(tensors, str(tmp))
-        index["chunks"].append(name)
-        atomic_write_text(index_path, json.dumps(index))
-    index["complete"] = True
-    atomic_write_text(index_path, json.dumps(index))
+    with atomic_output_dir(folder, overwrite=True, kind="feature-cache-scene", option="cache scene") as tmp:
+        for start in range(0, n, chunk_size):
+            tensors = {}
+            for t in range(start, min(start + chunk_size, n)):
+                out = session.add_frame(scene.frame(t).rgb)
+                index["grid_hw"], index["true_shape"] = list(out.grid_hw), list(out.true_shape)
+                for lv in levels:
+                    tensors[f"{t}/level{lv}"] = out.feature(lv)[0].to(torch.float16).cpu().contiguous()
+                tensors[f"{t}/pts_ref"] = out.pts_ref[0].to(torch.float16).cpu().contiguous()
+                tensors[f"{t}/rays"] = out.rays[0].to(torch.float16).cpu().contiguous()
+            name = f"chunk_{start // chunk_size:05d}.safetensors"
+            save_file(tensors, str(tmp / name))
+            index["chunks"].append(name)
+        index["complete"] = True
+        atomic_write_text(tmp / INDEX, json.dumps(index))
     return True
 
 

@@ -28,6 +28,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -44,8 +46,8 @@ from threeam.train.distributed import (DistContext, all_gather_object, barrier, 
 from threeam.train.optim import (assign_parameters, build_optimizer, build_scheduler, clip_gradients,
                                  format_summary)
 
-__all__ = ["StepFn", "SourceFactory", "MixtureSampler", "IndexedSource", "Trainer", "seed_everything",
-           "move_to_device"]
+__all__ = ["StepFn", "SourceFactory", "MixtureSampler", "IndexedSource", "Trainer", "TrainingInterrupted",
+           "seed_everything", "move_to_device"]
 
 log = logging.getLogger("threeam.train")
 
@@ -161,6 +163,44 @@ class IndexedSource:
         while True:
             yield self.batch(shard_index(p, ctx))
             p += 1
+
+
+class TrainingInterrupted(Exception):
+    """Raised by :meth:`Trainer.fit` after SIGINT/SIGTERM: the step under way was finished and
+    checkpointed (``checkpoint``), so ``--resume`` continues exactly from ``step``."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name} at step {step}; checkpoint {checkpoint}")
+        self.signum, self.step, self.checkpoint, self.signal_name = signum, step, checkpoint, name
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM handlers for the training loop (main thread only): the first signal asks the
+    loop to stop after the current optimizer step (which is then checkpointed); a second SIGINT
+    raises KeyboardInterrupt at once. Previous handlers are restored on exit."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._saved: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal handler signature
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s received: finishing step, writing a checkpoint, then stopping "
+                    "(press Ctrl-C again to abort without one)", signal.Signals(signum).name)
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._saved.items():
+            signal.signal(sig, old)
+        self._saved = {}
 
 
 @dataclass
@@ -300,7 +340,11 @@ class Trainer:
 
     def fit(self, until: int | None = None) -> list[dict[str, float]]:
         """Train to ``until`` optimizer steps (default ``run.max_steps``), checkpointing every
-        ``run.ckpt_every`` steps and at the stop; returns this call's per-step records."""
+        ``run.ckpt_every`` steps and at the stop; returns this call's per-step records.
+
+        SIGINT/SIGTERM (in the main thread) stop the run after the step under way, which is then
+        checkpointed like any other, and raise :class:`TrainingInterrupted`; ``resume`` continues
+        from it bit-exactly. A second SIGINT aborts at once (KeyboardInterrupt, no checkpoint)."""
         run = self.config.run
         stop = run.max_steps if until is None else min(until, run.max_steps)
         writer = self._open_writer() if self.ctx.is_main else None
@@ -317,23 +361,36 @@ class Trainer:
         records: list[dict[str, float]] = []
         last_saved = self.step if self._resumed_from == self.step else None
         try:
-            while self.step < stop:
-                rec = self.train_step()
-                records.append(rec)
-                self.history.append(rec)
-                progress.update(1, rec["loss"])
-                if self.step % run.log_every == 0 or self.step == 1 or self.step == stop:
-                    self._log_scalars(writer, rec)
-                if self.step % run.ckpt_every == 0 or self.step == stop:
+            with _StopRequest() as stop_request:
+                while self.step < stop:
+                    rec = self.train_step()
+                    records.append(rec)
+                    self.history.append(rec)
+                    progress.update(1, rec["loss"])
+                    if self.step % run.log_every == 0 or self.step == 1 or self.step == stop:
+                        self._log_scalars(writer, rec)
+                    if self.step % run.ckpt_every == 0 or self.step == stop:
+                        self.save()
+                        last_saved = self.step
+                    signum = self._agreed_stop(stop_request.signum)
+                    if signum is not None:
+                        path = self.save() if last_saved != self.step else checkpointing.find_latest(self.out_dir)
+                        raise TrainingInterrupted(signum, self.step, path)
+                if last_saved != self.step:
                     self.save()
-                    last_saved = self.step
-            if last_saved != self.step:
-                self.save()
         finally:
             progress.close()
             if writer is not None:
                 writer.close()
         return records
+
+    def _agreed_stop(self, signum: int | None) -> int | None:
+        """The stop request of any rank (every rank must stop at the same step to save together)."""
+        if self.ctx.world_size <= 1:
+            return signum
+        flag = torch.tensor([0 if signum is None else int(signum)], device=self.ctx.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item()) or None
 
     def _open_writer(self) -> Any:
         from torch.utils.tensorboard import SummaryWriter
