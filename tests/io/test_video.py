@@ -124,8 +124,14 @@ def test_empty_folder(tmp_path):
 def test_corrupt_frame_is_named(tmp_path):
     _write_folder(tmp_path / "v", _frames(t=2), ["0", "1"])
     (tmp_path / "v" / "2.png").write_bytes(b"this is not a png")
+    with pytest.raises(VideoError, match=r"2\.png"):  # checked up front on request
+        load_video_frames(tmp_path / "v", image_size=16, check_all_frames=True)
+    with pytest.raises(VideoError, match=r"2\.png"):  # eager
+        load_video_frames(tmp_path / "v", image_size=16, streaming=False)
+    video = load_video_frames(tmp_path / "v", image_size=16)  # streaming: when the frame is read
+    video.images[1]
     with pytest.raises(VideoError, match=r"2\.png"):
-        load_video_frames(tmp_path / "v", image_size=16)
+        video.images[2]
 
 
 def test_corrupt_video_file(tmp_path):
@@ -139,7 +145,9 @@ def test_inconsistent_frame_sizes_name_both_files(tmp_path):
     _write_folder(tmp_path / "v", _frames(t=1, h=24, w=32), ["0"])
     _write_folder(tmp_path / "v", _frames(t=1, h=20, w=32), ["1"])
     with pytest.raises(VideoError, match=r"different sizes.*0\.png.*1\.png"):
-        load_video_frames(tmp_path / "v", image_size=16)
+        load_video_frames(tmp_path / "v", image_size=16, check_all_frames=True)
+    with pytest.raises(VideoError, match=r"different sizes.*0\.png.*1\.png"):
+        load_video_frames(tmp_path / "v", image_size=16).images[1]
 
 
 @pytest.mark.parametrize(

@@ -92,8 +92,10 @@ def test_empty_and_corrupt_videos(predictor, tmp_path):
     bad.mkdir()
     Image.fromarray(np.zeros((32, 48, 3), dtype=np.uint8)).save(bad / "00000.jpg")
     (bad / "00001.jpg").write_bytes(b"not a jpeg at all")
+    state = predictor.init_state(str(bad))  # frames stream: a bad frame raises when tracking reaches it
+    predictor.add_new_points_or_box(state, 0, 1, points=[[10, 10]], labels=[1])
     with pytest.raises(VideoError, match="00001.jpg"):
-        predictor.init_state(str(bad))
+        list(predictor.propagate_in_video(state))
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 1000)
     with pytest.raises(VideoError):
