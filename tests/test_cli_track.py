@@ -141,3 +141,31 @@ def test_info_counts_the_merger(tmp_path):
     assert res.exit_code == 0 and "Feature Merger: 39,906,048 parameters" in res.output
     res = CliRunner().invoke(app, ["info"])  # the same default model as `threeam track`: SAM 2.1 Large
     assert res.exit_code == 0 and "preset: sam2.1_hiera_l" in res.output and "Feature Merger" not in res.output
+
+
+def test_overlay_at_the_source_rate_with_progress_for_every_phase(scene_video, tmp_path):
+    _, mp4, _, _ = scene_video  # written at 10 fps
+    res = CliRunner().invoke(app, ["track", str(mp4), "--point", "40,30", "--out", str(tmp_path / "o"),
+                                   "--model-config", DEBUG, "--random-weights"])
+    assert res.exit_code == 0, res.output
+    for phase in ("decoding 6 frames", "tracking 1 object", "writing 6 masks", "encoding overlay.mp4 at 10 fps"):
+        assert phase in res.output, (phase, res.output)
+    with av.open(str(tmp_path / "o" / "overlay.mp4")) as c:
+        assert c.streams.video[0].average_rate == 10
+
+
+def test_16bit_png_frames_are_scaled_not_white(tmp_path):
+    """16-bit PNG frames (a quarter-grey scene) reach the model and the overlay as 8-bit values, not 255."""
+    folder = tmp_path / "frames16"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 48), 0x4000 + 64 * i, dtype=np.uint16)).save(folder / f"{i:05d}.png")
+    res = CliRunner().invoke(app, ["track", str(folder), "--point", "10,10", "--out", str(tmp_path / "o"),
+                                   "--model-config", DEBUG, "--random-weights", "--quiet", "--fps", "5"])
+    assert res.exit_code == 0, res.output
+    with av.open(str(tmp_path / "o" / "overlay.mp4")) as c:
+        assert c.streams.video[0].average_rate == 5
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    # grey 64 (0x4000 / 257) under a half-transparent object colour without green: green ~32 or ~64 where
+    # no object is drawn; 16-bit values clipped to white would give >= 127
+    assert float(np.median(first[..., 1])) < 80

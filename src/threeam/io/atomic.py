@@ -212,7 +212,7 @@ def _protected(path: Path) -> Optional[str]:
     resolved = path.resolve()
     if resolved == Path(resolved.anchor):
         return "it is the file-system root"
-    for name, other in (("the home folder", Path.home()), ("the current folder", Path.cwd())):
+    for name, other in (("the current folder", Path.cwd()), ("the home folder", Path.home())):
         with contextlib.suppress(OSError, RuntimeError):
             other = other.resolve()
             if resolved == other:

@@ -79,49 +79,20 @@ class TrackResult:
 
 
 def probe_video(video: Any) -> VideoInfo:
-    """Frame count, size and frame rate of a frames folder, video file or (T, H, W, 3) array,
-    reading only headers (video files: the container's packets, no decoding). VideoError otherwise."""
-    if isinstance(video, (np.ndarray, torch.Tensor)):
-        if video.ndim != 4 or video.shape[-1] != 3 or min(video.shape[:3]) == 0:
-            raise VideoError(f"a video array must have shape (T, H, W, 3), got {tuple(video.shape)}")
-        return VideoInfo(int(video.shape[0]), int(video.shape[1]), int(video.shape[2]))
-    if not isinstance(video, (str, os.PathLike)):
-        raise VideoError(f"unsupported video input of type {type(video).__name__}: expected a frames folder, "
-                         "a video file or a uint8 array (T, H, W, 3)")
-    from threeam.io.video import VIDEO_EXTENSIONS, list_frame_files
+    """Frame count, size and frame rate of a frames folder, video file or in-memory frames, from
+    `threeam.io.frame_sources.open_source` (headers and the container's index; no full decode).
+    VideoError otherwise."""
+    from threeam.io.frame_sources import open_source
 
-    path = Path(video)
-    if path.is_dir():
-        from PIL import Image
-
-        files = list_frame_files(path)
-        try:
-            with Image.open(files[0]) as im:
-                w, h = im.size
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise VideoError(f"cannot read frame {files[0]}: {exc}") from None
-        return VideoInfo(len(files), h, w)
-    if not path.exists():
-        raise VideoError(f"video path does not exist: {path}")
-    if path.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise VideoError(f"unsupported video input {path}: expected a frames folder or one of {VIDEO_EXTENSIONS}")
-    import av
-
+    source = open_source(video)
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"no video stream in {path}")
-            stream = container.streams.video[0]
-            w, h = int(stream.codec_context.width), int(stream.codec_context.height)
-            rate = stream.average_rate or stream.guessed_rate
-            n = sum(1 for packet in container.demux(stream) if packet.size)
-    except VideoError:
-        raise
-    except Exception as exc:  # PyAV's own error classes
-        raise VideoError(f"cannot read video file {path}: {exc}") from None
-    if n == 0 or w == 0 or h == 0:
-        raise VideoError(f"video file {path} holds no decodable frame")
-    fps = float(rate) if rate and float(rate) > 0 and math.isfinite(float(rate)) else None
+        n, h, w = int(source.num_frames), int(source.height), int(source.width)
+        fps = source.fps
+    finally:
+        source.close()
+    if n == 0 or h == 0 or w == 0:
+        raise VideoError(f"video {video} holds no decodable frame")
+    fps = float(fps) if fps and math.isfinite(float(fps)) and float(fps) > 0 else None
     return VideoInfo(n, h, w, fps)
 
 
@@ -332,17 +303,15 @@ def _bar(progress: bool, total: int, desc: str):
 
 
 def _iter_frames(video: Any, frames: Sequence[int]):
-    """The source's RGB frames ``frames`` (sorted), one at a time where the source allows it."""
-    from threeam.io.video import list_frame_files, read_image_file, read_video
+    """The source's original RGB frames ``frames`` (increasing), decoded one at a time."""
+    from threeam.io.frame_sources import open_source
 
-    if isinstance(video, (str, os.PathLike)) and Path(video).is_dir():
-        files = list_frame_files(video)
-        for t in frames:
-            yield read_image_file(files[t])
-        return
-    raw = read_video(video)
-    for t in frames:
-        yield raw[t]
+    source = open_source(video)
+    try:
+        for _, frame in source.read_many(frames):
+            yield np.asarray(frame, dtype=np.uint8)
+    finally:
+        source.close()
 
 
 def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir: str | os.PathLike, *,
