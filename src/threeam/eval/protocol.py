@@ -8,11 +8,14 @@ Per object (3AM, Sec. 4; see `threeam.data.eval_sequences` for how tracks are bu
    conditioning frame to frame 0;
 4. every frame is scored (object present or not), except frames without annotation.
 
-Each direction is an independent tracking run from the conditioning frame (the session is reset
-in between), so no method's memory mixes the two passes; the conditioning frame's prediction is
-the forward pass's. Objects sharing a conditioning frame are tracked together in one session (SAM 2
-tracks objects independently, so this only saves backbone passes); objects with different
-conditioning frames get separate sessions.
+Each (object group, direction) is an independent tracking run from the conditioning frame: the
+session is reset with ``reset_session`` before it (prompts, memories and every cached feature go;
+3AM starts a fresh MUSt3R stream whose reference is the conditioning frame), so no method's memory
+mixes the two passes and a track never depends on the other objects of the scene or on the order of
+the passes. The conditioning frame's prediction is the forward pass's. Objects sharing a
+conditioning frame are tracked together in one session (SAM 2 tracks objects independently and
+3AM's geometry depends only on the frames visited, so this only saves backbone passes); objects
+with different conditioning frames get separate sessions.
 
 Timing: `TrackingRun.seconds` covers prompting and propagation (backbone included) and excludes
 frame loading/normalisation (``init_state``) and everything after (thresholding, scoring, I/O).
@@ -122,17 +125,16 @@ def track_objects(predictor, frames, prompts: Mapping[int, tuple[int, np.ndarray
         for reverse in directions:
             _sync(device)
             start = time.perf_counter()
-            predictor.reset_state(state)
+            reset_session(predictor, state)
             for oid, m in objs:
                 predictor.add_new_mask(state, t0, oid, m)
             outputs = {}
             for t, ids, logits in predictor.propagate_in_video(state, start_frame_idx=t0, reverse=reverse,
                                                                 progress=False):
                 outputs[t] = (list(ids), logits > 0)
-            revised = getattr(predictor, "revised_outputs", None)
-            if revised is not None:
-                for t, logits in revised(state).items():
-                    outputs[t] = (list(state.obj_ids), logits > 0)
+            revised = getattr(predictor, "revised_outputs", None)  # offline memory policies revise frames
+            for t, logits in (revised(state) if revised is not None else {}).items():
+                outputs[t] = (list(state.obj_ids), logits > 0)
             _sync(device)
             run.seconds += time.perf_counter() - start
             run.frames += len(outputs) - (1 if reverse and t0 in outputs else 0)
@@ -144,8 +146,15 @@ def track_objects(predictor, frames, prompts: Mapping[int, tuple[int, np.ndarray
                 b = binary.cpu().numpy()
                 for i, oid in enumerate(ids):
                     masks[oid][t] = b[i, 0]
-    predictor.reset_state(state)
+    reset_session(predictor, state)
     return run
+
+
+def reset_session(predictor, state) -> None:
+    """The full reset (`VideoPredictor.reset_session`); predictors written against the official API
+    alone get their ``reset_state``."""
+    full = getattr(predictor, "reset_session", None)
+    (full if full is not None else predictor.reset_state)(state)
 
 
 def score_object(pred: np.ndarray, gt: np.ndarray, name: str = "", unannotated: Sequence[int] = ()) -> TrackScores:
