@@ -37,9 +37,10 @@ def test_paper_preset_matches_the_paper():
 
 
 def test_presets_are_fresh_and_unknown_names_listed():
-    assert set(PRESETS) == {"paper-scannetpp-ase-mose", "tiny-synthetic", "toy-engine"}
+    assert set(PRESETS) == {"paper-scannetpp-ase-mose", "tiny-synthetic", "toy-engine", "sam2-pretrain-synthetic",
+                            "must3r-pretrain-synthetic", "toy-ablation-3am", "toy-ablation-sam2"}
     assert get_preset("toy-engine") == get_preset("toy-engine")
-    with pytest.raises(InputError, match="valid presets: paper-scannetpp-ase-mose, tiny-synthetic, toy-engine"):
+    with pytest.raises(InputError, match="valid presets: paper-scannetpp-ase-mose, tiny-synthetic, toy-engine, "):
         get_preset("paper")
 
 
@@ -98,10 +99,21 @@ def test_override_keys_and_json_round_trip():
         config_from_dict(bad)
 
 
-def test_task_registry():
-    assert "toy-regression" in TRAIN_TASKS
-    assert "3am" in TRAIN_TASKS
-    with pytest.raises(InputError, match="task 'nope' is not registered; registered tasks: 3am, toy-regression"):
+def test_task_table_is_explicit():
+    import subprocess
+    import sys
+
+    assert list(TRAIN_TASKS) == ["toy-regression", "sam2", "3am", "must3r"]
+    # listed in the table, not registered by importing the task modules
+    probe = subprocess.run([sys.executable, "-c", "import sys, threeam.train.recipes as r; "
+                            "print(sorted(r.TRAIN_TASKS), 'threeam.train.three_am_task' in sys.modules)"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "['3am', 'must3r', 'sam2', 'toy-regression'] False"
+    for name in ("sam2", "3am", "must3r"):
+        assert get_preset({"sam2": "toy-ablation-sam2", "3am": "toy-ablation-3am",
+                           "must3r": "must3r-pretrain-synthetic"}[name]).task == name
+    with pytest.raises(InputError, match="task 'nope' is not registered; registered tasks: 3am, must3r, sam2, "
+                                         "toy-regression"):
         build_task(apply_overrides(get_preset("toy-engine"), ["task=nope"]), DistContext())
     with pytest.raises(InputError, match="already registered"):
         register_task("toy-regression")(lambda cfg, ctx: None)

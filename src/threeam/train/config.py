@@ -148,8 +148,14 @@ class DataSourceConfig:
     cache: str = ""
     """MUSt3R feature cache of this source (`threeam precompute`); FoV-sampled clips read it, continuous
     clips run MUSt3R on the fly (the paper's split). Empty: always on the fly."""
+    sampler: Literal["fov", "random"] = "fov"
+    """What the ``fov_prob`` share of clips uses: ``fov`` (FoV-aware sampling) or ``random`` (the
+    reference as in FoV sampling, the other frames drawn uniformly from the scene; the paper's
+    "random sampling" ablation arm)."""
 
     def __post_init__(self) -> None:
+        _check(self.sampler in ("fov", "random"),
+               f"data.sources.{self.name}.sampler must be 'fov' or 'random', got {self.sampler!r}")
         _check(bool(self.name), "a data source needs a non-empty name")
         _check(math.isfinite(self.weight) and self.weight >= 0,
                f"data.sources.{self.name}.weight must be >= 0, got {self.weight}")
@@ -177,6 +183,21 @@ class DataConfig:
     the current error region (SAM 2.1 training: 7); every step is supervised."""
     num_clips: int = 0
     """0: every step draws a new clip; N > 0: clip i is clip i mod N (a fixed set, e.g. overfitting checks)."""
+    scenes_per_source: int = 2
+    """Generated (``synthetic*``) sources: how many scenes each source renders."""
+    scene_preset: str = "tiny"
+    """Generated sources: the `threeam.data.synth` preset (``tiny``, ``small``, ``default``, ``lookalike``)."""
+    scene_frames: int = 12
+    """Generated sources: frames per scene."""
+    scene_height: int = 96
+    """Generated sources: frame height in pixels."""
+    scene_width: int = 128
+    """Generated sources: frame width in pixels."""
+    scene_cache: str = ""
+    """Folder caching rendered training scenes (`threeam.data.scene_store.cached_scene`); empty: render in memory."""
+    min_present_frac: float = 0.0
+    """Redraw a clip (up to 20 times) while the object is present in fewer than this share of its frames
+    (object-absent frames only teach the object-score head "absent")."""
 
     def __post_init__(self) -> None:
         _check_names_unique("data source", [s.name for s in self.sources])
@@ -188,6 +209,12 @@ class DataConfig:
         _check(self.image_size >= 16, f"data.image_size must be >= 16, got {self.image_size}")
         _check(self.num_clips >= 0, f"data.num_clips must be >= 0, got {self.num_clips}")
         _check(self.correction_clicks >= 0, f"data.correction_clicks must be >= 0, got {self.correction_clicks}")
+        _check(self.scenes_per_source >= 1, f"data.scenes_per_source must be >= 1, got {self.scenes_per_source}")
+        _check(self.scene_frames >= 1, f"data.scene_frames must be >= 1, got {self.scene_frames}")
+        _check(self.scene_height >= 16 and self.scene_width >= 16,
+               f"data.scene_height and data.scene_width must be >= 16, got {self.scene_height}x{self.scene_width}")
+        _check(0.0 <= self.min_present_frac <= 1.0,
+               f"data.min_present_frac must lie in [0, 1], got {self.min_present_frac}")
 
 
 @dataclass(frozen=True)
@@ -228,6 +255,11 @@ class RunConfig:
     """DDP: allow parameters that get no gradient in a step (e.g. a merger skipped on MOSE steps)."""
     progress: bool = True
     """Show a progress bar (rank 0)."""
+    eval_every: int = 0
+    """Run the task's held-out evaluation (VOS IoU, pointmap error, ...) every this many steps and at
+    the end, logged to TensorBoard under ``eval/`` and to ``eval.jsonl``; 0 = never."""
+    eval_items: int = 8
+    """Held-out clips / scenes per evaluation."""
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, f"run.max_steps must be >= 1, got {self.max_steps}")
@@ -237,6 +269,8 @@ class RunConfig:
         _check(self.log_every >= 1, f"run.log_every must be >= 1, got {self.log_every}")
         _check(self.ckpt_every >= 1, f"run.ckpt_every must be >= 1, got {self.ckpt_every}")
         _check(self.keep_last >= 0, f"run.keep_last must be >= 0, got {self.keep_last}")
+        _check(self.eval_every >= 0, f"run.eval_every must be >= 0, got {self.eval_every}")
+        _check(self.eval_items >= 1, f"run.eval_items must be >= 1, got {self.eval_items}")
 
 
 @dataclass(frozen=True)

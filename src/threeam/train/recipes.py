@@ -175,10 +175,117 @@ def toy_engine() -> TrainConfig:
                                data=replace(base.data, batch_size=8), toy=ToyTaskConfig())
 
 
+SAM2_TOP_LEVEL = ("image_encoder", "mask_downsample", "maskmem_tpos_enc", "memory_attention", "memory_encoder",
+                  "no_mem_embed", "no_obj_embed_spatial", "no_obj_ptr", "obj_ptr_proj",
+                  "obj_ptr_tpos_proj", "sam_mask_decoder", "sam_prompt_encoder")
+"""Top-level parameter names of a SAM 2.1 model that pretraining trains: all but ``no_mem_pos_enc``,
+which SAM 2.1 (``directly_add_no_mem_embed``) never reads, so it would get no gradient."""
+
+TOY_SCENES = dict(scene_preset="lookalike", scene_frames=48, scene_height=96, scene_width=128)
+"""Generated training scenes of the toy experiment: the distribution of the ``lookalike`` evaluation
+scenes (`threeam.data.eval_scenes`), from the disjoint training seed space."""
+
+
+def sam2_pretrain_synthetic() -> TrainConfig:
+    """Pretraining a tiny SAM 2 (the debug SAM 2.1, image 256, 1.8 M parameters) from random weights
+    on generated clips, every module trainable, SAM 2's losses and prompt simulation: per clip a
+    GT mask, a noisy box or a click on frame 0 (one kind drawn uniformly), with up to 7 corrective
+    clicks on click/box clips; 8-frame clips, FoV-aware (p = 0.5) or continuous, redrawn while the
+    object is present in under half the frames. Our choices: AdamW lr 1e-3 (image encoder 5e-4),
+    weight decay 0.01, 200 warm-up steps, cosine to 1/10, clip norm 1.0, 32 scenes of 48 frames at
+    96 x 128 (the ``lookalike`` generator, training seeds). Held-out VOS metrics every 500 steps.
+    """
+    groups = (ParamGroupConfig("image_encoder", ("image_encoder",), lr=5e-4),
+              ParamGroupConfig("rest", tuple(n for n in SAM2_TOP_LEVEL if n != "image_encoder"), lr=1e-3))
+    return TrainConfig(
+        name="sam2-pretrain-synthetic",
+        task="sam2",
+        seed=0,
+        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
+        optim=OptimConfig(groups=groups, weight_decay=0.01, schedule="cosine", warmup_steps=200, min_lr_ratio=0.1,
+                          grad_clip_norm=1.0),
+        loss=LossWeights(),
+        data=DataConfig(
+            sources=(DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, prompt_kinds=("mask", "point", "box")),),
+            frames_per_clip=8, batch_size=1, image_size=256, correction_clicks=7, scenes_per_source=32,
+            min_present_frac=0.5, **TOY_SCENES),
+        run=RunConfig(max_steps=20_000, amp="bf16", log_every=20, ckpt_every=250, keep_last=2, eval_every=500,
+                      eval_items=8),
+    )
+
+
+def must3r_pretrain_synthetic() -> TrainConfig:
+    """Pretraining the tiny MUSt3R (encoder 48 wide / 2 blocks, decoder 32 wide / 12 blocks, 0.37 M
+    parameters, input long side 64) from random weights on generated posed RGB-D clips with
+    MUSt3R's confidence-aware pointmap regression (`threeam.train.must3r_task`), streaming 8 frames
+    per clip through its memory. Clips: random frames of a scene (p = 0.5, wide baselines) or
+    consecutive ones. Our choices: AdamW lr 5e-4, weight decay 0.05, 200 warm-up steps, cosine to
+    1/10, clip norm 1.0; the scenes of ``sam2-pretrain-synthetic``. Held-out pointmap error,
+    relative depth error and look-alike pick rate every 500 steps.
+    """
+    return TrainConfig(
+        name="must3r-pretrain-synthetic",
+        task="must3r",
+        seed=0,
+        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
+        optim=OptimConfig(groups=(ParamGroupConfig("encoder", ("encoder",), lr=5e-4),
+                                  ParamGroupConfig("decoder", ("decoder",), lr=5e-4)),
+                          weight_decay=0.05, schedule="cosine", warmup_steps=200, min_lr_ratio=0.1, grad_clip_norm=1.0),
+        data=DataConfig(
+            sources=(DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, sampler="random", prompt_kinds=("mask",)),),
+            frames_per_clip=8, batch_size=1, image_size=256, scenes_per_source=32, **TOY_SCENES),
+        run=RunConfig(max_steps=20_000, amp="bf16", log_every=20, ckpt_every=250, keep_last=2, eval_every=500,
+                      eval_items=16),
+    )
+
+
+def toy_ablation_3am() -> TrainConfig:
+    """One arm of the toy ablation (docs/evidence.md): 3AM fine-tuned from the pretrained tiny SAM 2
+    and MUSt3R (``model.sam2_checkpoint`` / ``model.must3r_checkpoint``, set by the experiment) with
+    the paper's freeze rule (memory attention, mask decoder, merger train; image encoder and MUSt3R
+    frozen), mask prompts, FoV-aware sampling p = 0.8, 8-frame clips. The other arms are overrides:
+    ``data.sources.synthetic.fov_prob=0`` (continuous only), ``data.sources.synthetic.sampler=random``
+    (random sampling), and ``toy-ablation-sam2`` (SAM 2 alone). Our choices: lr 2e-4 (merger 5e-4),
+    no weight decay, 50 warm-up steps, cosine to 1/10, clip norm 1.0.
+    """
+    return TrainConfig(
+        name="toy-ablation-3am",
+        task="3am",
+        seed=0,
+        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
+        optim=OptimConfig(
+            groups=(ParamGroupConfig("memory_attention", ("sam2.memory_attention",), lr=2e-4),
+                    ParamGroupConfig("mask_decoder", ("sam2.sam_mask_decoder",), lr=2e-4),
+                    ParamGroupConfig("merger", ("merger",), lr=5e-4)),
+            frozen_prefixes=("sam2.image_encoder", "must3r"),
+            weight_decay=0.0, schedule="cosine", warmup_steps=50, min_lr_ratio=0.1, grad_clip_norm=1.0),
+        loss=LossWeights(),
+        data=DataConfig(
+            sources=(DataSourceConfig("synthetic", weight=1.0, fov_prob=0.8, prompt_kinds=("mask",)),),
+            frames_per_clip=8, batch_size=1, image_size=256, correction_clicks=0, scenes_per_source=32,
+            min_present_frac=0.5, **TOY_SCENES),
+        run=RunConfig(max_steps=1000, amp="bf16", log_every=20, ckpt_every=250, keep_last=1, eval_every=0),
+    )
+
+
+def toy_ablation_sam2() -> TrainConfig:
+    """The "SAM 2 fine-tuned alone" arm: ``toy-ablation-3am`` with the ``sam2`` task (no MUSt3R is
+    built or run), the same trainable SAM 2 parts, rates, data and steps."""
+    base = toy_ablation_3am()
+    optim = replace(base.optim, groups=(
+        ParamGroupConfig("memory_attention", ("memory_attention",), lr=2e-4),
+        ParamGroupConfig("mask_decoder", ("sam_mask_decoder",), lr=2e-4)), frozen_prefixes=("image_encoder",))
+    return replace(base, name="toy-ablation-sam2", task="sam2", optim=optim)
+
+
 PRESETS: dict[str, Callable[[], TrainConfig]] = {
     "paper-scannetpp-ase-mose": paper_scannetpp_ase_mose,
     "tiny-synthetic": tiny_synthetic,
     "toy-engine": toy_engine,
+    "sam2-pretrain-synthetic": sam2_pretrain_synthetic,
+    "must3r-pretrain-synthetic": must3r_pretrain_synthetic,
+    "toy-ablation-3am": toy_ablation_3am,
+    "toy-ablation-sam2": toy_ablation_sam2,
 }
 """Preset name -> function building a fresh TrainConfig."""
 
@@ -199,20 +306,53 @@ def get_preset(name: str) -> TrainConfig:
 
 @dataclass
 class TrainTask:
-    """What a task factory builds: the model, its step function and the data sources."""
+    """What a task factory builds: the model, its step function, the data sources and, optionally,
+    a held-out evaluation ``evaluate(model) -> {metric: value}`` run every ``run.eval_every`` steps."""
 
     model: nn.Module
     step_fn: StepFn
     sources: dict[str, SourceFactory]
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None
 
 
 TaskFactory = Callable[[TrainConfig, DistContext], TrainTask]
-TRAIN_TASKS: dict[str, TaskFactory] = {}
-"""Registered training tasks. The 3AM task plugs in here as ``TRAIN_TASKS["3am"]``."""
+
+
+def _lazy(module: str, name: str) -> TaskFactory:
+    """A factory imported on first use (keeps ``import threeam.train.recipes`` light)."""
+    def factory(config: TrainConfig, ctx: DistContext) -> TrainTask:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(config, ctx)
+    factory.__name__ = f"{name} (from {module})"
+    factory.__doc__ = f"`{module}.{name}`"
+    return factory
+
+
+def _toy(config: TrainConfig, ctx: DistContext) -> TrainTask:
+    return toy_regression_task(config, ctx)
+
+
+TRAIN_TASKS: dict[str, TaskFactory] = {
+    "toy-regression": _toy,
+    "sam2": _lazy("threeam.train.sam2_task", "sam2_task"),
+    "3am": _lazy("threeam.train.three_am_task", "threeam_task"),
+    "must3r": _lazy("threeam.train.must3r_task", "must3r_task"),
+}
+"""The training tasks, in one explicit table (task name -> ``factory(config, ctx) -> TrainTask``):
+
+* ``toy-regression`` - the engine's own test task (:func:`toy_regression_task`);
+* ``sam2`` - SAM 2 alone on video clips (`threeam.train.sam2_task`; pretraining and the
+  "SAM 2 fine-tuned alone" arm; no MUSt3R is built);
+* ``3am`` - SAM 2 + MUSt3R + Feature Merger (`threeam.train.three_am_task`);
+* ``must3r`` - MUSt3R pointmap regression on posed RGB-D clips (`threeam.train.must3r_task`).
+
+Extensions may add entries with :func:`register_task`."""
 
 
 def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
-    """Decorator registering ``factory(config, ctx) -> TrainTask`` under ``name``."""
+    """Decorator adding ``factory(config, ctx) -> TrainTask`` to :data:`TRAIN_TASKS` under ``name``
+    (for extensions; the built-in tasks are listed in the table itself)."""
     def deco(factory: TaskFactory) -> TaskFactory:
         if name in TRAIN_TASKS and TRAIN_TASKS[name] is not factory:
             raise InputError(f"training task {name!r} is already registered")
@@ -222,13 +362,11 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
 
 
 def build_task(config: TrainConfig, ctx: DistContext) -> TrainTask:
-    """Build ``config.task``; InputError naming the registered tasks when it is unknown."""
+    """Build ``config.task``; InputError naming the tasks when it is unknown."""
     factory = TRAIN_TASKS.get(config.task)
     if factory is None:
-        hint = (" The 3AM model is not wired into training yet; register its step_fn factory with "
-                "threeam.train.recipes.register_task('3am')." if config.task == "3am" else "")
         raise InputError(f"training task {config.task!r} is not registered; registered tasks: "
-                         f"{', '.join(sorted(TRAIN_TASKS)) or 'none'}.{hint}")
+                         f"{', '.join(sorted(TRAIN_TASKS)) or 'none'}")
     return factory(config, ctx)
 
 
@@ -261,7 +399,6 @@ def _toy_step(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, 
     return {"loss": mse, "loss_mse": mse.detach()}
 
 
-@register_task("toy-regression")
 def toy_regression_task(config: TrainConfig, ctx: DistContext) -> TrainTask:
     """A fixed random linear map ``y = A x`` (+ noise) learnt by :class:`ToyRegressor`.
 
@@ -316,9 +453,20 @@ OVERFIT_CHECKS: dict[str, OverfitCheck] = {
                    "toy.dataset_size=24", "data.batch_size=4", "optim.schedule=constant",
                    "optim.warmup_steps=0", "run.ckpt_every=1000", "run.log_every=50", "run.progress=false"),
     ),
+    # a tiny 3AM overfits one generated clip
+    "3am": OverfitCheck(
+        preset="tiny-synthetic",
+        overrides=("task=3am", "run.max_steps=60", "data.frames_per_clip=3", "data.batch_size=1",
+                   "data.sources.synthetic-dynamic.weight=0", "data.sources.synthetic-static.fov_prob=0",
+                   "data.sources.synthetic-static.prompt_kinds=mask", "data.num_clips=1",
+                   "optim.schedule=constant", "optim.warmup_steps=0", "run.ckpt_every=1000", "run.log_every=50",
+                   "run.progress=false"),
+        max_ratio=0.1,
+        window=5,
+    ),
 }
-"""Task name -> its overfitting check. The 3AM task adds its "tiny model overfits a generated
-clip" entry here when it is registered."""
+"""Task name -> its overfitting check (the slower ``sam2`` / ``must3r`` checks live in their own
+test files)."""
 
 
 # ------------------------------------------------------------------------------------ running
@@ -359,12 +507,9 @@ def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool =
     task = build_task(config, ctx)
     if config.model.init_checkpoint and not resume:
         load_init_checkpoint(task.model, config.model.init_checkpoint)
-    trainer = Trainer(task.model, task.step_fn, task.sources, config, Path(out_dir), ctx)
+    trainer = Trainer(task.model, task.step_fn, task.sources, config, Path(out_dir), ctx, evaluate=task.evaluate)
     if resume:
         trainer.resume()
     trainer.fit(until)
     return trainer
 
-
-# the 3AM task registers itself (TRAIN_TASKS["3am"], OVERFIT_CHECKS["3am"]) on import
-from threeam.train import three_am_task as _three_am_task  # noqa: E402,F401

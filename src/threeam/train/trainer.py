@@ -234,8 +234,10 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, step_fn: StepFn, sources: Mapping[str, SourceFactory],
-                 config: TrainConfig, out_dir: str | os.PathLike, ctx: DistContext | None = None) -> None:
+                 config: TrainConfig, out_dir: str | os.PathLike, ctx: DistContext | None = None,
+                 evaluate: Callable[[nn.Module], Mapping[str, float]] | None = None) -> None:
         self.config = config
+        self.evaluate = evaluate
         self.out_dir = Path(out_dir)
         self.ctx = ctx or DistContext(device=pick_device(config.run.device))
         self.step_fn = step_fn
@@ -369,6 +371,9 @@ class Trainer:
                     progress.update(1, rec["loss"])
                     if self.step % run.log_every == 0 or self.step == 1 or self.step == stop:
                         self._log_scalars(writer, rec)
+                    if self.evaluate is not None and run.eval_every and \
+                            (self.step % run.eval_every == 0 or self.step == stop):
+                        self._run_eval(writer)
                     if self.step % run.ckpt_every == 0 or self.step == stop:
                         self.save()
                         last_saved = self.step
@@ -383,6 +388,34 @@ class Trainer:
             if writer is not None:
                 writer.close()
         return records
+
+    def _run_eval(self, writer: Any) -> dict[str, float]:
+        """The task's held-out evaluation (rank 0): TensorBoard ``eval/<metric>`` and a line of
+        ``eval.jsonl`` (``{"step": ..., metrics}``, appended; a resumed run continues the file)."""
+        if not self.ctx.is_main:
+            barrier(self.ctx)
+            return {}
+        import json
+        import time
+
+        t0 = time.perf_counter()
+        rng = checkpointing.capture_rng_state(self.ctx.device)  # evaluation must not shift the run's RNG streams
+        try:
+            metrics = {k: float(v) for k, v in self.evaluate(self.bare_model).items()}
+        finally:
+            checkpointing.restore_rng_state(rng)
+        metrics["seconds"] = time.perf_counter() - t0
+        if writer is not None:
+            for k, v in metrics.items():
+                writer.add_scalar(f"eval/{k}", v, self.step)
+            writer.flush()
+        line = json.dumps({"step": self.step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}})
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "eval.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        log.info("eval at step %d: %s", self.step, line)
+        barrier(self.ctx)
+        return metrics
 
     def _agreed_stop(self, signum: int | None) -> int | None:
         """The stop request of any rank (every rank must stop at the same step to save together)."""

@@ -1,0 +1,129 @@
+"""Using training checkpoints outside training: evaluation, initialisation of other runs, export.
+
+* :func:`resolve_checkpoint`: a run folder (its latest checkpoint), a ``step_*`` folder, or a
+  ``.safetensors`` file -> ``(weights file, state.json or None)``.
+* :func:`load_for_eval`: the trained network of a ``sam2``, ``3am`` or ``must3r`` training
+  checkpoint, rebuilt from the checkpoint's own config (no other file is read), in eval mode.
+* :func:`load_part_weights`: fill a SAM 2 / MUSt3R module from a checkpoint of another task (e.g.
+  the pretrained tiny SAM 2 into the SAM 2 part of a 3AM run): ``sam2.`` / ``must3r.`` prefixes of a
+  3AM checkpoint are stripped; official SAM 2 files go through `load_sam2_weights`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from threeam.errors import CheckpointError
+
+__all__ = ["resolve_checkpoint", "is_training_checkpoint", "load_for_eval", "load_part_weights",
+           "training_state_dict"]
+
+
+def resolve_checkpoint(source: str | os.PathLike) -> tuple[Path, dict | None]:
+    """``(model.safetensors path, state.json dict or None)`` of a run folder, checkpoint folder or file."""
+    from threeam.train import checkpointing
+
+    p = Path(source)
+    if p.is_file() and p.suffix == ".safetensors":
+        return p, None
+    if p.is_dir() and (p / checkpointing.STATE_FILE).is_file():
+        return p / checkpointing.MODEL_FILE, checkpointing.read_state(p)
+    if p.is_dir() and checkpointing.checkpoint_dir(p).is_dir():
+        latest = checkpointing.find_latest(p)
+        if latest is None:
+            raise CheckpointError(f"{p} is a training run folder without a complete checkpoint")
+        return latest / checkpointing.MODEL_FILE, checkpointing.read_state(latest)
+    raise CheckpointError(f"{p} is not a training checkpoint (a run folder, a checkpoints/step_* folder "
+                          "or a .safetensors file)")
+
+
+def is_training_checkpoint(source: Any) -> bool:
+    """True for a run folder or ``step_*`` folder written by the training engine."""
+    if source is None:
+        return False
+    try:
+        _, state = resolve_checkpoint(source)
+    except (CheckpointError, OSError):
+        return False
+    return state is not None
+
+
+def training_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict | None]:
+    from safetensors.torch import load_file
+
+    path, state = resolve_checkpoint(source)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return load_file(str(path)), state
+    except Exception as e:  # noqa: BLE001 - any parse error is a bad file
+        raise CheckpointError(f"cannot read {path} as safetensors: {e}") from None
+
+
+def _load_strict(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    bad = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
+    if missing or unexpected or bad:
+        raise CheckpointError(f"{what} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                              f"shape mismatches {bad[:5]}")
+    module.load_state_dict(weights, strict=True)
+
+
+def load_part_weights(module: nn.Module, source: str | os.PathLike, part: str) -> None:
+    """Load ``source`` into a SAM 2 (``part="sam2"``) or MUSt3R (``part="must3r"``) module.
+
+    ``source``: a training run / checkpoint folder or safetensors file of the ``sam2``, ``must3r``
+    or ``3am`` task (the matching part is taken), or, for SAM 2, an official checkpoint / hub id.
+    """
+    p = Path(str(source))
+    if part == "sam2" and not (p.is_dir() or p.suffix == ".safetensors"):
+        from threeam.models.sam2.checkpoint import load_sam2_weights
+
+        load_sam2_weights(module, str(source))
+        return
+    weights, _ = training_state_dict(source)
+    prefix = f"{part}."
+    if any(k.startswith(prefix) for k in weights):
+        weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    _load_strict(module, weights, f"{part} weights {source}")
+
+
+def _architecture_only(config):
+    m = dataclasses.replace(config.model, sam2_checkpoint=None, must3r_checkpoint=None, init_checkpoint=None)
+    return dataclasses.replace(config, model=m)
+
+
+def load_for_eval(source: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """The network of a training checkpoint, in eval mode: a `SAM2Base` (task ``sam2``), a `ThreeAM`
+    (task ``3am``) or a `Must3r` (task ``must3r``). The architecture comes from the checkpoint's config;
+    a ``.safetensors`` file without ``state.json`` is not enough (CheckpointError)."""
+    from threeam.train.config import config_from_dict
+
+    weights, state = training_state_dict(source)
+    if state is None or "config" not in state:
+        raise CheckpointError(f"{source}: no state.json with the training config next to the weights; "
+                              "give the checkpoint folder or the run folder")
+    config = _architecture_only(config_from_dict(state["config"]))
+    if config.task == "sam2":
+        from threeam.train.sam2_task import build_sam2_for_training
+
+        model = build_sam2_for_training(config)
+    elif config.task == "3am":
+        from threeam.train.three_am_task import build_model
+
+        model = build_model(config)
+    elif config.task == "must3r":
+        from threeam.train.must3r_task import build_must3r_for_training
+
+        model = build_must3r_for_training(config)
+    else:
+        raise CheckpointError(f"{source}: task {config.task!r} has no evaluation model (sam2, 3am, must3r)")
+    _load_strict(model, weights, f"training checkpoint {source}")
+    return model.to(device).eval()

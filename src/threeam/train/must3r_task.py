@@ -1,0 +1,343 @@
+"""The ``must3r`` training task: MUSt3R (encoder + decoder + head) on posed RGB-D clips.
+
+MUSt3R's pointmap regression (DUSt3R's confidence-aware loss, as MUSt3R trains it), streaming over
+the clip with MUSt3R's memory: frame 0 starts the memory (the reference camera), every later frame
+is written to it in turn (`Must3r.init_memory` / `add_frames`, gradients through the memory).
+
+Per frame ``i`` and pixel (network resolution, crop16 preprocessing as in streaming inference):
+
+* GT: ``X_i,i`` the back-projected GT depth in the frame's own camera, ``X_i,1`` the same points in
+  the reference camera (GT poses); pixels without depth are invalid;
+* prediction: ``pts_ref`` (channels 0-2), ``pts_self`` (3-5), confidence ``c = 1 + exp(logit)``;
+* normalisation (``avg_dis``, our choice for scale-free toy scenes): reference-frame points of the
+  whole clip are divided by their mean distance to the origin (prediction and GT separately); each
+  view's own-frame points by their own mean distance;
+* loss per head: ``mean_valid(c * ||x_pred - x_gt|| - alpha * log c)`` with ``alpha = 0.2``; the
+  total is the reference-frame term plus the own-frame term.
+
+Held-out metrics (``run.eval_every``), on two validation scenes streamed in order: the relative depth
+error (AbsRel after per-frame median scaling), the reference-frame pointmap error (after one median
+scale per clip, divided by the GT's mean distance) and the look-alike pick rate
+(:func:`lookalike_picks`: is the nearest predicted 3-D centroid to the target's earlier centroid the
+target's, rather than its exact copy's?).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from threeam.errors import InputError
+from threeam.train.config import TrainConfig
+
+__all__ = ["must3r_config_for", "build_must3r_for_training", "gt_pointmaps", "pointmap_loss", "stream_clip",
+           "lookalike_picks", "must3r_task", "CONF_ALPHA", "GTPointmaps"]
+
+CONF_ALPHA = 0.2
+"""Weight of the log-confidence regulariser (DUSt3R / MUSt3R: 0.2)."""
+
+
+def must3r_config_for(config: TrainConfig):
+    from threeam.models.must3r.config import get_preset
+    from threeam.models.three_am import tiny_must3r_config
+
+    name = config.model.must3r
+    return tiny_must3r_config() if name.lower() == "tiny" else get_preset(name.lower())
+
+
+def stream_res(config: TrainConfig) -> int:
+    """MUSt3R input long side: 64 for the tiny model (as `3am_tiny`), else the model's training size."""
+    return 64 if config.model.must3r.lower() == "tiny" else int(must3r_config_for(config).encoder.img_size[0])
+
+
+def build_must3r_for_training(config: TrainConfig):
+    """A `Must3r` with the random-weights rule of `threeam.predictor.build` (stream ``"must3r"``:
+    the MUSt3R part of a random 3AM of the same seed), or ``model.must3r_checkpoint``."""
+    from threeam.models.must3r.model import Must3r
+    from threeam.predictor.build import random_init_
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = Must3r(must3r_config_for(config))
+    random_init_(model, config.seed, "must3r")
+    if config.model.must3r_checkpoint:
+        from threeam.train.export import load_part_weights
+
+        load_part_weights(model, config.model.must3r_checkpoint, part="must3r")
+    return model
+
+
+@dataclass
+class GTPointmaps:
+    """GT of one clip at network resolution: images (T, 3, h, w), pts_self / pts_ref (T, h, w, 3),
+    valid (T, h, w) bool, net_to_orig (h, w) flat original-pixel index of each network pixel."""
+
+    images: torch.Tensor
+    pts_self: torch.Tensor
+    pts_ref: torch.Tensor
+    valid: torch.Tensor
+    rows: np.ndarray
+    cols: np.ndarray
+
+
+def _net_to_orig(to_orig: np.ndarray, h: int, w: int, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """Original pixel (row, col) under each network pixel's centre, (h, w) int arrays."""
+    u = (np.arange(w) + 0.5) * to_orig[0, 0] + to_orig[0, 2]
+    v = (np.arange(h) + 0.5) * to_orig[1, 1] + to_orig[1, 2]
+    cols = np.clip(np.floor(u).astype(np.int64), 0, W - 1)
+    rows = np.clip(np.floor(v).astype(np.int64), 0, H - 1)
+    return np.broadcast_to(rows[:, None], (h, w)).copy(), np.broadcast_to(cols[None, :], (h, w)).copy()
+
+
+def gt_pointmaps(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
+                 res: int) -> GTPointmaps:
+    """Preprocess a clip for MUSt3R (crop16 at ``res``) and build its GT pointmaps.
+
+    rgb (T, H, W, 3) uint8, depth (T, H, W) metres (0 invalid), K (T, 3, 3), cam_to_world (T, 4, 4);
+    frame 0 is the reference camera.
+    """
+    from threeam.models.must3r.preprocess import preprocess_frame
+
+    T, H, W = depth.shape
+    images, selfs, refs, valids = [], [], [], []
+    w2c0 = np.linalg.inv(cam_to_world[0])
+    rows = cols = None
+    for t in range(T):
+        prep = preprocess_frame(rgb[t], res=res, mode="crop16")
+        h, w = prep.true_shape
+        rows, cols = _net_to_orig(prep.to_orig, h, w, H, W)
+        d = depth[t][rows, cols].astype(np.float64)
+        pix = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64)  # (h, w, 3) integer pixel centres
+        rays = pix @ np.linalg.inv(K[t]).T
+        p_self = rays * d[..., None]
+        rel = w2c0 @ cam_to_world[t]
+        p_ref = p_self @ rel[:3, :3].T + rel[:3, 3]
+        images.append(prep.image)
+        selfs.append(p_self)
+        refs.append(p_ref)
+        valids.append(d > 0)
+    f = lambda xs: torch.from_numpy(np.stack(xs)).float()  # noqa: E731
+    return GTPointmaps(torch.stack(images), f(selfs), f(refs), torch.from_numpy(np.stack(valids)), rows, cols)
+
+
+def stream_clip(model, images: torch.Tensor) -> list:
+    """MUSt3R over a clip with gradients: ``init_memory`` on frame 0, ``add_frames`` for each later
+    frame. images (T, 3, h, w) -> list of T `Must3rPointmaps` with batch 1 (``pts_ref`` (1, h, w, 3))."""
+    from threeam.models.must3r.postprocess import postprocess
+
+    act = model.config.decoder.pointmaps_activation
+    out = model.init_memory(images[:1][None], keep_levels=())
+    res = [postprocess(out.pointmaps_raw[:, 0], act)]
+    memory = out.memory
+    for t in range(1, images.shape[0]):
+        out = model.add_frames(memory, images[t:t + 1][None], keep_levels=())
+        memory = out.memory
+        res.append(postprocess(out.pointmaps_raw[:, 0], act))
+    return res
+
+
+def _avg_dis(pts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    n = pts.norm(dim=-1)[valid]
+    return n.mean().clamp_min(1e-8) if n.numel() else pts.new_ones(())
+
+
+def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA) -> dict[str, torch.Tensor]:
+    """Confidence-weighted regression of normalised pointmaps (see the module docstring).
+
+    Returns ``loss`` and the unweighted mean regression errors ``regr_ref`` / ``regr_self``."""
+    device = pred[0].pts_ref.device
+    valid = gt.valid.to(device)
+    if not bool(valid.any()):
+        raise InputError("the clip has no pixel with valid depth")
+    p_ref = torch.cat([p.pts_ref for p in pred])  # (T, h, w, 3)
+    p_self = torch.cat([p.pts_self for p in pred])
+    conf = torch.cat([p.conf for p in pred])  # (T, h, w)
+    g_ref, g_self = gt.pts_ref.to(device), gt.pts_self.to(device)
+    pr = p_ref / _avg_dis(p_ref, valid)
+    gr = g_ref / _avg_dis(g_ref, valid)
+    ps = torch.stack([p_self[t] / _avg_dis(p_self[t], valid[t]) for t in range(len(pred))])
+    gs = torch.stack([g_self[t] / _avg_dis(g_self[t], valid[t]) for t in range(len(pred))])
+    e_ref = (pr - gr).norm(dim=-1)[valid]
+    e_self = (ps - gs).norm(dim=-1)[valid]
+    c = conf[valid]
+    loss = (c * e_ref - alpha * c.log()).mean() + (c * e_self - alpha * c.log()).mean()
+    return {"loss": loss, "regr_ref": e_ref.mean().detach(), "regr_self": e_self.mean().detach()}
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+def _families(meta: Mapping[str, Any]) -> list[list[int]]:
+    """Groups of look-alike instance ids (an original and its exact copies) from the generator's meta."""
+    groups: dict[int, list[int]] = {}
+    for o in meta.get("objects", []):
+        if o.get("distractor_of") is not None:
+            groups.setdefault(int(o["distractor_of"]), [int(o["distractor_of"])]).append(int(o["id"]))
+    return [g for g in groups.values() if len(g) >= 2]
+
+
+def lookalike_picks(ids: Sequence[np.ndarray], points: Sequence[np.ndarray], meta: Mapping[str, Any],
+                    min_pixels: int = 20, valid: Sequence[np.ndarray] | None = None) -> list[tuple[bool, int]]:
+    """Look-alike hand-off trials on one stream.
+
+    ids: per frame (H, W) instance ids; points: per frame (H, W, 3) 3-D points in one common frame
+    (e.g. MUSt3R's reference-frame pointmap resampled to the frame, or GT world points); ``valid``:
+    optional per-frame (H, W) bool of usable points. For every look-alike family and member ``a``:
+    the target is ``a``'s mean point in the first frame showing it (>= ``min_pixels``); every later
+    frame showing ``a`` and another member is a trial whose pick is the member (visible there) with
+    the nearest mean point. Returns ``[(correct, n_candidates)]``.
+    """
+    trials: list[tuple[bool, int]] = []
+    for fam in _families(meta):
+        for a in fam:
+            target = None
+            for t in range(len(ids)):
+                ok = np.ones(ids[t].shape, bool) if valid is None else valid[t]
+                vis = {m: (ids[t] == m) & ok for m in fam}
+                vis = {m: v for m, v in vis.items() if v.sum() >= min_pixels}
+                if a not in vis:
+                    continue
+                if target is None:
+                    target = points[t][vis[a]].mean(0)
+                    continue
+                if len(vis) < 2:
+                    continue
+                cents = {m: points[t][v].mean(0) for m, v in vis.items()}
+                pick = min(cents, key=lambda m: float(np.linalg.norm(cents[m] - target)))
+                trials.append((pick == a, len(vis)))
+    return trials
+
+
+def _to_frame(pts: torch.Tensor, rows: np.ndarray, cols: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """Network-resolution points (h, w, 3) spread back to the (H, W) frame (nearest network pixel);
+    returns points and a valid mask (pixels outside the crop are invalid)."""
+    out = np.zeros((H, W, 3), np.float32)
+    ok = np.zeros((H, W), bool)
+    p = pts.detach().float().cpu().numpy()
+    h, w = rows.shape
+    r0, r1 = rows[0, 0], rows[-1, 0]
+    c0, c1 = cols[0, 0], cols[0, -1]
+    rr = np.arange(H)
+    cc = np.arange(W)
+    # nearest network row / col for every frame row / col
+    ri = np.clip(np.round((rr - r0) / max(r1 - r0, 1) * (h - 1)).astype(int), 0, h - 1)
+    ci = np.clip(np.round((cc - c0) / max(c1 - c0, 1) * (w - 1)).astype(int), 0, w - 1)
+    out[:] = p[ri[:, None], ci[None, :]]
+    inside = ((rr >= r0 - 1) & (rr <= r1 + 1))[:, None] & ((cc >= c0 - 1) & (cc <= c1 + 1))[None, :]
+    ok[:] = inside
+    return out, ok
+
+
+def evaluate_stream(model, scene, frames: Sequence[int], res: int) -> dict[str, Any]:
+    """Stream ``frames`` of ``scene`` through MUSt3R (no gradients) and measure it: ``abs_rel``,
+    ``pointmap_error``, look-alike ``trials`` of the prediction and of the GT points."""
+    fr = [scene.frame(t) for t in frames]
+    gt = gt_pointmaps(np.stack([f.rgb for f in fr]), np.stack([f.depth for f in fr]), np.stack([f.K for f in fr]),
+                      np.stack([f.cam_to_world for f in fr]), res)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        pred = stream_clip(model, gt.images.to(device))
+    rels, ref_err = [], []
+    p_ref_all = torch.cat([p.pts_ref for p in pred]).cpu()
+    valid = gt.valid
+    g_ref = gt.pts_ref
+    for t, p in enumerate(pred):
+        v = valid[t]
+        if not v.any():
+            continue
+        dp, dg = p.pts_self[0, ..., 2].cpu()[v], gt.pts_self[t, ..., 2][v]
+        s = torch.median(dg / dp.clamp_min(1e-6))
+        rels.append(float(((dp * s - dg).abs() / dg).mean()))
+    num = g_ref.norm(dim=-1)[valid]
+    den = p_ref_all.norm(dim=-1)[valid].clamp_min(1e-8)
+    scale = torch.median(num / den)
+    ref_err = float(((p_ref_all * scale - g_ref).norm(dim=-1)[valid]).mean() / num.mean().clamp_min(1e-8))
+    H, W = fr[0].rgb.shape[:2]
+    ids = [f.instance_ids for f in fr]
+    pts, oks = zip(*[_to_frame(pred[t].pts_ref[0], gt.rows, gt.cols, H, W) for t in range(len(fr))])
+    world = []  # GT control: the true world points
+    for f in fr:
+        rows, cols = np.nonzero(np.ones((H, W), bool))
+        pix = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64)
+        p_cam = (pix @ np.linalg.inv(f.K).T) * f.depth.reshape(-1, 1)
+        world.append((p_cam @ f.cam_to_world[:3, :3].T + f.cam_to_world[:3, 3]).reshape(H, W, 3))
+    return {"abs_rel": float(np.mean(rels)) if rels else math.nan, "pointmap_error": ref_err,
+            "trials": lookalike_picks(ids, pts, scene.meta, valid=oks),
+            "gt_trials": lookalike_picks(ids, world, scene.meta)}
+
+
+def summarize_trials(trials: Sequence[tuple[bool, int]]) -> dict[str, float]:
+    if not trials:
+        return {"pick_rate": math.nan, "chance": math.nan, "trials": 0.0}
+    return {"pick_rate": float(np.mean([c for c, _ in trials])), "chance": float(np.mean([1.0 / n for _, n in trials])),
+            "trials": float(len(trials))}
+
+
+def make_must3r_evaluator(config: TrainConfig):
+    from threeam.data.scene_store import cached_scene, train_scene_seed
+    from threeam.train.clips import synthetic_scene_config
+
+    state: dict[str, Any] = {}
+    res = stream_res(config)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        net = model.module if hasattr(model, "module") else model
+        if "scenes" not in state:
+            cfg = synthetic_scene_config(config)
+            state["scenes"] = [cached_scene(cfg, train_scene_seed(config.seed, "validation", j),
+                                            config.data.scene_cache or None, name=f"val_{j}") for j in range(2)]
+        was = net.training
+        net.eval()
+        rows, trials = [], []
+        try:
+            for scene in state["scenes"]:
+                n = len(scene)
+                k = min(n, max(config.run.eval_items, 2))
+                frames = sorted(set(np.linspace(0, n - 1, k).round().astype(int).tolist()))
+                r = evaluate_stream(net, scene, frames, res)
+                rows.append(r)
+                trials += r["trials"]
+        finally:
+            net.train(was)
+        s = summarize_trials(trials)
+        return {"abs_rel": float(np.nanmean([r["abs_rel"] for r in rows])),
+                "pointmap_error": float(np.nanmean([r["pointmap_error"] for r in rows])),
+                "lookalike_pick_rate": s["pick_rate"], "lookalike_chance": s["chance"]}
+
+    return evaluate
+
+
+# ------------------------------------------------------------------------------------ task
+
+def must3r_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821
+    """Build MUSt3R, its step function (streamed pointmap regression) and one clip source per data source."""
+    from threeam.train.clips import ClipDrawer, clip_source, open_source_scenes
+    from threeam.train.recipes import TrainTask
+
+    model = build_must3r_for_training(config)
+    res = stream_res(config)
+
+    def make_item(clip, data, item_seed):
+        if data.depth is None or data.cam_to_world is None:
+            raise InputError(f"the must3r task needs depth and poses; scene {clip.scene_name} has none")
+        return {"gt": gt_pointmaps(data.rgb, data.depth, data.K, data.cam_to_world, res)}
+
+    def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        net = model.module if hasattr(model, "module") else model
+        gt: GTPointmaps = batch["gt"]
+        device = next(net.parameters()).device
+        pred = stream_clip(net, gt.images.to(device))
+        out = pointmap_loss(pred, gt)
+        return {"loss": out["loss"], "regr_ref": out["regr_ref"], "regr_self": out["regr_self"]}
+
+    sources = {}
+    for k, src in enumerate(config.data.sources):
+        drawer = ClipDrawer(open_source_scenes(src, config, k), src, config, seed=config.seed + k)
+        sources[src.name] = clip_source(drawer, make_item)
+    if not sources:
+        raise InputError("the must3r task needs at least one data source (data.sources)")
+    evaluate = make_must3r_evaluator(config) if config.run.eval_every else None
+    return TrainTask(model=model, step_fn=step, sources=sources, evaluate=evaluate)
