@@ -168,18 +168,6 @@ def load_threeam(source: str | os.PathLike, device: str | torch.device = "cpu") 
 
 
 def _check(state: dict, own: dict, expected: list[str], where: Any) -> None:
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k}: {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in expected
-             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        def show(items: list[str]) -> str:
-            return ", ".join(items[:10]) + (f", ... ({len(items) - 10} more)" if len(items) > 10 else "")
-        msg = [f"{where} does not match the 3AM configuration:"]
-        if missing:
-            msg.append(f"{len(missing)} missing keys ({show(missing)})")
-        if unexpected:
-            msg.append(f"{len(unexpected)} unexpected keys ({show(unexpected)})")
-        if wrong:
-            msg.append(f"{len(wrong)} shape mismatches ({show(wrong)})")
-        raise CheckpointError("; ".join(msg))
+    from threeam.models.state_dict_check import check_keys
+
+    check_keys({k: own[k] for k in expected}, state, str(where), "the 3AM configuration")

@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 Source = Union[str, Path]
-_MAX_LISTED = 10
 
 
 def _download(repo_id: str, filename: str) -> Path:
@@ -149,28 +148,11 @@ def config_from_state_dicts(encoder_sd: Mapping[str, torch.Tensor], decoder_sd: 
     return Must3rConfig(enc, dec)
 
 
-def _listing(items) -> str:
-    items = sorted(items)
-    more = f" ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
-    return ", ".join(items[:_MAX_LISTED]) + more
-
-
 def check_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
     """Raise :class:`CheckpointError` naming missing / unexpected keys and shape mismatches."""
-    own = module.state_dict()
-    missing = set(own) - set(state_dict)
-    unexpected = set(state_dict) - set(own)
-    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatches ({len(shapes)}): " + "; ".join(shapes[:_MAX_LISTED]))
-    if problems:
-        raise CheckpointError(f"{what} does not match the model configuration: " + " | ".join(problems))
+    from threeam.models.state_dict_check import check_keys
+
+    check_keys(module.state_dict(), state_dict, what)
 
 
 def load_must3r(source: Source, *, img_size: Optional[int] = None, memory_mode: Optional[str] = None,

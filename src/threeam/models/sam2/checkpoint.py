@@ -50,7 +50,7 @@ HF_MODEL_FILES: dict[str, tuple[str, str]] = {
 
 PRESET_TO_HF_ID: dict[str, str] = {preset: repo for repo, (preset, _) in HF_MODEL_FILES.items()}
 
-_MAX_LISTED = 10
+from threeam.models.state_dict_check import MAX_LISTED as _MAX_LISTED  # noqa: E402
 Source = Union[str, Path]
 
 
@@ -181,43 +181,26 @@ def matching_presets(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
     return [name for name in SAM2_PRESETS if preset_shapes(name) == wanted]
 
 
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED])
-    more = f", ... ({len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
-    return shown + more
-
-
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Raise CheckpointError unless `state_dict` has exactly the model's keys and shapes.
 
     The message counts and names (first 10 of each) the missing keys, unexpected keys and shape
     mismatches, and names the preset(s) the checkpoint does fit, if any.
     """
+    from threeam.models.state_dict_check import check_keys, compare_keys, shapes_of
+
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    ]
-    if not (missing or unexpected or wrong):
+    if compare_keys(shapes_of(own), shapes_of(state_dict)).ok:
         return
-    parts = [f"{source} does not match the model's configuration:"]
-    if missing:
-        parts.append(f"{len(missing)} missing keys ({_listing(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys ({_listing(unexpected)})")
-    if wrong:
-        parts.append(f"{len(wrong)} shape mismatches ({_listing(wrong)})")
     try:
-        fits = matching_presets({k: tuple(v.shape) for k, v in state_dict.items()})
+        fits = matching_presets(shapes_of(state_dict))
     except Exception:  # the hint is best effort; never hide the real error behind it
         fits = []
+    hint = None
     if fits:
-        parts.append(f"hint: the checkpoint matches the preset {' / '.join(repr(f) for f in fits)}; build the model "
-                     f"with that preset (e.g. build_sam2({fits[0]!r}, checkpoint=...))")
-    raise CheckpointError("; ".join(parts))
+        hint = (f"hint: the checkpoint matches the preset {' / '.join(repr(f) for f in fits)}; build the model "
+                f"with that preset (e.g. build_sam2({fits[0]!r}, checkpoint=...))")
+    check_keys(own, state_dict, source, hint=hint)
 
 
 def apply_state_dict(
