@@ -15,18 +15,14 @@ JPEG_QUALITY = 95
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB; missing/corrupt files raise VideoError naming it."""
-    from PIL import Image
+    """Read an image file as ``(H, W, 3)`` uint8 RGB with the one frame reader
+    (`threeam.io.frame_sources.read_image_file`); missing/corrupt files raise VideoError naming it."""
+    from threeam.io.frame_sources import read_image_file
 
     path = Path(path)
     if not path.is_file():
         raise VideoError(f"frame file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except Exception as e:
-        raise VideoError(f"cannot read frame {path}: {e}") from e
+    return read_image_file(path)
 
 
 def read_png16(path: str | os.PathLike, what: str = "image") -> np.ndarray:

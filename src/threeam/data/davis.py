@@ -27,16 +27,10 @@ __all__ = ["DavisSequence", "list_davis_sequences", "write_davis_sequence"]
 
 
 def _read_palette(path: Path) -> np.ndarray:
-    try:
-        from threeam.io.masks import read_palette_png
-    except ImportError:  # pragma: no cover - io.masks is part of the package
-        read_palette_png = None
-    if read_palette_png is not None:
-        return read_palette_png(path)
-    from PIL import Image  # pragma: no cover
+    """A DAVIS annotation PNG as ``(H, W)`` uint8 palette indices (`threeam.io.masks.read_palette_png`)."""
+    from threeam.io.masks import read_palette_png
 
-    with Image.open(path) as im:  # pragma: no cover
-        return np.asarray(im, dtype=np.uint8)
+    return read_palette_png(path)
 
 
 def _resolve(root: Path, kind: str, resolution: str | None) -> Path:
