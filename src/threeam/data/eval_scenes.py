@@ -43,6 +43,7 @@ EVAL_SCENE_SETS: dict[str, EvalSceneSet] = {
     # 20 scenes -> about 200 object tracks (see docs/evidence.md for the measured counts)
     "lookalike": EvalSceneSet("lookalike", "lookalike", 20),
     "lookalike-small": EvalSceneSet("lookalike-small", "lookalike", 4),
+    "lookalike-tiny": EvalSceneSet("lookalike-tiny", "lookalike", 1, n_frames=16),  # tests
 }
 
 

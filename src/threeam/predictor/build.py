@@ -226,7 +226,11 @@ def build_eval_predictor(ctx: Any, model: str):
         raise InputError(f"model must be 'sam2' or '3am', got {model!r}")
     ckpt = ctx.extra.get("3am_checkpoint")
     if ckpt is not None:
-        net = build_three_am_model(checkpoint=ckpt, device=ctx.device)
+        from threeam.train.export import is_training_checkpoint, load_for_eval
+
+        # a training run / checkpoint folder of the 3am task is read directly (no conversion)
+        net = load_for_eval(ckpt, ctx.device) if is_training_checkpoint(ckpt) else \
+            build_three_am_model(checkpoint=ckpt, device=ctx.device)
     else:
         if not ctx.random_weights:
             raise InputError("3AM needs its weights: pass a 3AM checkpoint folder or hub id (--3am-checkpoint), "

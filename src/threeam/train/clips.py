@@ -21,9 +21,14 @@ from threeam.errors import InputError
 from threeam.train.config import DataSourceConfig, TrainConfig
 from threeam.train.trainer import IndexedSource, SourceFactory
 
-__all__ = ["open_source_scenes", "synthetic_scene_config", "ClipDrawer", "clip_source"]
+__all__ = ["open_source_scenes", "scene_seed", "synthetic_scene_config", "ClipDrawer", "clip_source"]
 
 MAX_REDRAWS = 20
+
+
+def scene_seed(config: TrainConfig) -> int:
+    """The seed generated training (and validation) scenes are drawn with: ``data.scene_seed`` or the run seed."""
+    return config.seed if config.data.scene_seed is None else int(config.data.scene_seed)
 
 
 def synthetic_scene_config(config: TrainConfig):
@@ -41,7 +46,7 @@ def open_source_scenes(source: DataSourceConfig, config: TrainConfig, source_ind
         cfg = synthetic_scene_config(config)
         out = []
         for j in range(config.data.scenes_per_source):
-            seed = train_scene_seed(config.seed, source.name, j)
+            seed = train_scene_seed(scene_seed(config), source.name, j)
             out.append(cached_scene(cfg, seed, config.data.scene_cache or None, name=f"train_{seed}"))
         return out
     if not source.root:

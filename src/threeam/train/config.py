@@ -193,6 +193,9 @@ class DataConfig:
     """Generated sources: frame height in pixels."""
     scene_width: int = 128
     """Generated sources: frame width in pixels."""
+    scene_seed: int | None = None
+    """Generated sources: the seed their scenes are drawn with (`threeam.data.scene_store.train_scene_seed`);
+    None = the run's ``seed``. The toy ablation's arms share the pretraining scenes with ``scene_seed=0``."""
     scene_cache: str = ""
     """Folder caching rendered training scenes (`threeam.data.scene_store.cached_scene`); empty: render in memory."""
     min_present_frac: float = 0.0

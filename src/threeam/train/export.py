@@ -100,10 +100,11 @@ def _architecture_only(config):
     return dataclasses.replace(config, model=m)
 
 
-def load_for_eval(source: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+def load_for_eval(source: str | os.PathLike, device: str | torch.device = "cpu", video_config: Any = None) -> nn.Module:
     """The network of a training checkpoint, in eval mode: a `SAM2Base` (task ``sam2``), a `ThreeAM`
     (task ``3am``) or a `Must3r` (task ``must3r``). The architecture comes from the checkpoint's config;
-    a ``.safetensors`` file without ``state.json`` is not enough (CheckpointError)."""
+    a ``.safetensors`` file without ``state.json`` is not enough (CheckpointError). ``video_config``: the
+    `VideoPredictorConfig` a SAM 2 model is built with (as `build_sam2_model` takes it)."""
     from threeam.train.config import config_from_dict
 
     weights, state = training_state_dict(source)
@@ -112,9 +113,11 @@ def load_for_eval(source: str | os.PathLike, device: str | torch.device = "cpu")
                               "give the checkpoint folder or the run folder")
     config = _architecture_only(config_from_dict(state["config"]))
     if config.task == "sam2":
-        from threeam.train.sam2_task import build_sam2_for_training
+        from threeam.predictor.build import build_sam2_model
+        from threeam.train.sam2_task import sam2_config_for
 
-        model = build_sam2_for_training(config)
+        model = build_sam2_model(sam2_config_for(config.model.sam2), random_weights=True, seed=config.seed,
+                                 video_config=video_config)
     elif config.task == "3am":
         from threeam.train.three_am_task import build_model
 

@@ -278,7 +278,7 @@ def summarize_trials(trials: Sequence[tuple[bool, int]]) -> dict[str, float]:
 
 def make_must3r_evaluator(config: TrainConfig):
     from threeam.data.scene_store import cached_scene, train_scene_seed
-    from threeam.train.clips import synthetic_scene_config
+    from threeam.train.clips import scene_seed, synthetic_scene_config
 
     state: dict[str, Any] = {}
     res = stream_res(config)
@@ -287,7 +287,7 @@ def make_must3r_evaluator(config: TrainConfig):
         net = model.module if hasattr(model, "module") else model
         if "scenes" not in state:
             cfg = synthetic_scene_config(config)
-            state["scenes"] = [cached_scene(cfg, train_scene_seed(config.seed, "validation", j),
+            state["scenes"] = [cached_scene(cfg, train_scene_seed(scene_seed(config), "validation", j),
                                             config.data.scene_cache or None, name=f"val_{j}") for j in range(2)]
         was = net.training
         net.eval()

@@ -69,7 +69,7 @@ def make_vos_evaluator(config: TrainConfig, forward: Callable[[nn.Module, dict],
     from dataclasses import replace
 
     from threeam.data.scene_store import cached_scene, train_scene_seed
-    from threeam.train.clips import ClipDrawer, synthetic_scene_config
+    from threeam.train.clips import ClipDrawer, scene_seed, synthetic_scene_config
     from threeam.train.vos import clip_scores
 
     state: dict[str, Any] = {}
@@ -77,7 +77,7 @@ def make_vos_evaluator(config: TrainConfig, forward: Callable[[nn.Module, dict],
     def items() -> list[dict]:
         if "items" not in state:
             cfg = synthetic_scene_config(config)
-            scenes = [cached_scene(cfg, train_scene_seed(config.seed, "validation", j),
+            scenes = [cached_scene(cfg, train_scene_seed(scene_seed(config), "validation", j),
                                    config.data.scene_cache or None, name=f"val_{j}") for j in range(2)]
             src = DataSourceConfig("validation", fov_prob=0.0, prompt_kinds=("mask",))
             vcfg = replace(config, data=replace(config.data, num_clips=0, min_present_frac=0.0))

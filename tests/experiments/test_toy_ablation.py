@@ -1,0 +1,68 @@
+"""The toy-ablation experiment: statistics, the table built from per-track results, and (slow) the
+whole pipeline at smoke size, resumed."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from threeam.experiments.toy_ablation import (SIZES, ToyAblationConfig, build_table, mean_se, paired_ci,
+                                              run_toy_ablation)
+
+
+def test_mean_se_and_paired_ci():
+    m, se = mean_se([0.2, 0.4, 0.6])
+    assert m == pytest.approx(0.4) and se == pytest.approx(0.2 / math.sqrt(3))
+    assert math.isnan(mean_se([0.5])[1]) and math.isnan(mean_se([])[0])
+    d, lo, hi, n = paired_ci([1.0, 2.0, 3.0, float("nan")], [0.5, 1.0, 2.0, 1.0])
+    diffs = np.array([0.5, 1.0, 1.0])
+    assert n == 3 and d == pytest.approx(diffs.mean())
+    half = 1.96 * diffs.std(ddof=1) / math.sqrt(3)
+    assert lo == pytest.approx(d - half) and hi == pytest.approx(d + half)
+
+
+def _tracks(found: list[bool], selected: list[bool]):
+    # 4 frames per track: frames 0-1 object present, 2-3 absent; "found" tracks hit both present frames
+    rows = []
+    for i, (f, s) in enumerate(zip(found, selected)):
+        rows.append({"scene": "eval_00000", "object": i + 1, "selected": s,
+                     "frame_iou": [1.0 if f else 0.0, 1.0 if f else 0.0, 1.0, 1.0],
+                     "present": [True, True, False, False], "predicted": [f, f, False, False]})
+    return rows
+
+
+def test_table_means_over_seeds_and_pairs_tracks(tmp_path):
+    cfg = ToyAblationConfig(seeds=(0, 1), arms=("3am-fov",))
+    sel = [True, False, True, False]
+    docs = {"prompt-only": _tracks([False] * 4, sel), "sam2-pretrained": _tracks([True, True, False, False], sel),
+            "3am-fov-s0": _tracks([True, True, True, False], sel), "3am-fov-s1": _tracks([True, True, True, True], sel)}
+    (tmp_path / "eval").mkdir()
+    for m, rows in docs.items():
+        (tmp_path / "eval" / f"{m}.json").write_text(json.dumps({"method": m, "tracks": rows}))
+    table = build_table(tmp_path, cfg)
+    assert table["tracks"] == {"whole": 4, "selected": 2}
+    tr = table["rows"]["3am-fov"]["whole/Tracking Recall"]
+    assert tr["per_seed"] == pytest.approx([0.75, 1.0]) and tr["mean"] == pytest.approx(0.875)
+    assert tr["se"] == pytest.approx(np.std([0.75, 1.0], ddof=1) / math.sqrt(2))
+    # paired over tracks: arm (seed mean) minus SAM 2 per track: [0, 0, 1, 0.5]
+    assert tr["diff_vs_sam2"] == pytest.approx(0.375) and tr["n_tracks"] == 4
+    s = table["rows"]["sam2-pretrained"]["selected/Tracking Recall"]
+    assert s["mean"] == pytest.approx(0.5)  # tracks 1 and 3: found, not found
+    md = (tmp_path / "table.md").read_text()
+    assert "| 3am-fov | 2 | " in md and "87.5 ± 12.5" in md
+    assert (tmp_path / "ablation.svg").read_text().startswith("<svg")
+
+
+@pytest.mark.slow
+def test_smoke_pipeline_runs_and_resumes(tmp_path):
+    cfg = SIZES["smoke"]
+    result = run_toy_ablation(tmp_path, cfg)
+    assert set(result["table"]["rows"]) == {"prompt-only", "sam2-pretrained", "sam2-ft", "3am-fov",
+                                             "3am-continuous", "3am-random"}
+    gates = json.loads((tmp_path / "gates.json").read_text())
+    assert gates["gt_points_pick_rate"] in (1.0, None) or math.isnan(gates["gt_points_pick_rate"])
+    before = (tmp_path / "eval" / "3am-fov-s0.json").stat().st_mtime_ns
+    run_toy_ablation(tmp_path, cfg)  # everything is there: nothing is retrained or re-evaluated
+    assert (tmp_path / "eval" / "3am-fov-s0.json").stat().st_mtime_ns == before

@@ -1,0 +1,69 @@
+"""Training checkpoints used directly: `load_for_eval` (sam2 / 3am / must3r), `load_part_weights`, and
+the evaluation runner's 3AM factory reading a 3am training run without conversion."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from threeam.errors import CheckpointError
+from threeam.train.config import apply_overrides
+from threeam.train.export import is_training_checkpoint, load_for_eval, load_part_weights
+from threeam.train.recipes import get_preset, run_training
+
+SMALL = ["data.scenes_per_source=1", "data.scene_frames=6", "data.scene_height=48", "data.scene_width=64",
+         "data.frames_per_clip=2", "run.progress=false", "optim.warmup_steps=0", "run.max_steps=1",
+         "data.correction_clicks=0", "run.eval_every=0"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for preset in ("toy-ablation-sam2", "toy-ablation-3am", "must3r-pretrain-synthetic"):
+        trainer = run_training(apply_overrides(get_preset(preset), SMALL), root / preset)
+        out[preset] = (root / preset, trainer.bare_model.state_dict())
+    return out
+
+
+def _same(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_load_for_eval_rebuilds_each_task_from_its_checkpoint(runs):
+    from threeam.models.must3r.model import Must3r
+    from threeam.models.sam2.sam2_base import SAM2Base
+    from threeam.models.three_am import ThreeAM
+
+    for preset, cls in (("toy-ablation-sam2", SAM2Base), ("toy-ablation-3am", ThreeAM),
+                        ("must3r-pretrain-synthetic", Must3r)):
+        run_dir, weights = runs[preset]
+        assert is_training_checkpoint(run_dir)
+        model = load_for_eval(run_dir)
+        assert isinstance(model, cls) and not model.training
+        assert _same(model.state_dict(), weights)
+        step = run_dir / "checkpoints" / "step_00000001"
+        assert _same(load_for_eval(step).state_dict(), weights)
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        load_for_eval(runs["toy-ablation-3am"][0] / "tb")
+
+
+def test_part_weights_move_between_tasks(runs):
+    from threeam.train.sam2_task import build_sam2_for_training
+
+    cfg = get_preset("toy-ablation-sam2")
+    sam2 = build_sam2_for_training(cfg)
+    run_dir, weights = runs["toy-ablation-3am"]
+    load_part_weights(sam2, run_dir, part="sam2")  # the SAM 2 part of a 3AM run
+    assert _same(sam2.state_dict(), {k[5:]: v for k, v in weights.items() if k.startswith("sam2.")})
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_part_weights(sam2, runs["must3r-pretrain-synthetic"][0], part="sam2")
+
+
+def test_eval_3am_factory_reads_a_training_run(runs):
+    from threeam.eval.methods import EvalContext
+    from threeam.predictor.build import build_eval_predictor
+
+    run_dir, weights = runs["toy-ablation-3am"]
+    ctx = EvalContext(model_preset="sam2.1_hiera_t", extra={"3am_checkpoint": str(run_dir)})
+    predictor = build_eval_predictor(ctx, "3am")
+    assert _same(predictor.three_am.state_dict(), weights)
