@@ -3,7 +3,9 @@
 One object is prompted with a box on frame 0 of a long generated video (default 10,000 frames of
 256x256: a disc moving over a textured background), then `propagate_in_video` runs to the end.
 Every ``--every`` frames the script records the process RSS (after a garbage collection) and,
-on CUDA, ``torch.cuda.memory_allocated``, plus the number of per-frame outputs the session holds.
+on CUDA, ``torch.cuda.memory_allocated``, plus the number of per-frame outputs the session holds
+("held"). A ``frames`` run streams the same video through the frame loader alone (no model; "held"
+is then the number of cached frames) to show that the loader's memory is flat.
 It reports the growth between frame ``--from`` (default 1,000) and the last frame; the goal
 (issue 11) is under 5%.
 
@@ -76,6 +78,42 @@ def track(predictor, video, box: list[float], device: str, every: int, progress:
     return records
 
 
+def frames_only(video, image_size: int, device: str, every: int) -> list[dict]:
+    """Index every frame of a streaming load once, in order; one record every `every` frames."""
+    from threeam.io.video import load_video_frames
+
+    cuda = torch.device(device).type == "cuda"
+    images = load_video_frames(video, image_size, device=device).images
+    records = []
+    t0 = time.perf_counter()
+    for t in range(len(images)):
+        images[t]
+        done = t + 1
+        if done % every == 0 or done == len(images):
+            gc.collect()
+            rec = {"frame": done, "rss_mib": rss_mib(), "outputs": images.cache_info()["cached"],
+                   "seconds": time.perf_counter() - t0}
+            if cuda:
+                torch.cuda.synchronize()
+                rec["cuda_alloc_mib"] = torch.cuda.memory_allocated() / 2**20
+            records.append(rec)
+    images.close()
+    return records
+
+
+def _report(records: list[dict], start: int) -> None:
+    cuda = "cuda_alloc_mib" in records[-1]
+    print(f"  {'frame':>7} {'RSS MiB':>9} {'CUDA MiB':>9} {'held':>8} {'s':>8}")
+    for r in records:
+        c = f"{r['cuda_alloc_mib']:9.1f}" if cuda else f"{'-':>9}"
+        print(f"  {r['frame']:7d} {r['rss_mib']:9.1f} {c} {r['outputs']:8d} {r['seconds']:8.1f}")
+    line = f"  growth frame {start} -> {records[-1]['frame']}: RSS {100 * growth(records, start, 'rss_mib'):+.1f}%"
+    if cuda:
+        line += f", CUDA allocated {100 * growth(records, start, 'cuda_alloc_mib'):+.1f}%"
+    line += f", held at the end: {records[-1]['outputs']}"
+    print(line)
+
+
 def growth(records: list[dict], start: int, key: str) -> float:
     """Relative growth of `key` from the first record at or after frame `start` to the last."""
     base = next((r for r in records if r["frame"] >= start), records[0])
@@ -94,7 +132,9 @@ def _build(name: str, args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["sam2", "3am"], choices=["sam2", "3am"])
+    ap.add_argument("--models", nargs="+", default=["frames", "sam2", "3am"], choices=["frames", "sam2", "3am"],
+                    help="'frames': the streaming loader alone (no model), at --frames-size")
+    ap.add_argument("--frames-size", type=int, default=1024, help="model input size S for the 'frames' run")
     ap.add_argument("--frames", type=int, default=10_000)
     ap.add_argument("--every", type=int, default=1_000)
     ap.add_argument("--from", dest="start", type=int, default=1_000, help="growth is measured from this frame")
@@ -116,20 +156,16 @@ def main() -> None:
             source = write_mp4(os.path.join(tmp, "long.mp4"), (synth[t] for t in range(args.frames)), fps=30)
             print(f"wrote {args.frames} frames to an mp4 in {time.perf_counter() - t0:.1f} s")
         for name in args.models:
+            if name == "frames":
+                print(f"\n[frames only] {args.frames} frames {h}x{w} -> {args.frames_size}, streamed, no model")
+                records = frames_only(source, args.frames_size, args.device, args.every)
+                _report(records, args.start)
+                continue
             predictor = _build(name, args)
             print(f"\n[{name}] {args.frames} frames {h}x{w} -> {predictor.image_size}, device {args.device}, "
                   f"source {'mp4' if args.mp4 else 'lazy array'}")
             records = track(predictor, source, synth.box(0), args.device, args.every, progress=args.progress)
-            cuda = "cuda_alloc_mib" in records[-1]
-            print(f"  {'frame':>7} {'RSS MiB':>9} {'CUDA MiB':>9} {'outputs':>8} {'s':>8}")
-            for r in records:
-                c = f"{r['cuda_alloc_mib']:9.1f}" if cuda else f"{'-':>9}"
-                print(f"  {r['frame']:7d} {r['rss_mib']:9.1f} {c} {r['outputs']:8d} {r['seconds']:8.1f}")
-            line = f"  growth frame {args.start} -> {records[-1]['frame']}: RSS {100 * growth(records, args.start, 'rss_mib'):+.1f}%"
-            if cuda:
-                line += f", CUDA allocated {100 * growth(records, args.start, 'cuda_alloc_mib'):+.1f}%"
-            line += f", held outputs {records[-1]['outputs']}"
-            print(line)
+            _report(records, args.start)
             del predictor
             gc.collect()
 

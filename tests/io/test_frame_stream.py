@@ -211,7 +211,7 @@ def test_cache_limits(tmp_path):
 def test_no_read_ahead_and_no_raw_cache(tmp_path):
     frames = _frames(t=5)
     video = load_video_frames(frames, 16, cache=FrameCacheConfig(read_ahead=0, raw_frames=0))
-    assert video.images._engine.thread is None
+    assert video.images._engine.threads == []
     for t in (4, 2, 2):
         assert torch.equal(video.images[t], prepare_frame(frames[t], 16))
         np.testing.assert_array_equal(video.images.raw(t), frames[t])
@@ -291,18 +291,21 @@ def test_bad_frame_of_a_lazy_sequence_is_named():
 
 def test_close_and_garbage_collection_stop_the_thread(tmp_path):
     images = load_video_frames(_frames(t=10), 16).images
-    thread = images._engine.thread
-    assert thread.is_alive()
+    threads = images._engine.threads
+    assert len(threads) == 2 and all(th.is_alive() for th in threads)
     images.close()
-    assert not thread.is_alive()
+    assert not any(th.is_alive() for th in threads)
     with pytest.raises(VideoError, match="closed"):
         images[1]
     images = load_video_frames(_frames(t=10), 16).images
-    thread = images._engine.thread
+    threads = images._engine.threads
     del images
     gc.collect()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    for th in threads:
+        th.join(timeout=10)
+    assert not any(th.is_alive() for th in threads)
+    path = _write_video(tmp_path / "v.mp4", _frames(t=6))
+    assert len(load_video_frames(path, 16, cache=FrameCacheConfig(workers=4)).images._engine.threads) == 1
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):

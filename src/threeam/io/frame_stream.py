@@ -6,9 +6,9 @@ holds only a bounded number of frames:
 
 * ``frames[t]`` returns the cached input of frame t, or decodes and prepares it
   (`threeam.io.frame_prep.prepare_frame`: bit-identical to the official SAM 2 recipe);
-* a background thread prepares the next ``read_ahead`` frames in the direction of access
+* background threads prepare the next ``read_ahead`` frames in the direction of access
   (forward or backward, from the last two frames asked for), so a propagation loop normally
-  finds its next frame ready;
+  finds its next frame ready (``workers`` threads for folders and arrays, one for a video file);
 * prepared frames live in an LRU cache bounded by ``max_frames`` and ``max_mib``;
 * ``frames.raw(t)`` gives the original uint8 RGB frame ``(H, W, 3)`` (read-only), kept in a
   small LRU of its own (``raw_frames``), e.g. for MUSt3R, which works at the original aspect ratio.
@@ -44,12 +44,16 @@ class FrameCacheConfig:
         (0: no background thread; frames are prepared when asked for). Capped at the cache
         capacity minus one.
     raw_frames: original frames kept for `StreamingFrames.raw` (LRU; 0 keeps none).
+    workers: read-ahead threads for sources that can be read in parallel (frames folders,
+        arrays; PIL decodes and resizes without holding the GIL). A video file always has one:
+        its decoder is sequential.
     """
 
     max_frames: Optional[int] = 32
     max_mib: Optional[float] = 1024.0
     read_ahead: int = 8
     raw_frames: int = 8
+    workers: int = 2
 
     def __post_init__(self) -> None:
         if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
@@ -60,6 +64,8 @@ class FrameCacheConfig:
             raise InputError(f"read_ahead must be an integer >= 0, got {self.read_ahead!r}")
         if not isinstance(self.raw_frames, int) or self.raw_frames < 0:
             raise InputError(f"raw_frames must be an integer >= 0, got {self.raw_frames!r}")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise InputError(f"workers must be an integer >= 1, got {self.workers!r}")
 
 
 class _Engine:
@@ -94,7 +100,7 @@ class _Engine:
             cap = by_bytes if cap is None else min(cap, by_bytes)
         self.capacity = cap  # None: unbounded
         self.read_ahead = cfg.read_ahead if cap is None else min(cfg.read_ahead, max(cap - 1, 0))
-        self.thread: Optional[threading.Thread] = None
+        self.threads: list[threading.Thread] = []
 
     @property
     def num_frames(self) -> int:
@@ -156,7 +162,7 @@ class _Engine:
 
     def _should_stop(self, pending: list[int]) -> bool:
         """A read-ahead batch stops early once its next frame left the read-ahead window."""
-        if not pending or threading.current_thread() is not self.thread:
+        if not pending or threading.current_thread() not in self.threads:
             return False
         with self.cond:
             if self.closed:
@@ -197,7 +203,7 @@ class _Engine:
         if self.last is not None and t != self.last:
             self.direction = 1 if t > self.last else -1
         self.last = t
-        if self.thread is not None:
+        if self.threads:
             self.cond.notify_all()
 
     def get(self, t: int, want_raw: bool = False):
@@ -259,11 +265,13 @@ class _Engine:
         return sorted(missing)  # backwards in a video file: one seek, then decode forward
 
     def start(self) -> None:
-        if self.read_ahead <= 0 or self.thread is not None:
+        if self.read_ahead <= 0 or self.threads:
             return
-        self.thread = threading.Thread(target=self._run, name=f"threeam-frames:{self.source.description}",
-                                       daemon=True)
-        self.thread.start()
+        n = min(self.cfg.workers, self.read_ahead) if self.source.concurrent_reads else 1
+        for i in range(n):
+            th = threading.Thread(target=self._run, name=f"threeam-frames-{i}:{self.source.description}", daemon=True)
+            self.threads.append(th)
+            th.start()
 
     def _run(self) -> None:
         while True:
@@ -279,7 +287,7 @@ class _Engine:
     def wait_idle(self, timeout: Optional[float]) -> bool:
         """Wait until the read-ahead has nothing left to do; False on timeout."""
         with self.cond:
-            return self.cond.wait_for(lambda: self.closed or self.thread is None
+            return self.cond.wait_for(lambda: self.closed or not self.threads
                                       or (not self._plan() and not self.inflight), timeout)
 
     def close(self) -> None:
@@ -288,9 +296,9 @@ class _Engine:
                 return
             self.closed = True
             self.cond.notify_all()
-        thread = self.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
         if self.read_lock is not None:
             with self.read_lock:
                 self.source.close()
@@ -308,7 +316,7 @@ class StreamingFrames:
         source: a `threeam.io.frame_sources.FrameSource`.
         image_size: the model's square input size S.
         device: where prepared frames are kept (``frames[t]`` is on this device).
-        cache: a `FrameCacheConfig` (default: 32 frames / 1 GiB, read-ahead 8, 8 raw frames).
+        cache: a `FrameCacheConfig` (default: 32 frames / 1 GiB, read-ahead 8 on 2 threads, 8 raw frames).
 
     Frame 0 is prepared here (it fails early on an unreadable video) and the read-ahead of
     frames 1, 2, ... starts at once.
