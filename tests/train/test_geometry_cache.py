@@ -68,9 +68,9 @@ def test_fov_clips_read_the_cache_in_the_3am_task(tmp_path):
 
     with pytest.raises(InputError, match="threeam precompute"):
         task.step_fn(task.model, batch)
-    from threeam.train.three_am_task import _open_scenes
+    from threeam.train.clips import open_source_scenes
 
-    scenes = _open_scenes(cfg.data.sources[0], cfg, seed=cfg.seed)
+    scenes = open_source_scenes(cfg.data.sources[0], cfg, 0)
     precompute(task.model, scenes, out, progress=False)
     losses = task.step_fn(task.model, batch)
     assert torch.isfinite(losses["loss"])
