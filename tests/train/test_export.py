@@ -60,10 +60,13 @@ def test_part_weights_move_between_tasks(runs):
 
 
 def test_eval_3am_factory_reads_a_training_run(runs):
-    from threeam.eval.methods import EvalContext
+    from threeam.eval.runner import EvalContext
     from threeam.predictor.build import build_eval_predictor
 
     run_dir, weights = runs["toy-ablation-3am"]
     ctx = EvalContext(model_preset="sam2.1_hiera_t", extra={"3am_checkpoint": str(run_dir)})
     predictor = build_eval_predictor(ctx, "3am")
     assert _same(predictor.three_am.state_dict(), weights)
+    ctx = EvalContext(model_preset="sam2.1_hiera_t", extra={"3am_checkpoint": str(runs["toy-ablation-sam2"][0])})
+    with pytest.raises(CheckpointError, match="checkpoint of the 'sam2' training task; a '3am' checkpoint"):
+        build_eval_predictor(ctx, "3am")

@@ -102,12 +102,26 @@ SIZES: dict[str, ToyAblationConfig] = {
 
 # ------------------------------------------------------------------------------------ helpers
 
+def _json_safe(x: Any) -> Any:
+    """NaN / inf -> None (JSON has no NaN), numpy scalars -> Python, recursively."""
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(float(x)) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
 def _write_json(path: Path, doc: Any) -> None:
-    from threeam.eval.tables import json_safe
     from threeam.io.atomic import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(json_safe(doc), indent=1) + "\n")
+    atomic_write_text(path, json.dumps(_json_safe(doc), indent=1) + "\n")
 
 
 def _scene_cache(out: Path) -> str:
@@ -241,11 +255,16 @@ def stage_gates(out: Path, cfg: ToyAblationConfig) -> dict:
         return json.loads(path.read_text())
     t0 = time.perf_counter()
     scenes = eval_scenes(out, cfg)
-    must3r = load_for_eval(pretrained(out, "must3r"))
+    from threeam.train.config import config_from_dict
+    from threeam.train.export import resolve_checkpoint
+    from threeam.train.must3r_task import stream_res
+
+    must3r = load_for_eval(pretrained(out, "must3r"), task="must3r")
+    res = stream_res(config_from_dict(resolve_checkpoint(pretrained(out, "must3r"))[1]["config"]))
     trials, gt_trials = [], []
     for scene in scenes:
         frames = list(range(0, len(scene), 2))  # the stream every second frame (24 of 48)
-        r = evaluate_stream(must3r, scene, frames, 64)
+        r = evaluate_stream(must3r, scene, frames, res)
         trials += r["trials"]
         gt_trials += r["gt_trials"]
     pick = summarize_trials(trials)

@@ -229,7 +229,7 @@ def build_eval_predictor(ctx: Any, model: str):
         from threeam.train.export import is_training_checkpoint, load_for_eval
 
         # a training run / checkpoint folder of the 3am task is read directly (no conversion)
-        net = load_for_eval(ckpt, ctx.device) if is_training_checkpoint(ckpt) else \
+        net = load_for_eval(ckpt, ctx.device, task="3am") if is_training_checkpoint(ckpt) else \
             build_three_am_model(checkpoint=ckpt, device=ctx.device)
     else:
         if not ctx.random_weights:

@@ -100,11 +100,13 @@ def _architecture_only(config):
     return dataclasses.replace(config, model=m)
 
 
-def load_for_eval(source: str | os.PathLike, device: str | torch.device = "cpu", video_config: Any = None) -> nn.Module:
+def load_for_eval(source: str | os.PathLike, device: str | torch.device = "cpu", video_config: Any = None,
+                  task: str | None = None) -> nn.Module:
     """The network of a training checkpoint, in eval mode: a `SAM2Base` (task ``sam2``), a `ThreeAM`
     (task ``3am``) or a `Must3r` (task ``must3r``). The architecture comes from the checkpoint's config;
     a ``.safetensors`` file without ``state.json`` is not enough (CheckpointError). ``video_config``: the
-    `VideoPredictorConfig` a SAM 2 model is built with (as `build_sam2_model` takes it)."""
+    `VideoPredictorConfig` a SAM 2 model is built with (as `build_sam2_model` takes it). ``task``: the
+    task the checkpoint must come from (CheckpointError naming both otherwise)."""
     from threeam.train.config import config_from_dict
 
     weights, state = training_state_dict(source)
@@ -112,6 +114,9 @@ def load_for_eval(source: str | os.PathLike, device: str | torch.device = "cpu",
         raise CheckpointError(f"{source}: no state.json with the training config next to the weights; "
                               "give the checkpoint folder or the run folder")
     config = _architecture_only(config_from_dict(state["config"]))
+    if task is not None and config.task != task:
+        raise CheckpointError(f"{source} is a checkpoint of the {config.task!r} training task; a {task!r} "
+                              "checkpoint is needed here")
     if config.task == "sam2":
         from threeam.predictor.build import build_sam2_model
         from threeam.train.sam2_task import sam2_config_for
