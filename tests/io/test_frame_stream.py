@@ -78,6 +78,15 @@ def test_normalisation_table_matches_float64_division_then_float32_ops():
     np.testing.assert_array_equal(normalisation_table(), official.astype(np.float32))
 
 
+def test_every_uint8_value_normalises_to_its_table_entry():
+    frame = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16)] * 3, axis=-1)
+    frame[..., 1] = frame[..., 1][::-1]
+    out = prepare_frame(frame, 16).numpy()
+    table = normalisation_table()
+    for c in range(3):
+        np.testing.assert_array_equal(out[c], table[c][frame[..., c]])
+
+
 @pytest.mark.parametrize("h, w, s", [(24, 32, 16), (20, 20, 20), (9, 13, 32), (48, 17, 24)])
 def test_prepare_frame_is_bit_identical_to_the_official_recipe(h, w, s):
     frame = _frames(t=1, h=h, w=w, seed=h * w)[0]

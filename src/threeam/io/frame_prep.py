@@ -7,14 +7,15 @@ with less work:
 
 * the resize is the same PIL bicubic resize of the uint8 RGB image (frames already ``S x S`` are
   used as they are; PIL's resize to the same size is the identity);
-* the normalisation is one table look-up per channel: a uint8 value ``v`` can only become
-  ``((v / 255) - mean_c) / std_c``, so the 3 x 256 possible float32 results are computed once
-  with the same float32 operations (`normalisation_table`) and gathered straight into the
-  ``(3, S, S)`` output. No float64 image, no intermediate float32 copies.
+* the normalisation is three in-place float32 operations written straight into the
+  ``(3, S, S)`` output (uint8 -> ``/ 255`` -> ``- mean`` -> ``/ std``, channels first): no float64
+  image, no intermediate copies, and numpy's loops run without the GIL (so the read-ahead
+  threads do not hold up the tracking thread).
 
 The values are exact, not approximately equal: ``float32(v / 255.0)`` computed in float64 (the
-official order) equals ``float32(v) / 255`` in float32 for every ``v`` in 0..255 (tested), and
-the subtraction and division are the same IEEE float32 operations.
+official order) equals ``float32(v) / 255`` in float32 for every ``v`` in 0..255
+(`normalisation_table` lists all 3 x 256 possible results; tested), and the subtraction and
+division are the same IEEE float32 operations.
 
 Not used, because they change pixel values: PIL's JPEG ``draft`` mode (DCT-domain downscaling)
 and ``reducing_gap`` (box pre-reduction before the bicubic pass).
@@ -30,12 +31,15 @@ IMG_MEAN = (0.485, 0.456, 0.406)
 IMG_STD = (0.229, 0.224, 0.225)
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_MEAN32 = np.array(IMG_MEAN, dtype=np.float32)[:, None, None]
+_STD32 = np.array(IMG_STD, dtype=np.float32)[:, None, None]
 
 
 @functools.lru_cache(maxsize=None)
 def normalisation_table(mean: tuple[float, float, float] = IMG_MEAN,
                         std: tuple[float, float, float] = IMG_STD) -> np.ndarray:
-    """float32 ``(3, 256)``: entry ``[c, v]`` is ``((v / 255) - mean[c]) / std[c]`` in float32 ops."""
+    """float32 ``(3, 256)``: entry ``[c, v]`` is ``((v / 255) - mean[c]) / std[c]`` in float32 ops
+    (every value a normalised input can take)."""
     values = torch.arange(256, dtype=torch.float32) / 255.0
     m = torch.tensor(mean, dtype=torch.float32)[:, None]
     s = torch.tensor(std, dtype=torch.float32)[:, None]
@@ -104,10 +108,10 @@ def prepare_frame(frame, image_size: int) -> torch.Tensor:
     if frame_hw(frame) != (S, S):
         frame = _as_pil(frame).resize((S, S), Image.BICUBIC)
     arr = frame_array(frame)
-    table = normalisation_table()
     out = np.empty((3, S, S), dtype=np.float32)
-    for c in range(3):
-        np.take(table[c], arr[:, :, c], out=out[c])
+    np.divide(arr.transpose(2, 0, 1), np.float32(255.0), out=out, dtype=np.float32)
+    np.subtract(out, _MEAN32, out=out)
+    np.divide(out, _STD32, out=out)
     return torch.from_numpy(out)
 
 
