@@ -14,6 +14,10 @@ are dicts with the official keys:
 * ``pred_masks``: float32 low-res mask logits ``(1, 1, S/4, S/4)`` on the storage device;
 * ``obj_ptr``: ``(1, C)`` object pointer on the compute device;
 * ``object_score_logits``: ``(1, 1)``.
+
+Bounded state (``keep_all_outputs=False``, the default): tracked outputs that no later step can read
+are dropped from ``non_cond_frame_outputs`` while propagating (see
+`VideoPredictor.release_unreachable_outputs`); ``frames_tracked_per_obj`` keeps every frame.
 """
 from __future__ import annotations
 
@@ -73,6 +77,10 @@ class InferenceState:
     temp_output_dict_per_obj: dict[int, dict[str, dict[int, dict]]] = field(default_factory=dict)
     # frames each object has been tracked on: {frame_idx: {"reverse": bool}}
     frames_tracked_per_obj: dict[int, dict[int, dict]] = field(default_factory=dict)
+    # tracked outputs dropped from the banks and written to the spill folder: {obj_id: {frame_idx: path}}
+    spilled: dict[int, dict[int, Any]] = field(default_factory=dict)
+    # this session's spill folder (created on the first spill; removed with the session)
+    spill_folder: Any = None
 
     # dict-style access with the official key names
     def __getitem__(self, key: str) -> Any:

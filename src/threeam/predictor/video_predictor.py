@@ -33,7 +33,12 @@ from __future__ import annotations
 
 import copy
 import numbers
+import os
+import shutil
+import tempfile
+import weakref
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -44,6 +49,7 @@ from tqdm import tqdm
 from threeam.errors import InputError
 from threeam.io.video import VideoSource, load_video_frames
 from threeam.predictor.postprocess import fill_holes_in_mask_scores
+from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.models.sam2.tracking import COND, NON_COND, NO_OBJ_SCORE, FrameFeatures, TrackStepOutput
 from threeam.predictor.state import InferenceState, empty_output_dict
 
@@ -54,6 +60,11 @@ PREDICTOR_OPTIONS = (
     "add_all_frames_to_correct_as_cond",
     "binarize_mask_from_pts_for_mem_enc",
 )
+# ours (see docs/performance.md): batched objects, bounded per-frame state
+PERFORMANCE_OPTIONS = ("batch_objects", "keep_all_outputs", "spill_dir")
+_PERFORMANCE_DEFAULTS = dict(batch_objects=True, keep_all_outputs=False, spill_dir=None)
+# the per-frame entry fields written to a spill file (maskmem_pos_enc is the shared copy)
+_SPILL_KEYS = ("maskmem_features", "pred_masks", "obj_ptr", "object_score_logits")
 
 
 def _is_int(value: Any) -> bool:
@@ -77,6 +88,14 @@ class VideoPredictor:
             (threshold masks from clicks at 0 before encoding them into memory).
         progress: show a tqdm progress bar while propagating.
         memory_policy: a `MemoryPolicy` that takes over the tracking steps (see `with_memory_policy`).
+        batch_objects: track the objects of a frame whose memory selections are identical as one
+            batch (default True; results equal the per-object path within float32 rounding).
+        keep_all_outputs: keep every per-frame output as the official predictor does (default False:
+            tracked outputs that no later step can read are dropped, so memory stays flat; see
+            `release_unreachable_outputs`).
+        spill_dir: a folder for the dropped outputs (default None: they are gone); with one, a
+            correction or a pass that needs a dropped output reads it back, exactly as if it had
+            been kept.
     """
 
     def __init__(
@@ -91,9 +110,23 @@ class VideoPredictor:
         binarize_mask_from_pts_for_mem_enc: bool | None = None,
         progress: bool = True,
         memory_policy: Any = None,
+        batch_objects: bool | None = None,
+        keep_all_outputs: bool | None = None,
+        spill_dir: str | os.PathLike | None = None,
     ) -> None:
         self.model = model.eval()
         self.memory_policy = memory_policy
+        perf = {}
+        for name, value in (("batch_objects", batch_objects), ("keep_all_outputs", keep_all_outputs),
+                            ("spill_dir", spill_dir)):
+            if value is None and config is not None:
+                value = getattr(config, name, None)
+            perf[name] = _PERFORMANCE_DEFAULTS[name] if value is None else value
+        self.batch_objects = bool(perf["batch_objects"])
+        self.keep_all_outputs = bool(perf["keep_all_outputs"])
+        self.spill_dir = None if perf["spill_dir"] is None else Path(perf["spill_dir"])
+        if self.spill_dir is not None and self.spill_dir.exists() and not self.spill_dir.is_dir():
+            raise InputError(f"spill_dir {str(self.spill_dir)!r} exists and is not a folder")
         explicit = dict(
             fill_hole_area=fill_hole_area,
             non_overlap_masks=non_overlap_masks,
@@ -395,6 +428,7 @@ class VideoPredictor:
         new_points, new_labels = self._prepare_point_prompt(state, points, labels, box, normalize_coords,
                                                             clear_old_points)
         obj_idx = self._obj_id_to_idx(state, obj_id)
+        self._restore_around_prompt(state, frame_idx)
         point_inputs_per_frame = state.point_inputs_per_obj[obj_idx]
         old = None if clear_old_points else point_inputs_per_frame.get(frame_idx)
         if old is None:
@@ -464,6 +498,7 @@ class VideoPredictor:
             mask_inputs = (mask_inputs >= 0.5).float()
 
         obj_idx = self._obj_id_to_idx(state, obj_id)
+        self._restore_around_prompt(state, frame_idx)
         state.mask_inputs_per_obj[obj_idx][frame_idx] = mask_inputs
         state.point_inputs_per_obj[obj_idx].pop(frame_idx, None)
         is_init_cond_frame, reverse, is_cond, storage_key = self._frame_role(state, obj_idx, frame_idx)
@@ -474,6 +509,13 @@ class VideoPredictor:
         )
         state.temp_output_dict_per_obj[obj_idx][storage_key][frame_idx] = current_out
         return self._frame_result(state, frame_idx, is_cond)
+
+    def _restore_around_prompt(self, state: InferenceState, frame_idx: int) -> None:
+        """A prompt on a tracked frame reads the memories around it (and every object's output on
+        it): bring spilled ones back first."""
+        if state.spilled:
+            for obj_idx in range(self._get_obj_num(state)):
+                self._restore_spilled(state, obj_idx, frame_idx)
 
     def _frame_role(self, state: InferenceState, obj_idx: int, frame_idx: int):
         """(is_init_cond_frame, reverse, is_cond, storage_key) for a prompt on a frame.
@@ -615,20 +657,38 @@ class VideoPredictor:
         state.revised_outputs = {}
         if policy is not None:
             policy.begin_pass(self, state, reverse)
+        bounded = self._bounding_active()
+        if bounded or self.spill_dir is not None:
+            # a pass reads the outputs behind its start frame (and next to every prompted frame)
+            for obj_idx in range(batch_size):
+                self._restore_spilled(state, obj_idx, start_frame_idx)
+                for t in list(state.output_dict_per_obj[obj_idx][COND]):
+                    self._restore_spilled(state, obj_idx, t)
         for frame_idx in tqdm(order, desc="propagate in video", disable=not show):
-            pred_masks_per_obj = []
+            pred_masks_per_obj: list[torch.Tensor | None] = [None] * batch_size
+            to_track = []
             for obj_idx in range(batch_size):
                 obj_output_dict = state.output_dict_per_obj[obj_idx]
                 if frame_idx in obj_output_dict[COND]:
                     # a prompted frame: its output is already in the bank
                     pred_masks = obj_output_dict[COND][frame_idx]["pred_masks"].to(state.device, non_blocking=True)
+                    pred_masks_per_obj[obj_idx] = pred_masks
                     if self.clear_non_cond_mem_around_input:
                         self._clear_obj_non_cond_mem_around_input(state, frame_idx, obj_idx)
                 else:
-                    current_out, pred_masks = self.track_object_step(state, obj_idx, frame_idx, reverse)
-                    obj_output_dict[NON_COND][frame_idx] = current_out
+                    to_track.append(obj_idx)
+            for group in self._object_groups(state, to_track, frame_idx):
+                if len(group) == 1:
+                    steps = [self.track_object_step(state, group[0], frame_idx, reverse)]
+                else:
+                    steps = self.track_objects_step(state, group, frame_idx, reverse)
+                for obj_idx, (current_out, pred_masks) in zip(group, steps):
+                    state.output_dict_per_obj[obj_idx][NON_COND][frame_idx] = current_out
+                    pred_masks_per_obj[obj_idx] = pred_masks
+            for obj_idx in range(batch_size):
                 state.frames_tracked_per_obj[obj_idx][frame_idx] = {"reverse": reverse}
-                pred_masks_per_obj.append(pred_masks)
+                if bounded:
+                    self.release_unreachable_outputs(state, obj_idx, frame_idx, reverse)
             all_pred_masks = torch.cat(pred_masks_per_obj, dim=0) if batch_size > 1 else pred_masks_per_obj[0]
             _, video_res_masks = self._get_orig_video_res_output(state, all_pred_masks)
             yield frame_idx, obj_ids, video_res_masks
@@ -694,6 +754,7 @@ class VideoPredictor:
         """Forget every prompt, output and object id (the video and its cached features stay)."""
         state = inference_state
         self._reset_tracking_results(state)
+        self._drop_spilled(state)
         state.obj_id_to_idx.clear()
         state.obj_idx_to_id.clear()
         state.obj_ids.clear()
@@ -735,6 +796,7 @@ class VideoPredictor:
             self.reset_state(state)
             return list(state.obj_ids), updated_frames
 
+        self._drop_spilled(state, obj_id)
         input_frames = set(state.point_inputs_per_obj[old_idx]) | set(state.mask_inputs_per_obj[old_idx])
         for frame_idx in input_frames:
             self.clear_all_prompts_in_frame(state, frame_idx, obj_id, need_output=False)
@@ -770,8 +832,12 @@ class VideoPredictor:
         (they may describe the object as it was before a correction)."""
         r = self.model.memory_temporal_stride_for_eval * self.model.num_maskmem
         non_cond = state.output_dict_per_obj[obj_idx][NON_COND]
+        spilled = state.spilled.get(state.obj_idx_to_id.get(obj_idx), {})
         for t in range(frame_idx - r, frame_idx + r + 1):
             non_cond.pop(t, None)
+            path = spilled.pop(t, None)
+            if path is not None:
+                Path(path).unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ features (the hook)
     def compute_backbone_features(self, inference_state: InferenceState, frame_idx: int,
@@ -865,6 +931,158 @@ class VideoPredictor:
             inference_state, bank, frame_idx, batch_size=1, is_init_cond_frame=False, point_inputs=None,
             mask_inputs=None, reverse=reverse, run_mem_encoder=True)
 
+    # ------------------------------------------------------------------ batched objects
+    def memory_window(self) -> int:
+        """W: a tracking step on frame t reads tracked outputs of frames within ``[t - W, t + W]``
+        only (``max(num_maskmem * memory_temporal_stride_for_eval + 1, max_obj_ptrs_in_encoder) + 1``:
+        the spatial memories and the object pointers, plus one frame of margin)."""
+        m = self.model
+        return max(m.num_maskmem * m.memory_temporal_stride_for_eval + 1, m.max_obj_ptrs_in_encoder) + 1
+
+    def memory_signature(self, inference_state: InferenceState, obj_idx: int, frame_idx: int) -> tuple:
+        """What SAM 2's memory selection for one object on `frame_idx` depends on: the sorted
+        conditioning frames and the sorted tracked frames within the `memory_window`. Objects with
+        equal signatures read the same frames, so they can share one batched step."""
+        bank = inference_state.output_dict_per_obj[obj_idx]
+        w = self.memory_window()
+        non_cond = bank[NON_COND]
+        near = tuple(t for t in range(frame_idx - w, frame_idx + w + 1) if t in non_cond)
+        return tuple(sorted(bank[COND])), near
+
+    def _object_groups(self, state: InferenceState, obj_idxs: list[int], frame_idx: int) -> list[list[int]]:
+        """Split the objects to track on a frame into batches (singletons when batching is off, with
+        a memory policy, or when the model couples objects in its memory encoder)."""
+        if (not self.batch_objects or self.memory_policy is not None or len(obj_idxs) < 2
+                or getattr(self.model, "non_overlap_masks_for_mem_enc", False)):
+            return [[i] for i in obj_idxs]
+        groups: dict[tuple, list[int]] = {}
+        for obj_idx in obj_idxs:
+            groups.setdefault(self.memory_signature(state, obj_idx, frame_idx), []).append(obj_idx)
+        return list(groups.values())
+
+    def batched_memory(self, inference_state: InferenceState, obj_idxs: Sequence[int], frame_idx: int,
+                       reverse: bool) -> dict:
+        """One memory-bank view for B objects of equal `memory_signature` on `frame_idx`: per frame,
+        the objects' entries concatenated along the batch (``maskmem_features`` (B, C_mem, h, w),
+        ``maskmem_pos_enc`` [(B, C_mem, h, w)], ``obj_ptr`` (B, C), ``object_score_logits`` (B, 1)).
+        Spatial memories are gathered only for the frames SAM 2 can read them from (conditioning
+        frames and `memory_frame_indices`); the other tracked frames give their object pointers."""
+        state = inference_state
+        banks = [state.output_dict_per_obj[i] for i in obj_idxs]
+        cond_keys, near = self.memory_signature(state, obj_idxs[0], frame_idx)
+        m = self.model
+        stride = m.memory_temporal_stride_for_eval
+        spatial = set(cond_keys) | {t for _, t in memory_frame_indices(frame_idx, m.num_maskmem, stride, reverse)}
+
+        def merge(outs: list[dict], with_memory: bool) -> dict:
+            entry = {"obj_ptr": torch.cat([o["obj_ptr"] for o in outs], dim=0),
+                     "object_score_logits": torch.cat([o["object_score_logits"] for o in outs], dim=0),
+                     "maskmem_features": None, "maskmem_pos_enc": None}
+            if with_memory:
+                entry["maskmem_features"] = torch.cat([o["maskmem_features"] for o in outs], dim=0)
+                entry["maskmem_pos_enc"] = [torch.cat([o["maskmem_pos_enc"][-1] for o in outs], dim=0)]
+            return entry
+
+        return {COND: {t: merge([b[COND][t] for b in banks], True) for t in cond_keys},
+                NON_COND: {t: merge([b[NON_COND][t] for b in banks], t in spatial) for t in near}}
+
+    def track_objects_step(self, inference_state: InferenceState, obj_idxs: Sequence[int], frame_idx: int,
+                           reverse: bool) -> list[tuple[dict, torch.Tensor]]:
+        """`track_object_step` for B objects of equal `memory_signature` as one batch: one memory
+        attention, mask decoder and memory encoder call; each object keeps its own memory bank.
+
+        Returns one ``(compact_out, pred_masks)`` per object, as :meth:`pack_output`.
+        """
+        state = inference_state
+        b = len(obj_idxs)
+        features = self.frame_features(state, frame_idx, batch_size=b)
+        memory = self.batched_memory(state, obj_idxs, frame_idx, reverse)
+        out = self.model.track_frame(features, frame_idx, memory, state.num_frames, is_init_cond_frame=False,
+                                     point_inputs=None, mask_inputs=None, reverse=reverse, run_mem_encoder=True)
+        return [self.pack_output(state, split_step_output(out, i)) for i in range(b)]
+
+    # ------------------------------------------------------------------ bounded per-frame state
+    def _bounding_active(self) -> bool:
+        # a memory policy may read any output of the bank (it decides the memory itself)
+        return not self.keep_all_outputs and self.memory_policy is None
+
+    def release_unreachable_outputs(self, inference_state: InferenceState, obj_idx: int, frame_idx: int,
+                                    reverse: bool) -> list[int]:
+        """After frame `frame_idx` was stored: drop the object's tracked outputs that no later step
+        of this pass can read (more than `memory_window` frames behind the direction of travel),
+        except those within W of one of its conditioning frames (a pass in the other direction
+        from that frame reads them, as in the official predictor). Dropped outputs are written to
+        the spill folder when one is configured. Returns the dropped frames."""
+        state = inference_state
+        bank = state.output_dict_per_obj[obj_idx]
+        non_cond = bank[NON_COND]
+        w = self.memory_window()
+        cond = bank[COND]
+        if reverse:
+            behind = [t for t in non_cond if t > frame_idx + w]
+        else:
+            behind = [t for t in non_cond if t < frame_idx - w]
+        dropped = []
+        for t in behind:
+            if any(abs(t - c) <= w for c in cond):
+                continue
+            out = non_cond.pop(t)
+            if self.spill_dir is not None:
+                self._spill(state, obj_idx, t, out)
+            dropped.append(t)
+        return dropped
+
+    def _spill_folder(self, state: InferenceState) -> Path:
+        if state.spill_folder is None:
+            self.spill_dir.mkdir(parents=True, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="session-", dir=self.spill_dir))
+            state.spill_folder = folder
+            # the folder goes with the session
+            weakref.finalize(state, shutil.rmtree, str(folder), True)
+        return state.spill_folder
+
+    def _spill(self, state: InferenceState, obj_idx: int, frame_idx: int, out: dict) -> None:
+        obj_id = state.obj_idx_to_id[obj_idx]
+        path = self._spill_folder(state) / f"obj{obj_id}_f{frame_idx}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save({k: out[k].detach().to("cpu") for k in _SPILL_KEYS if out.get(k) is not None}, tmp)
+        os.replace(tmp, path)
+        state.spilled.setdefault(obj_id, {})[frame_idx] = path
+
+    def _restore_spilled(self, state: InferenceState, obj_idx: int, center: int) -> int:
+        """Read the object's spilled outputs within `memory_window` of `center` back into its bank;
+        returns how many were restored."""
+        obj_id = state.obj_idx_to_id.get(obj_idx)
+        files = state.spilled.get(obj_id)
+        if not files:
+            return 0
+        w = self.memory_window()
+        non_cond = state.output_dict_per_obj[obj_idx][NON_COND]
+        restored = 0
+        for t in range(center - w, center + w + 1):
+            path = files.pop(t, None)
+            if path is None:
+                continue
+            if t not in non_cond and t not in state.output_dict_per_obj[obj_idx][COND]:
+                data = torch.load(path, map_location="cpu", weights_only=True)
+                entry = {"maskmem_features": data["maskmem_features"].to(state.storage_device),
+                         "pred_masks": data["pred_masks"].to(state.storage_device),
+                         "obj_ptr": data["obj_ptr"].to(state.device),
+                         "object_score_logits": data["object_score_logits"].to(state.device)}
+                shared = state.maskmem_pos_enc
+                entry["maskmem_pos_enc"] = None if shared is None else [x.expand(1, -1, -1, -1) for x in shared]
+                non_cond[t] = entry
+                restored += 1
+            Path(path).unlink(missing_ok=True)
+        return restored
+
+    def _drop_spilled(self, state: InferenceState, obj_id: int | None = None) -> None:
+        """Forget spilled outputs (of one object, or all)."""
+        ids = list(state.spilled) if obj_id is None else [obj_id]
+        for i in ids:
+            for path in state.spilled.pop(i, {}).values():
+                Path(path).unlink(missing_ok=True)
+
     def _run_memory_encoder(self, inference_state: InferenceState, frame_idx: int, batch_size: int,
                             high_res_masks: torch.Tensor, object_score_logits: torch.Tensor,
                             is_mask_from_pts: bool):
@@ -889,6 +1107,25 @@ class VideoPredictor:
         cached = state.maskmem_pos_enc
         b = out_enc[0].size(0)
         return [x.expand(b, -1, -1, -1) for x in cached]
+
+
+def split_step_output(out: TrackStepOutput, i: int) -> TrackStepOutput:
+    """Object `i` of a batched `TrackStepOutput` (every batched field sliced ``[i:i+1]``; what a
+    bank stores is copied so that it does not keep the whole batch alive)."""
+    def take(x, keep=False):
+        if x is None:
+            return None
+        x = x[i:i + 1]
+        return x.clone() if keep else x
+
+    return out.replace(
+        multimask_logits=take(out.multimask_logits), multimask_logits_high_res=take(out.multimask_logits_high_res),
+        ungated_multimask_logits=take(out.ungated_multimask_logits), ious=take(out.ious),
+        candidate_obj_ptrs=take(out.candidate_obj_ptrs), chosen=take(out.chosen),
+        pred_masks=take(out.pred_masks, True), pred_masks_high_res=take(out.pred_masks_high_res),
+        obj_ptr=take(out.obj_ptr, True), object_score_logits=take(out.object_score_logits, True),
+        maskmem_features=take(out.maskmem_features),
+        maskmem_pos_enc=None if out.maskmem_pos_enc is None else [take(p) for p in out.maskmem_pos_enc])
 
 
 # the official class name

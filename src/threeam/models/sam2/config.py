@@ -448,6 +448,20 @@ class VideoPredictorConfig:
     - `add_all_frames_to_correct_as_cond`: frames receiving correction clicks become conditioning frames.
     - `clear_non_cond_mem_around_input` / `clear_non_cond_mem_for_multi_obj`: drop non-conditioning
       memory around frames with new input (single-object only unless the latter is set).
+
+    Performance options (ours, not official; see docs/performance.md):
+
+    - `batch_objects`: objects whose memory selections are identical on a frame are tracked as one
+      batch (same results within float32 rounding).
+    - `keep_all_outputs`: keep every per-frame output (the official behaviour; memory grows with
+      the video); False drops tracked outputs no later step can read.
+    - `spill_dir`: a folder where dropped outputs are written (and read back by corrections and
+      passes that need them); None: dropped outputs are gone.
+    - `merged_cache_mib`: 3AM only, MiB of merged features kept (LRU, recomputed on a miss); None:
+      no limit.
+    - `autocast`: None (default) runs bfloat16 autocast on CUDA and float32 elsewhere; True/False force it
+      (True on the CPU is only for tests).
+    - `compile`: torch.compile the model's parts with fixed shapes (the official ``vos_optimized``).
     """
 
     fill_hole_area: int = 8
@@ -456,6 +470,12 @@ class VideoPredictorConfig:
     add_all_frames_to_correct_as_cond: bool = False
     clear_non_cond_mem_around_input: bool = False
     clear_non_cond_mem_for_multi_obj: bool = False
+    batch_objects: bool = True
+    keep_all_outputs: bool = False
+    spill_dir: Optional[str] = None
+    merged_cache_mib: Optional[float] = 1024.0
+    autocast: Optional[bool] = None
+    compile: bool = False
 
     @classmethod
     def from_official_dict(cls, tree: Mapping) -> "VideoPredictorConfig":
