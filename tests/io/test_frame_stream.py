@@ -164,6 +164,18 @@ def test_variable_frame_rate_video_is_numbered_in_decode_order(tmp_path):
         np.testing.assert_array_equal(src.read(t), sequential[t], err_msg=f"frame {t}")
 
 
+def test_gap_in_the_middle_of_a_constant_rate_video(tmp_path, recwarn):
+    frames = _frames(t=30, h=32, w=48)
+    pts = [100 * i for i in range(15)] + [100 * i + 300 for i in range(15, 30)]  # two frames missing
+    path = _write_video(tmp_path / "gap.mp4", frames, pts=pts)
+    sequential = read_video(path)
+    src = VideoFileSource(path)
+    assert src.num_frames == len(sequential) == 30
+    for t in [29, 14, 15, 0, 22, 16]:
+        np.testing.assert_array_equal(src.read(t), sequential[t], err_msg=f"frame {t}")
+    assert not [w for w in recwarn if "timestamps" in str(w.message)]
+
+
 def test_video_bytes_are_accepted(tmp_path):
     frames = _frames(t=6)
     path = _write_video(tmp_path / "b.mp4", frames)

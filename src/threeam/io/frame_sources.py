@@ -268,12 +268,15 @@ class VideoFileSource(FrameSource):
     * Reading the frame after the last one read decodes one frame (the sequential fast path);
       a short jump forward decodes forward; any other jump seeks to the keyframe at or before the
       frame's timestamp and decodes forward from there.
-    * Frame count and rate: the container's frame count (or, where it has none, its duration
-      times the frame rate) is checked by decoding the end of the file from the last keyframe,
-      so ``num_frames`` is the number of frames the decoder really gives. Timestamps are checked
-      against the constant-rate position of every decoded frame; a file whose timestamps do not
-      follow the rate (variable frame rate, gaps) switches to an exact index of presentation
-      timestamps read from the packets (one pass over the file, no decoding).
+    * Numbering: the timestamp step between the first two frames gives every frame's
+      constant-rate timestamp; each decoded frame's timestamp must be an exact multiple of the
+      step from frame 0 and match the frame count so far. A file whose timestamps do not
+      (variable frame rate, gaps, jittery millisecond timestamps) switches to an exact index of
+      presentation timestamps read from the packets (one pass over the file, no decoding).
+    * Frame count: the container's frame count (or, where it has none, its duration divided by
+      the step) is checked by decoding from the keyframe before the last frame to the end, so
+      ``num_frames`` is the number of frames the decoder really gives; a count that disagrees
+      with the container's switches to the exact index. The rate (``fps``) is the container's.
 
     Args:
         path: the video file, or its bytes.
@@ -305,7 +308,7 @@ class VideoFileSource(FrameSource):
         self._tb = self._stream.time_base
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else None
-        self._rate = Fraction(rate) if rate else None
+        self._step: Optional[int] = None  # timestamp units between frames (constant-rate numbering)
         self._frame_pts: Optional[list[int]] = None  # exact timestamps per frame (irregular timing)
         self._sequential_only = False  # no usable timestamps: frames are counted from the start
         self._iter = None
@@ -321,11 +324,20 @@ class VideoFileSource(FrameSource):
             raise VideoError(f"video file {self.description} holds no decodable frame")
         self.height, self.width = int(first.height), int(first.width)
         self._pts0 = first.pts if first.pts is not None else 0
-        if exact_index or first.pts is None or self._rate is None or self._tb is None:
-            self._build_index()
+        self._held: dict[int, np.ndarray] = {0: self._to_rgb(0, first)}
         self._next = 1
-        self._held: Optional[tuple[int, np.ndarray]] = (0, self._to_rgb(0, first))
-        self.num_frames = self._count_frames()
+        second = self._decode_next()
+        if second is not None:
+            self._held[1] = self._to_rgb(1, second)
+            self._next = 2
+            if first.pts is not None and second.pts is not None and second.pts > first.pts:
+                self._step = int(second.pts - first.pts)
+        if exact_index or first.pts is None or (self._step is None and second is not None):
+            self._build_index()
+        if self.fps is None and self._step is not None and self._tb:
+            self.fps = float(1 / (self._step * self._tb))
+        self.num_frames = 1 if second is None and not self._sequential_only and self._frame_pts is None \
+            else self._count_frames()
 
     # ---------------------------------------------------------------- opening and timing
     def _open(self):
@@ -338,15 +350,10 @@ class VideoFileSource(FrameSource):
         except _av_errors() as exc:
             raise VideoError(f"cannot open video file {self.description}: {exc}") from None
 
-    @property
-    def _step(self) -> Fraction:
-        """Timestamp units per frame at the container's frame rate."""
-        return 1 / (self._rate * self._tb)
-
     def _pts_of(self, t: int) -> int:
         if self._frame_pts is not None:
             return self._frame_pts[t]
-        return int(self._pts0 + round(t * self._step))
+        return int(self._pts0 + t * (self._step or 1))
 
     def _index_of(self, frame) -> Optional[int]:
         """The frame number of a decoded frame from its timestamp; None if it has none."""
@@ -355,11 +362,10 @@ class VideoFileSource(FrameSource):
         if self._frame_pts is not None:
             i = bisect.bisect_left(self._frame_pts, frame.pts)
             return min(i, len(self._frame_pts) - 1)
-        q = Fraction(frame.pts - self._pts0) / self._step
-        idx = round(q)
-        if abs(q - idx) > Fraction(1, 4):
+        d = int(frame.pts) - int(self._pts0)
+        if self._step is None or d < 0 or d % self._step:
             raise _Irregular()
-        return int(idx)
+        return d // self._step
 
     def _build_index(self) -> None:
         """Switch to exact per-frame timestamps from one demuxing pass (no decoding)."""
@@ -397,16 +403,18 @@ class VideoFileSource(FrameSource):
                 duration = Fraction(self._stream.duration) * self._tb
             elif self._container.duration:
                 duration = Fraction(self._container.duration, 1_000_000)
-            if duration is None:
+            if duration is None or not self._tb:
                 self._build_index()
                 return self._count_frames()
-            hint = max(1, round(duration * self._rate))
+            hint = max(1, round(duration / (self._step * self._tb)))
         try:
             last = self._last_index_from(hint - 1)
         except _Irregular:
             self._build_index()
             return self._count_frames()
-        if last is None:
+        if last is None or (self._stream.frames and last + 1 != int(self._stream.frames)):
+            # no frame decoded at the end, or the container counts a different number of frames
+            # than the constant rate gives (a gap or a rate change somewhere): number exactly
             self._build_index()
             return self._count_frames()
         return last + 1
@@ -529,8 +537,8 @@ class VideoFileSource(FrameSource):
     def read(self, t: int) -> np.ndarray:
         if not 0 <= t < self.num_frames:
             raise VideoError(f"{self.frame_name(t)} does not exist: the video has {self.num_frames} frames")
-        if self._held is not None and self._held[0] == t:
-            return self._held[1]
+        if t in self._held:
+            return self._held[t]
         if self._iter is None:  # closed: reopen
             self._container = self._open()
             self._stream = self._container.streams.video[0]
@@ -564,7 +572,7 @@ class VideoFileSource(FrameSource):
                 continue
             rgb = self._to_rgb(t, frame)
             self._check_size(t, rgb)
-            self._held = None
+            self._held.clear()
             return rgb
 
     def read_many(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
