@@ -8,9 +8,12 @@ written as a JPEG folder and as an mp4:
    streaming (every frame indexed in order, read-ahead on its background thread). Prints seconds
    per frame and the official/ours ratio (> 1: ours is faster), and checks that every model
    input is bit-identical.
-2. Per-frame preparation only (the decoded image already in memory): the official steps against
+2. Loading plus a stand-in model step per frame (a torch matmul, ``--step-size``): the official
+   recipe loads the whole video, then steps; ours streams and steps, the read-ahead overlapping
+   with the steps (what tracking sees).
+3. Per-frame preparation only (the decoded image already in memory): the official steps against
    `threeam.io.frame_prep.prepare_frame`.
-3. Time to the first frame (``load_video_frames`` + ``images[0]``) against video length
+4. Time to the first frame (``load_video_frames`` + ``images[0]``) against video length
    (default 500 and 5000 frames, folder and mp4): flat for the streaming loader; the official
    recipe's (it decodes everything first) is shown for the shortest length.
 
@@ -89,6 +92,43 @@ def _whole_video(name: str, source: str, official, s: int, repeats: int) -> None
         print(f"  {k:<16} {1e3 * med / n:9.2f} {base / med:14.2f}")
 
 
+def _with_model_step(name: str, source: str, official, s: int, repeats: int, step_n: int) -> None:
+    """Loading plus a stand-in model step per frame (a torch matmul, which releases the GIL like a
+    real forward pass): the official recipe loads everything, then steps; streaming overlaps the
+    read-ahead with the steps."""
+    a = torch.randn(step_n, step_n)
+
+    def step(x):
+        return float((a @ a)[0, 0]) + float(x[0, 0, 0])
+
+    def official_then_step():
+        images, _, _ = official(source, s)
+        return [step(images[t]) for t in range(len(images))]
+
+    def streaming_with_step():
+        images = load_video_frames(source, s).images
+        out = [step(images[t]) for t in range(len(images))]
+        images.close()
+        return out
+
+    t0 = time.perf_counter()
+    for _ in range(5):
+        step(torch.zeros(1, 1, 1))
+    step_ms = (time.perf_counter() - t0) / 5 * 1e3
+    a_t, b_t = [], []
+    for _ in range(repeats):
+        dt, ra = _timed(official_then_step)
+        a_t.append(dt)
+        dt, rb = _timed(streaming_with_step)
+        b_t.append(dt)
+    assert ra == rb
+    n = len(ra)
+    print(f"\n[{name} + a {step_ms:.0f} ms model step per frame] median of {repeats} (interleaved)")
+    print(f"  official recipe, then steps {1e3 * statistics.median(a_t) / n:8.1f} ms/frame")
+    print(f"  ours streaming with steps   {1e3 * statistics.median(b_t) / n:8.1f} ms/frame   "
+          f"official/ours {statistics.median(a_t) / statistics.median(b_t):5.2f}")
+
+
 def _per_frame(video, s: int, repeats: int, count: int = 20) -> None:
     count = min(count, len(video))
     imgs = [Image.fromarray(video[t]) for t in range(count)]
@@ -156,6 +196,8 @@ def main() -> None:
     ap.add_argument("--ttff-image-size", type=int, default=256, help="model input size for time to first frame "
                     "(the official recipe holds every frame at this size)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--step-size", type=int, default=1024, help="matrix size of the stand-in model step "
+                    "(0: skip that section)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.lower().split("x"))
@@ -166,6 +208,9 @@ def main() -> None:
         mp4 = write_mp4(tmp / "video.mp4", (video[t] for t in range(args.frames)), fps=30)
         _whole_video("jpeg folder", str(folder), load_jpeg_folder_official_style, args.image_size, args.repeats)
         _whole_video("mp4 (PyAV decode)", mp4, load_video_file_official_style, args.image_size, args.repeats)
+        if args.step_size > 0:
+            _with_model_step("jpeg folder", str(folder), load_jpeg_folder_official_style, args.image_size,
+                             args.repeats, args.step_size)
         _per_frame(video, args.image_size, args.repeats)
         if args.lengths:
             th, tw = (int(v) for v in args.ttff_size.lower().split("x"))
