@@ -1,18 +1,35 @@
-"""Tracking speed: 3AM against SAM 2 measured in the same run (ratio), on a generated video.
+"""Tracking speed: 3AM against SAM 2 measured in the same run (ratios), on a generated video.
 
 Both predictors share the SAM 2 weights (deterministic random weights: speed does not depend on
 them); 3AM adds MUSt3R (once per frame) and the Feature Merger. Prints frames per second of
-`propagate_in_video` for each, the 3AM/SAM 2 time ratio, and peak CUDA memory on a GPU.
+`propagate_in_video` for each, the 3AM/SAM 2 ratio, and peak CUDA memory on a GPU.
+
+* ``--objects N`` also times 1..N objects (boxes on frame 0) with batched objects and with the
+  per-object path, and prints the cost of each extra object relative to the first (issue 11
+  target: the 8th object costs well under half of the first).
+* ``--compile`` adds our compiled mode (`VideoPredictor.compile_model`, after a warm-up session).
+* ``--compare-official PATH`` times the official SAM 2 video predictor from a checkout at PATH (put
+  on ``sys.path``; never vendored, nothing copied), eager and ``vos_optimized=True``, in the same
+  run, on the same frames, with the same prompt, and prints our FPS / official FPS and peak memory.
+  The official code needs CUDA and its own dependencies (hydra, iopath); with random weights (no
+  ``--official-checkpoint``) both sides use their own random weights: speed does not depend on
+  them.
 
 Usage:
   python benchmarks/bench_track.py                          # CPU smoke: debug SAM 2 + tiny MUSt3R
-  python benchmarks/bench_track.py --preset 3am_hiera_l --device cuda --frames 60 --size 480x640
+  python benchmarks/bench_track.py --objects 8 --frames 8   # time per extra object
+  python benchmarks/bench_track.py --preset 3am_hiera_l --device cuda --frames 60 --size 480x640 --compile \\
+      --compare-official ~/src/sam2 --official-config configs/sam2.1/sam2.1_hiera_l.yaml
 """
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from threeam.data.synth import generate_scene, synth_config
@@ -26,14 +43,27 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _run(predictor, video, device: str, bf16: bool) -> tuple[float, float]:
+def _boxes(h: int, w: int, n: int) -> list[list[float]]:
+    """n boxes on a grid over the frame (different places: different masks)."""
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    out = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0, y0 = w * c / cols, h * r / rows
+        out.append([x0 + 2, y0 + 2, x0 + w / cols - 2, y0 + h / rows - 2])
+    return out
+
+
+def _run(predictor, video, device: str, objects: int = 1) -> tuple[float, float]:
+    """Frames per second of one propagation with `objects` box prompts on frame 0, and peak GiB."""
     h, w = video.shape[1:3]
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if (bf16 and device.startswith("cuda")) else torch.no_grad()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    with ctx:
+    with torch.inference_mode():
         state = predictor.init_state(video)
-        predictor.add_new_points_or_box(state, 0, 1, box=[w // 4, h // 4, 3 * w // 4, 3 * h // 4])
+        for i, box in enumerate(_boxes(h, w, objects)):
+            predictor.add_new_points_or_box(state, 0, i + 1, box=box)
         _sync(device)
         t0 = time.perf_counter()
         n = sum(1 for _ in predictor.propagate_in_video(state))
@@ -43,6 +73,40 @@ def _run(predictor, video, device: str, bf16: bool) -> tuple[float, float]:
     return n / dt, peak
 
 
+def _official(path: str, config: str, checkpoint: str | None, device: str, vos_optimized: bool):
+    """The official SAM 2 video predictor from a checkout at `path` (imported, not copied)."""
+    sys.path.insert(0, str(Path(path).expanduser().resolve()))
+    from sam2.build_sam import build_sam2_video_predictor  # noqa: E402  (the user's checkout)
+
+    return build_sam2_video_predictor(config, checkpoint, device=device, vos_optimized=vos_optimized)
+
+
+def _run_official(predictor, video: np.ndarray, device: str, objects: int = 1) -> tuple[float, float]:
+    """The official predictor reads a JPEG folder: write the frames once, time propagation only."""
+    from PIL import Image
+
+    h, w = video.shape[1:3]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, f in enumerate(video):
+            Image.fromarray(f).save(Path(tmp) / f"{i:05d}.jpg", quality=95)
+        torch.cuda.reset_peak_memory_stats()
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            state = predictor.init_state(video_path=tmp)
+            for i, box in enumerate(_boxes(h, w, objects)):
+                predictor.add_new_points_or_box(state, frame_idx=0, obj_id=i + 1, box=box)
+            _sync(device)
+            t0 = time.perf_counter()
+            n = sum(1 for _ in predictor.propagate_in_video(state))
+            _sync(device)
+            dt = time.perf_counter() - t0
+    return n / dt, torch.cuda.max_memory_allocated() / 2**30
+
+
+def _best(fn, repeats: int) -> tuple[float, float]:
+    runs = [fn() for _ in range(repeats)]
+    return max(runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="3am_tiny", help="3AM preset (its SAM 2 part is the baseline)")
@@ -50,25 +114,62 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--size", default="96x128", help="HxW of the generated video")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--no-bf16", action="store_true", help="no bfloat16 autocast on CUDA")
+    ap.add_argument("--objects", type=int, default=0, help="also time 1..N objects (batched and per object)")
+    ap.add_argument("--compile", action="store_true", help="also time our compiled mode")
+    ap.add_argument("--compare-official", metavar="PATH", default=None, help="an official SAM 2 checkout")
+    ap.add_argument("--official-config", default="configs/sam2.1/sam2.1_hiera_b+.yaml")
+    ap.add_argument("--official-checkpoint", default=None)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.lower().split("x"))
     scene = generate_scene(synth_config("tiny", n_frames=args.frames, height=h, width=w), seed=0)
-    video = torch.stack([torch.from_numpy(scene.frame(i).rgb) for i in range(args.frames)]).numpy()
+    video = np.stack([scene.frame(i).rgb for i in range(args.frames)])
     torch.manual_seed(0)
     model = ThreeAM(args.preset).to(args.device).eval()
-    sam2 = VideoPredictor(model.sam2, progress=False)
-    three = ThreeAMVideoPredictor(model, progress=False)
-    _run(sam2, video[:2], args.device, not args.no_bf16)  # warm-up
-    _run(three, video[:2], args.device, not args.no_bf16)
-    best = {}
-    for name, pred in (("sam2", sam2), ("3am", three)):
-        runs = [_run(pred, video, args.device, not args.no_bf16) for _ in range(args.repeats)]
-        best[name] = max(runs)
-    print(f"device {args.device}, preset {args.preset}, {args.frames} frames {h}x{w}, best of {args.repeats}")
-    for name, (fps, peak) in best.items():
-        print(f"  {name:5s} {fps:8.2f} frames/s   peak CUDA memory {peak:.2f} GiB")
-    print(f"  3AM time per frame / SAM 2 time per frame = {best['sam2'][0] / best['3am'][0]:.2f}")
+    autocast = False if args.no_bf16 else None
+    sam2 = VideoPredictor(model.sam2, progress=False, autocast=autocast)
+    three = ThreeAMVideoPredictor(model, progress=False, autocast=autocast)
+    _run(sam2, video[:2], args.device)  # warm-up
+    _run(three, video[:2], args.device)
+    rows: dict[str, tuple[float, float]] = {}
+    rows["sam2 (ours)"] = _best(lambda: _run(sam2, video, args.device), args.repeats)
+    rows["3am (ours)"] = _best(lambda: _run(three, video, args.device), args.repeats)
+    if args.compile:
+        for name, pred in (("sam2 (ours, compiled)", VideoPredictor(model.sam2, progress=False, autocast=autocast)),
+                           ("3am (ours, compiled)", ThreeAMVideoPredictor(model, progress=False, autocast=autocast))):
+            pred.compile_model()
+            _run(pred, video[:3], args.device)  # warm-up: compilation
+            rows[name] = _best(lambda: _run(pred, video, args.device), args.repeats)
+    if args.compare_official:
+        if not args.device.startswith("cuda"):
+            raise SystemExit("--compare-official needs --device cuda (the official predictor runs on CUDA)")
+        for name, vos in (("official sam2", False), ("official sam2 (vos_optimized)", True)):
+            off = _official(args.compare_official, args.official_config, args.official_checkpoint, args.device, vos)
+            _run_official(off, video[:3], args.device)  # warm-up (compilation for vos_optimized)
+            rows[name] = _best(lambda: _run_official(off, video, args.device), args.repeats)
+            del off
+    print(f"device {args.device}, preset {args.preset}, {args.frames} frames {h}x{w}, best of {args.repeats}, "
+          f"bf16 autocast {'off' if args.no_bf16 or not args.device.startswith('cuda') else 'on'}")
+    for name, (fps, peak) in rows.items():
+        print(f"  {name:32s} {fps:8.2f} frames/s   peak CUDA memory {peak:.2f} GiB")
+    print(f"  3AM FPS / SAM 2 FPS (ours) = {rows['3am (ours)'][0] / rows['sam2 (ours)'][0]:.2f}")
+    for ref in ("official sam2", "official sam2 (vos_optimized)"):
+        if ref in rows:
+            for ours in [k for k in rows if "ours" in k]:
+                print(f"  {ours} / {ref} FPS = {rows[ours][0] / rows[ref][0]:.2f}")
+    if args.objects > 1:
+        print(f"\n  objects: seconds per frame, and the k-th object's extra cost / the first object's cost")
+        for name, batched in (("batched", True), ("per object", False)):
+            pred = VideoPredictor(model.sam2, progress=False, autocast=autocast, batch_objects=batched)
+            spf = [1.0 / _best(lambda: _run(pred, video, args.device, k), args.repeats)[0]
+                   for k in range(1, args.objects + 1)]
+            first = spf[0]
+            extra = [spf[k] - spf[k - 1] for k in range(1, len(spf))]
+            cells = "  ".join(f"{k + 2}:{e / first:.2f}" for k, e in enumerate(extra))
+            print(f"  sam2 {name:10s} 1 object {first * 1e3:7.1f} ms/frame; extra object / first: {cells}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ MUSt3R rule (see docs/3am.md):
   `reset_session` starts a new, empty MUSt3R stream and clears the cache, so the next prompted
   frame becomes the reference. The evaluation protocol calls `reset_session` before every
   (object group, direction), so a track never depends on other objects or on pass order.
+* The merged-feature cache is bounded (``merged_cache_mib``, default 1024 MiB, LRU): a frame whose
+  feature was evicted is rendered by MUSt3R again against the current stream (without writing to
+  its memory); the recomputed geometry may differ slightly from the first visit's when the stream's
+  keyframes changed in between. 1024 MiB hold 256 frames at S = 1024 (4 MiB each).
 * Sequence-level fallback (paper Sec. 3.4): ``set_use_geometry(state, False)`` (or a
   ``motion_detector`` that returns True) makes the session plain SAM 2, reusing SAM 2's frozen
   encoder features. The switch is only allowed while nothing is tracked or cached in the stream
@@ -23,6 +27,7 @@ The per-session state is the typed field ``inference_state.three_am`` (`ThreeAMS
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -71,6 +76,49 @@ class RawFrames:
         return self._array[index]
 
 
+class MergedFeatureCache(OrderedDict):
+    """``{frame_idx: F_merged (1, C, S/16, S/16)}``, least recently used first, holding at most
+    `max_mib` MiB of tensors (None: no limit). Storing a feature evicts the least recently used
+    ones beyond the limit (the newest one is always kept); `get` marks a feature as used."""
+
+    def __init__(self, max_mib: float | None = 1024.0):
+        super().__init__()
+        if max_mib is not None and not (isinstance(max_mib, (int, float)) and max_mib > 0):
+            raise InputError(f"merged_cache_mib must be a positive number of MiB or None, got {max_mib!r}")
+        self.max_bytes = None if max_mib is None else int(float(max_mib) * 2**20)
+        self.nbytes = 0
+        self.evictions = 0
+
+    @staticmethod
+    def _size(t: torch.Tensor) -> int:
+        return t.numel() * t.element_size()
+
+    def __setitem__(self, key: int, value: torch.Tensor) -> None:
+        if key in self:
+            self.nbytes -= self._size(OrderedDict.__getitem__(self, key))
+            OrderedDict.__delitem__(self, key)
+        OrderedDict.__setitem__(self, key, value)
+        self.nbytes += self._size(value)
+        while self.max_bytes is not None and self.nbytes > self.max_bytes and len(self) > 1:
+            _, old = self.popitem(last=False)
+            self.nbytes -= self._size(old)
+            self.evictions += 1
+
+    def __delitem__(self, key: int) -> None:
+        self.nbytes -= self._size(OrderedDict.__getitem__(self, key))
+        OrderedDict.__delitem__(self, key)
+
+    def get(self, key: int, default: Any = None) -> Any:
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return OrderedDict.__getitem__(self, key)
+
+    def clear(self) -> None:
+        OrderedDict.clear(self)
+        self.nbytes = 0
+
+
 @dataclass
 class ThreeAMSession:
     """Per-session 3AM state (the typed field ``inference_state.three_am``).
@@ -80,20 +128,25 @@ class ThreeAMSession:
         stream: MUSt3R's streaming session (its memory; reference = first frame added).
         use_geometry: 3AM (True) or the plain SAM 2 fallback (False).
         decided: the motion detector / `set_use_geometry` has decided ``use_geometry``.
-        merged: ``{frame_idx: F_merged (1, C, S/16, S/16)}`` cached on the storage device.
+        merged: ``{frame_idx: F_merged (1, C, S/16, S/16)}`` cached on the storage device, a
+            `MergedFeatureCache` bounded by the predictor's ``merged_cache_mib``.
         sam2_backbone: SAM 2 backbone outputs computed before the stream needed them
             (``init_state``'s warm-up of frame 0), used once and dropped.
-        must3r_calls, visit_order: how often / in which order MUSt3R ran in the current stream.
+        must3r_calls, visit_order: how often / in which order MUSt3R ran in the current stream
+            (first visits only: a frame whose merged feature left the cache is recomputed, counted
+            in ``recomputed``).
     """
 
     frames: RawFrames
     stream: Must3rStreamingSession
     use_geometry: bool = True
     decided: bool = False
-    merged: dict[int, torch.Tensor] = field(default_factory=dict)
+    merged: MergedFeatureCache = field(default_factory=MergedFeatureCache)
     sam2_backbone: dict[int, dict] = field(default_factory=dict)
     must3r_calls: int = 0
     visit_order: list[int] = field(default_factory=list)
+    visited: set[int] = field(default_factory=set)
+    recomputed: int = 0
 
     def reset_stream(self) -> None:
         """A new, empty MUSt3R memory and no cached merged features."""
@@ -102,16 +155,23 @@ class ThreeAMSession:
         self.sam2_backbone.clear()
         self.must3r_calls = 0
         self.visit_order = []
+        self.visited = set()
+        self.recomputed = 0
 
 
 class ThreeAMVideoPredictor(VideoPredictor):
     """`VideoPredictor` over a `ThreeAM` model (``self.model`` is its SAM 2 part, ``self.three_am`` the whole)."""
 
     def __init__(self, three_am: ThreeAM, config=None, *, motion_detector: Optional[MotionDetector] = None,
-                 progress: bool = True, memory_policy: Any = None, **options: Any):
+                 progress: bool = True, memory_policy: Any = None, merged_cache_mib: Any = "config",
+                 **options: Any):
+        self.three_am = three_am  # before the base class, which may compile the parts
         super().__init__(three_am.sam2, config, progress=progress, memory_policy=memory_policy, **options)
-        self.three_am = three_am
         self.motion_detector = motion_detector
+        if merged_cache_mib == "config":
+            merged_cache_mib = getattr(config, "merged_cache_mib", 1024.0) if config is not None else 1024.0
+        MergedFeatureCache(merged_cache_mib)  # checks the value
+        self.merged_cache_mib = merged_cache_mib
 
     @classmethod
     def from_pretrained(cls, preset_or_checkpoint: Any = "3am_hiera_l", checkpoint: Any = None,
@@ -140,6 +200,15 @@ class ThreeAMVideoPredictor(VideoPredictor):
         self.three_am.eval()
         return self
 
+    def compiled_parts(self) -> dict:
+        """SAM 2's parts plus MUSt3R's encoder (fixed shapes per video) and decoder (dynamic: its
+        memory grows up to ``max_keyframes``) and the Feature Merger (fixed shapes)."""
+        parts = super().compiled_parts()
+        must3r = self.three_am.must3r
+        parts.update({"must3r_encoder": (must3r.encoder, False), "must3r_decoder": (must3r.decoder, True),
+                      "merger": (self.three_am.merger, False)})
+        return parts
+
     # ------------------------------------------------------------------ session
     def warm_up(self, inference_state: InferenceState) -> None:
         """Open the session's MUSt3R stream (empty memory) and compute SAM 2's features of frame 0
@@ -149,9 +218,10 @@ class ThreeAMVideoPredictor(VideoPredictor):
         if len(raw) != state.num_frames:
             raise InputError(f"MUSt3R sees {len(raw)} frames but SAM 2 sees {state.num_frames}")
         stream = Must3rStreamingSession(self.three_am.must3r, self.three_am.stream_config)
-        state.three_am = ThreeAMSession(frames=raw, stream=stream)
+        state.three_am = ThreeAMSession(frames=raw, stream=stream, merged=MergedFeatureCache(self.merged_cache_mib))
         image = state.images[0].to(state.device).float().unsqueeze(0)
-        state.three_am.sam2_backbone[0] = self.model.forward_image(image)
+        with self.autocast_context():
+            state.three_am.sam2_backbone[0] = self.model.forward_image(image)
 
     def geometry(self, inference_state: InferenceState) -> ThreeAMSession:
         """The session's `ThreeAMSession`."""
@@ -203,9 +273,17 @@ class ThreeAMVideoPredictor(VideoPredictor):
         if merged is not None:
             return self.three_am.with_merged_feature(out, merged.to(out["backbone_fpn"][-1].device))
         frame = geo.frames[frame_idx]
-        must3r_out = geo.stream.add_frame(frame)
-        geo.must3r_calls += 1
-        geo.visit_order.append(frame_idx)
+        if frame_idx in geo.visited:
+            # evicted from the merged-feature cache: MUSt3R renders the frame again against the
+            # current stream (memory unchanged; the memory may hold other keyframes than at the
+            # first visit, so the geometry can differ slightly)
+            must3r_out = geo.stream.render_frame(frame)
+            geo.recomputed += 1
+        else:
+            must3r_out = geo.stream.add_frame(frame)
+            geo.must3r_calls += 1
+            geo.visit_order.append(frame_idx)
+            geo.visited.add(frame_idx)
         fused = self.three_am.merge_backbone_output(out, must3r_out, frame.shape[:2])
         geo.merged[frame_idx] = fused["backbone_fpn"][-1].to(inference_state.storage_device)
         return fused

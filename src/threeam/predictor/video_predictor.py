@@ -31,6 +31,7 @@ Two resets: `reset_state` (official: prompts, outputs and object ids go, cached 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import numbers
 import os
@@ -61,8 +62,8 @@ PREDICTOR_OPTIONS = (
     "binarize_mask_from_pts_for_mem_enc",
 )
 # ours (see docs/performance.md): batched objects, bounded per-frame state
-PERFORMANCE_OPTIONS = ("batch_objects", "keep_all_outputs", "spill_dir")
-_PERFORMANCE_DEFAULTS = dict(batch_objects=True, keep_all_outputs=False, spill_dir=None)
+PERFORMANCE_OPTIONS = ("batch_objects", "keep_all_outputs", "spill_dir", "autocast", "compile")
+_PERFORMANCE_DEFAULTS = dict(batch_objects=True, keep_all_outputs=False, spill_dir=None, autocast=None, compile=False)
 # the per-frame entry fields written to a spill file (maskmem_pos_enc is the shared copy)
 _SPILL_KEYS = ("maskmem_features", "pred_masks", "obj_ptr", "object_score_logits")
 
@@ -96,6 +97,10 @@ class VideoPredictor:
         spill_dir: a folder for the dropped outputs (default None: they are gone); with one, a
             correction or a pass that needs a dropped output reads it back, exactly as if it had
             been kept.
+        autocast: None (default): bfloat16 autocast on CUDA, float32 elsewhere; True/False force it
+            (True on the CPU is for tests: CPU bfloat16 autocast).
+        compile: torch.compile the model's parts (the official ``vos_optimized=True``; see
+            `compile_model`).
     """
 
     def __init__(
@@ -113,12 +118,14 @@ class VideoPredictor:
         batch_objects: bool | None = None,
         keep_all_outputs: bool | None = None,
         spill_dir: str | os.PathLike | None = None,
+        autocast: bool | None = None,
+        compile: bool | None = None,
     ) -> None:
         self.model = model.eval()
         self.memory_policy = memory_policy
         perf = {}
         for name, value in (("batch_objects", batch_objects), ("keep_all_outputs", keep_all_outputs),
-                            ("spill_dir", spill_dir)):
+                            ("spill_dir", spill_dir), ("autocast", autocast), ("compile", compile)):
             if value is None and config is not None:
                 value = getattr(config, name, None)
             perf[name] = _PERFORMANCE_DEFAULTS[name] if value is None else value
@@ -127,6 +134,10 @@ class VideoPredictor:
         self.spill_dir = None if perf["spill_dir"] is None else Path(perf["spill_dir"])
         if self.spill_dir is not None and self.spill_dir.exists() and not self.spill_dir.is_dir():
             raise InputError(f"spill_dir {str(self.spill_dir)!r} exists and is not a folder")
+        self.autocast = None if perf["autocast"] is None else bool(perf["autocast"])
+        self.compiled = False
+        if perf["compile"]:
+            self.compile_model()
         explicit = dict(
             fill_hole_area=fill_hole_area,
             non_overlap_masks=non_overlap_masks,
@@ -839,6 +850,54 @@ class VideoPredictor:
             if path is not None:
                 Path(path).unlink(missing_ok=True)
 
+    # ------------------------------------------------------------------ GPU fast path
+    def autocast_enabled(self) -> bool:
+        """Whether the model runs under bfloat16 autocast (``autocast`` option; default: on CUDA)."""
+        return self.device.type == "cuda" if self.autocast is None else self.autocast
+
+    def autocast_context(self):
+        """bfloat16 autocast on the model's device when `autocast_enabled`, else a no-op. Each model
+        call of the predictor runs inside it (never across a ``yield``)."""
+        if not self.autocast_enabled():
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def compiled_parts(self) -> dict[str, tuple[torch.nn.Module, bool]]:
+        """The parts `compile_model` compiles: ``{name: (module, dynamic)}``. As the official
+        ``vos_optimized`` mode: fixed shapes for the image encoder, prompt encoder, mask decoder and
+        memory encoder; dynamic shapes for memory attention (its memory grows in the first frames)."""
+        m = self.model
+        return {"image_encoder": (m.image_encoder, False), "memory_attention": (m.memory_attention, True),
+                "sam_prompt_encoder": (m.sam_prompt_encoder, False), "sam_mask_decoder": (m.sam_mask_decoder, False),
+                "memory_encoder": (m.memory_encoder, False)}
+
+    def compile_model(self, mode: str | None = None, backend: str | None = None, fullgraph: bool = False) -> None:
+        """torch.compile the parts of `compiled_parts` in place (their ``forward``).
+
+        ``mode`` defaults to ``"max-autotune"`` on CUDA (as the official) and the default mode
+        elsewhere; ``backend`` to inductor. The first frames of a session pay the compilation
+        (one compile per shape: each number of batched objects is a new shape); run a short warm-up
+        session before timing. Raises `InputError` when this torch has no ``torch.compile``.
+        """
+        if self.compiled:
+            return
+        if not hasattr(torch, "compile"):
+            raise InputError(f"compile=True needs torch.compile (torch >= 2.0), this is torch {torch.__version__}")
+        if mode is None and self.device.type == "cuda":
+            mode = "max-autotune"
+        kwargs = {"fullgraph": fullgraph}
+        if mode is not None:
+            kwargs["mode"] = mode
+        if backend is not None:
+            kwargs["backend"] = backend
+        for name, (module, dynamic) in self.compiled_parts().items():
+            if getattr(module.forward, "_threeam_compiled", False):
+                continue
+            fn = torch.compile(module.forward, dynamic=dynamic, **kwargs)
+            fn._threeam_compiled = True  # type: ignore[attr-defined]
+            module.forward = fn
+        self.compiled = True
+
     # ------------------------------------------------------------------ features (the hook)
     def compute_backbone_features(self, inference_state: InferenceState, frame_idx: int,
                                   image: torch.Tensor) -> dict:
@@ -870,8 +929,9 @@ class VideoPredictor:
         state = inference_state
         _, backbone_out = state.cached_features.get(frame_idx, (None, None))
         if backbone_out is None:
-            image = state.images[frame_idx].to(state.device).float().unsqueeze(0)
-            backbone_out = self.compute_backbone_features(state, frame_idx, image)
+            image = state.images[frame_idx].to(state.device, non_blocking=True).float().unsqueeze(0)
+            with self.autocast_context():
+                backbone_out = self.compute_backbone_features(state, frame_idx, image)
             state.cached_features = {frame_idx: (image, backbone_out)}
         return self.model.prepare_frame_features(backbone_out, batch_size=batch_size)
 
@@ -885,10 +945,11 @@ class VideoPredictor:
         Returns ``(compact_out, pred_masks)`` as :meth:`pack_output`.
         """
         features = self.frame_features(inference_state, frame_idx, batch_size)
-        out = self.model.track_frame(
-            features, frame_idx, output_dict, inference_state.num_frames, is_init_cond_frame=is_init_cond_frame,
-            point_inputs=point_inputs, mask_inputs=mask_inputs, reverse=reverse, run_mem_encoder=run_mem_encoder,
-            prev_sam_mask_logits=prev_sam_mask_logits)
+        with self.autocast_context():
+            out = self.model.track_frame(
+                features, frame_idx, output_dict, inference_state.num_frames, is_init_cond_frame=is_init_cond_frame,
+                point_inputs=point_inputs, mask_inputs=mask_inputs, reverse=reverse, run_mem_encoder=run_mem_encoder,
+                prev_sam_mask_logits=prev_sam_mask_logits)
         return self.pack_output(inference_state, out)
 
     def pack_output(self, inference_state: InferenceState, out: TrackStepOutput) -> tuple[dict, torch.Tensor]:
@@ -926,7 +987,8 @@ class VideoPredictor:
         """
         bank = inference_state.output_dict_per_obj[obj_idx]
         if self.memory_policy is not None:
-            return self.memory_policy.step(self, inference_state, obj_idx, bank, frame_idx, reverse)
+            with self.autocast_context():
+                return self.memory_policy.step(self, inference_state, obj_idx, bank, frame_idx, reverse)
         return self._run_single_frame_inference(
             inference_state, bank, frame_idx, batch_size=1, is_init_cond_frame=False, point_inputs=None,
             mask_inputs=None, reverse=reverse, run_mem_encoder=True)
@@ -997,8 +1059,9 @@ class VideoPredictor:
         b = len(obj_idxs)
         features = self.frame_features(state, frame_idx, batch_size=b)
         memory = self.batched_memory(state, obj_idxs, frame_idx, reverse)
-        out = self.model.track_frame(features, frame_idx, memory, state.num_frames, is_init_cond_frame=False,
-                                     point_inputs=None, mask_inputs=None, reverse=reverse, run_mem_encoder=True)
+        with self.autocast_context():
+            out = self.model.track_frame(features, frame_idx, memory, state.num_frames, is_init_cond_frame=False,
+                                         point_inputs=None, mask_inputs=None, reverse=reverse, run_mem_encoder=True)
         return [self.pack_output(state, split_step_output(out, i)) for i in range(b)]
 
     # ------------------------------------------------------------------ bounded per-frame state
@@ -1089,10 +1152,11 @@ class VideoPredictor:
         """Encode (B, 1, S, S) mask logits on a frame into memory: (bfloat16 features, [pos_enc])."""
         state = inference_state
         features = self.frame_features(state, frame_idx, batch_size)
-        maskmem_features, maskmem_pos_enc = self.model._encode_new_memory(
-            current_vision_feats=features.vision_feats, feat_sizes=features.feat_sizes,
-            pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
-            is_mask_from_pts=is_mask_from_pts)
+        with self.autocast_context():
+            maskmem_features, maskmem_pos_enc = self.model._encode_new_memory(
+                current_vision_feats=features.vision_feats, feat_sizes=features.feat_sizes,
+                pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
+                is_mask_from_pts=is_mask_from_pts)
         maskmem_features = maskmem_features.to(torch.bfloat16).to(state.storage_device, non_blocking=True)
         maskmem_pos_enc = self._get_maskmem_pos_enc(state, {"maskmem_pos_enc": maskmem_pos_enc})
         return maskmem_features, maskmem_pos_enc

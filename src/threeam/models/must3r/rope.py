@@ -114,7 +114,12 @@ class RoPE2D(nn.Module):
             raise ValueError(f"RoPE2D positions must be (B, N, 2) with N={tokens.shape[2]}, got {tuple(positions.shape)}")
         d = tokens.shape[-1] // 2
         positions = positions.long()
-        max_pos = int(positions.max().item()) + 1 if positions.numel() else 1
+        if positions.device.type == "cpu":
+            max_pos = int(positions.max().item()) + 1 if positions.numel() else 1
+        else:
+            # no host synchronisation on an accelerator: patch-grid coordinates of N tokens are < N
+            # (the table's rows do not depend on its length, so the result is the same)
+            max_pos = max(int(positions.shape[1]), 1)
         cos, sin = self._cos_sin(d, max_pos, tokens.device, tokens.dtype)
         y, x = tokens.chunk(2, dim=-1)
         y = self._apply_1d(y, positions[:, :, 0], cos, sin)

@@ -264,6 +264,33 @@ class Must3rStreamingSession:
             rays=rays_from_pointmap(pm.pts_self), c2w=c2w, focal=focal, to_orig=to_orig,
         )
 
+    @torch.no_grad()
+    def render_frame(self, frame) -> Must3rFrameOutput:
+        """A frame's outputs against the current memory, changing nothing: no write, no keyframe,
+        no frame counter step (for recomputing evicted per-frame results). Needs a started stream."""
+        if self.memory is None:
+            raise InputError("render_frame needs a started stream: add_frame the reference frame first")
+        image, to_orig = self._prepare(frame)
+        device = next(self.model.parameters()).device
+        image = image.to(device)
+        H, W = image.shape[-2:]
+        tokens, pos = self.model.encode(image[None, None])
+        use_bf16 = self.config.bf16 and device.type == "cuda"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = self.model.decode(tokens, pos, (H, W), memory=self.memory, render=True, keep_levels=self._levels)
+        pm = postprocess(out.pointmaps_raw[:, 0], self.model.config.decoder.pointmaps_activation)
+        c2w = focal = None
+        if self.config.compute_camera:
+            focal = estimate_focal(pm.pts_self, weights=pm.conf - 1.0)
+            c2w = estimate_pose(pm.pts_self, pm.pts_ref, pm.conf)
+        feats = [out.feats[lv][:, 0].float() for lv in self._levels]
+        h, w = H // self.model.encoder.patch_size, W // self.model.encoder.patch_size
+        return Must3rFrameOutput(
+            frame_index=-1, is_keyframe=False, features=feats, levels=self._levels, positions=pos[:, 0],
+            grid_hw=(h, w), true_shape=(H, W), pts_ref=pm.pts_ref, pts_self=pm.pts_self, conf=pm.conf,
+            rays=rays_from_pointmap(pm.pts_self), c2w=c2w, focal=focal, to_orig=to_orig,
+        )
+
     def stream(self, frames: Iterable) -> Iterator[Must3rFrameOutput]:
         """Yield the outputs of each frame in turn (nothing is accumulated)."""
         for frame in frames:

@@ -484,7 +484,8 @@ class SAM2Base(nn.Module):
                     if self.add_tpos_enc_to_obj_ptrs:
                         t_diff_max = max(max_ptrs - 1, 1)
                         tpos_dim = c if self.proj_tpos_enc_in_obj_ptrs else self.mem_dim
-                        obj_pos = torch.tensor(pos_list, device=device)
+                        # built on the host and copied without waiting (no synchronisation per frame)
+                        obj_pos = torch.tensor(pos_list).to(device, non_blocking=True)
                         obj_pos = get_1d_sine_pe(obj_pos / t_diff_max, dim=tpos_dim)
                         obj_pos = self.obj_ptr_tpos_proj(obj_pos)
                         obj_pos = obj_pos.unsqueeze(1).expand(-1, b, self.mem_dim)
