@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from official_recipe import MEAN, STD, load_jpeg_folder_official_style, load_video_file_official_style  # noqa: E402
 
 from threeam.io.frame_prep import prepare_frame  # noqa: E402
+from threeam.io.frame_stream import FrameCacheConfig  # noqa: E402
 from threeam.io.synthetic_video import SyntheticVideo, write_mp4  # noqa: E402
 from threeam.io.video import load_video_frames  # noqa: E402
 
@@ -52,9 +53,14 @@ def _write_jpegs(folder: Path, video, n: int, quality: int = 90) -> Path:
     return folder
 
 
-def _stream_all(source, s: int) -> list[torch.Tensor]:
-    images = load_video_frames(source, s).images
-    out = [images[t] for t in range(len(images))]
+def _stream_all(source, s: int, cache: FrameCacheConfig | None = None, keep: bool = False) -> list[torch.Tensor]:
+    """Index every frame in order (as a tracking loop does); `keep` returns them (for checking)."""
+    images = load_video_frames(source, s, cache=cache).images
+    out = []
+    for t in range(len(images)):
+        x = images[t]
+        if keep:
+            out.append(x)
     images.close()
     return out
 
@@ -66,7 +72,8 @@ def _timed(fn):
 
 
 def _whole_video(name: str, source: str, official, s: int, repeats: int) -> None:
-    times = {"official": [], "ours eager": [], "ours streaming": []}
+    times = {"official": [], "ours eager": [], "ours streaming": [], "streaming, 4 cached": []}
+    small_cache = FrameCacheConfig(max_frames=4, read_ahead=2)
     checked = False
     official(source, s)  # warm-up (imports, file cache), not timed
     load_video_frames(source, s, streaming=False)
@@ -76,20 +83,26 @@ def _whole_video(name: str, source: str, official, s: int, repeats: int) -> None
         dt, eager = _timed(lambda: load_video_frames(source, s, streaming=False).images)
         times["ours eager"].append(dt)
         dt, streamed = _timed(lambda: _stream_all(source, s))
+        small = None
         times["ours streaming"].append(dt)
+        dt, _ = _timed(lambda: _stream_all(source, s, small_cache))
+        times["streaming, 4 cached"].append(dt)
         if not checked:
+            streamed = _stream_all(source, s, keep=True)
+            small = _stream_all(source, s, small_cache, keep=True)
             assert ref.shape == eager.shape, (ref.shape, eager.shape)
             assert torch.equal(ref, eager), f"{name}: eager inputs differ from the official recipe"
             assert all(torch.equal(ref[t], streamed[t]) for t in range(len(ref))), f"{name}: streamed inputs differ"
+            assert all(torch.equal(ref[t], small[t]) for t in range(len(ref))), f"{name}: streamed inputs differ"
             checked = True
-        del ref, eager, streamed
+        del ref, eager, streamed, small
     n = len(load_video_frames(source, s).images)
     base = statistics.median(times["official"])
     print(f"\n[{name}] {n} frames -> {s}x{s}, median of {repeats} (interleaved); inputs bit-identical: yes")
-    print(f"  {'loader':<16} {'ms/frame':>9} {'official/ours':>14}")
+    print(f"  {'loader':<20} {'ms/frame':>9} {'official/ours':>14}")
     for k, v in times.items():
         med = statistics.median(v)
-        print(f"  {k:<16} {1e3 * med / n:9.2f} {base / med:14.2f}")
+        print(f"  {k:<20} {1e3 * med / n:9.2f} {base / med:14.2f}")
 
 
 def _with_model_step(name: str, source: str, official, s: int, repeats: int, step_n: int) -> None:
