@@ -93,6 +93,8 @@ def register(app: typer.Typer) -> None:
         offload: bool = typer.Option(False, "--offload", help="Keep frames and memories on the CPU (long videos on a GPU)."),
         allowed_host: List[str] = typer.Option(None, "--allowed-host",
                                                help="Extra Host header name to accept (repeatable), e.g. a LAN name."),
+        threads: Optional[int] = typer.Option(None, "--threads",
+                                              help="CPU threads for the model (torch.set_num_threads); default: torch's."),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     ) -> None:
         """Start the click-to-track web app and print its URL."""
@@ -108,6 +110,12 @@ def register(app: typer.Typer) -> None:
         from threeam.serve.config import ServeConfig
 
         try:
+            if threads is not None:
+                if threads < 1:
+                    raise ThreeAMError(f"--threads must be >= 1, got {threads}")
+                import torch
+
+                torch.set_num_threads(threads)
             if not root.is_dir():
                 raise ThreeAMError(f"--root {root} is not a folder")
             config = ServeConfig(root=root.resolve(), host=host, port=port, max_upload_mb=max_upload_mb,
