@@ -24,14 +24,18 @@ T, H, W = 8, 64, 96
 SQUARE = (220, 40, 40)
 DISC = (40, 90, 230)
 BACKGROUND = (30, 110, 60)
+YELLOW = (235, 200, 40)
 STEP = 6  # pixels the square moves per frame
 
 
 def square_frames(n: int = T) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, H, W, 3)`` uint8 frames: a red square moving right on green; and its masks ``(n, H, W)`` bool."""
+    """``(n, H, W, 3)`` uint8 frames: a red square moving right on green past a still yellow disc
+    (centre (82, 52), radius 9); and the square's masks ``(n, H, W)`` bool."""
     frames = np.empty((n, H, W, 3), np.uint8)
     masks = np.zeros((n, H, W), bool)
     frames[:] = BACKGROUND
+    yy, xx = np.mgrid[:H, :W]
+    frames[:, (xx - 82) ** 2 + (yy - 52) ** 2 < 81] = YELLOW
     for t in range(n):
         x0 = 8 + STEP * t
         masks[t, 18:42, x0:x0 + 24] = True
@@ -70,12 +74,14 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> Path:
     return path
 
 
-def tiny_predictor():
-    """The bundled tiny SAM 2 (debug config) with deterministic random weights."""
+def tiny_predictor(corrections_as_cond: bool = False):
+    """The bundled tiny SAM 2 (debug config) with deterministic random weights (``corrections_as_cond``:
+    the option `threeam serve` turns on, see `build_serve_predictor`)."""
     from threeam.models.three_am import debug_sam2_config
     from threeam.predictor.build import build_predictor
 
-    return build_predictor("sam2", preset=debug_sam2_config(), random_weights=True, seed=0, progress=False)
+    return build_predictor("sam2", preset=debug_sam2_config(), random_weights=True, seed=0, progress=False,
+                           add_all_frames_to_correct_as_cond=corrections_as_cond)
 
 
 def free_port() -> int:
@@ -119,11 +125,15 @@ class ColourRegionPredictor:
         self.inner.add_new_points_or_box(state, frame_idx, obj_id, points=points, labels=labels,
                                          clear_old_points=clear_old_points, normalize_coords=normalize_coords, box=box)
         frame = state.constants["double_frames"][frame_idx]
+        colours = state.constants["double_colours"]
         pos = [p for p, lab in zip(points or [], labels or []) if lab == 1]
-        x, y = pos[0] if pos else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-        colour = frame[min(int(y), H - 1), min(int(x), W - 1)]
-        state.constants["double_colours"][obj_id] = colour
-        mask = self._region(frame, colour)
+        if pos or box is not None:
+            x, y = pos[0] if pos else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            colours[obj_id] = frame[min(int(y), H - 1), min(int(x), W - 1)]
+        if obj_id in colours:
+            mask = self._region(frame, colours[obj_id])
+        else:
+            mask = np.zeros(frame.shape[:2], bool)
         for (nx, ny), lab in zip(points or [], labels or []):
             if lab == 0 and mask[min(int(ny), H - 1), min(int(nx), W - 1)]:
                 mask[:] = False  # a negative click on the region removes it
@@ -137,7 +147,10 @@ class ColourRegionPredictor:
                                                             reverse, progress=False):
             fake = torch.full_like(logits, -10.0)
             for i, oid in enumerate(ids):
-                if oid in colours:
+                idx = state.obj_id_to_idx[oid]
+                if t in state.mask_inputs_per_obj[idx]:  # a prompted frame: the prompt's own mask
+                    fake[i] = logits[i]
+                elif oid in colours:
                     fake[i, 0][torch.from_numpy(self._region(frames[t], colours[oid]))] = 10.0
             yield t, ids, fake
 

@@ -8,11 +8,14 @@ import typer
 
 
 def build_serve_predictor(model: str, preset: Optional[str], model_config: Optional[Path], checkpoint: Optional[str],
-                          random_weights: bool, seed: int, device: str):
+                          random_weights: bool, seed: int, device: str, corrections_as_cond: bool = True):
     """The predictor behind the web app, through `threeam.predictor.build.build_predictor`.
 
     With ``random_weights`` and neither ``preset`` nor ``model_config`` it is the bundled tiny model
     (SAM 2: `debug_sam2_config`, 3AM: ``3am_tiny``), so the app runs offline without any download.
+    ``corrections_as_cond`` (the app's default, unlike the official predictor's): a click on a frame
+    that was already tracked makes it a conditioning frame, so the correction holds when the video
+    is propagated again (``add_all_frames_to_correct_as_cond``).
 
     Returns:
         ``(predictor, description)``.
@@ -50,7 +53,8 @@ def build_serve_predictor(model: str, preset: Optional[str], model_config: Optio
             spec = preset
         label = f"3am {preset or (model_config.name if model_config else '3am_hiera_l')}"
     predictor = build_predictor(model, preset=spec, checkpoint=None if random_weights else checkpoint,
-                                device=device, random_weights=random_weights, seed=seed, progress=False)
+                                device=device, random_weights=random_weights, seed=seed, progress=False,
+                                add_all_frames_to_correct_as_cond=corrections_as_cond)
     if random_weights:
         label += ", random weights"
     return predictor, label
@@ -93,6 +97,9 @@ def register(app: typer.Typer) -> None:
         offload: bool = typer.Option(False, "--offload", help="Keep frames and memories on the CPU (long videos on a GPU)."),
         allowed_host: List[str] = typer.Option(None, "--allowed-host",
                                                help="Extra Host header name to accept (repeatable), e.g. a LAN name."),
+        corrections_as_cond: bool = typer.Option(True, "--corrections-as-cond/--official-corrections",
+                                                 help="A corrected frame becomes a conditioning frame (kept when "
+                                                      "propagating again); --official-corrections keeps SAM 2's default."),
         threads: Optional[int] = typer.Option(None, "--threads",
                                               help="CPU threads for the model (torch.set_num_threads); default: torch's."),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
@@ -123,7 +130,7 @@ def register(app: typer.Typer) -> None:
                                  idle_timeout_s=idle_timeout, offload_video_to_cpu=offload, offload_state_to_cpu=offload,
                                  allowed_hosts=tuple(allowed_host or ()))
             predictor, label = build_serve_predictor(model, preset, model_config, checkpoint, random_weights, seed,
-                                                     device)
+                                                     device, corrections_as_cond)
             asgi = create_app(predictor, config, model_name=label)
         except ThreeAMError as e:
             typer.echo(f"error: {e}", err=True)

@@ -102,6 +102,7 @@ function fitCanvas() {
   const scale = Math.min(maxW / w, maxH / h);
   canvas.style.width = `${Math.floor(w * scale)}px`;
   canvas.style.height = `${Math.floor(h * scale)}px`;
+  canvas.style.imageRendering = scale >= 2 ? "pixelated" : "auto"; // small videos stay crisp
 }
 
 function render() {
@@ -141,7 +142,8 @@ function render() {
 }
 
 function drawPrompts() {
-  const r = Math.max(3, Math.round(Math.min(S.session.width, S.session.height) / 80));
+  const scale = canvas.clientWidth ? canvas.clientWidth / canvas.width : 1;
+  const r = Math.max(1.5, 6 / scale); // about 6 screen pixels
   for (const [id, obj] of S.objects) {
     const p = obj.prompts.get(S.frame);
     if (!p) continue;
@@ -155,7 +157,7 @@ function drawPrompts() {
       ctx.arc(x, y, r, 0, 2 * Math.PI);
       ctx.fillStyle = p.labels[i] ? "#3ecf8e" : "#ff5d5d";
       ctx.fill();
-      ctx.lineWidth = 1.5;
+      ctx.lineWidth = Math.max(0.5, 1.5 / scale);
       ctx.strokeStyle = "#fff";
       ctx.stroke();
     });
@@ -567,6 +569,7 @@ window.threeam = {
   present: (t) => Object.fromEntries(S.masks.get(t)?.present || []),
   idMap: (t) => (S.masks.has(t) ? Array.from(S.masks.get(t).ids) : null),
   frame: () => S.frame,
+  frameLoaded: () => Boolean(S.images.get(S.frame)?.complete && S.images.get(S.frame).naturalWidth),
   propagating: () => S.propagating,
 };
 
