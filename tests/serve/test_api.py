@@ -358,6 +358,8 @@ def test_the_tab_websocket_closes_the_session_when_it_drops(client):
         assert ws.receive_json() == {"type": "pong"}
         ws.send_text("{bad")
         assert ws.receive_json()["type"] == "error"
+        ws.send_bytes(b"\x80\x04K\x01.")  # bytes (a pickle) are not read as anything
+        assert ws.receive_json()["type"] == "error"
         assert client.get(f"/api/sessions/{sid}").status_code == 200
     # the server closes it once it sees the socket drop (asynchronously: wait for it)
     assert wait_until(lambda: client.get(f"/api/sessions/{sid}").status_code == 404)

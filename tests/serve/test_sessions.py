@@ -71,7 +71,7 @@ def test_memory_returns_after_sessions_close(predictor, served):
     async def cycle(m):
         s = await m.open(root / "square")
         await m.add_prompt(s, 0, 1, [[20, 30]], [1], None, None)
-        await _drain(m.start_propagation(s, "forward"))
+        await _drain(m.start_propagation(s, "forward", max_frames=3))
         await m.export(s, ["png"])
         await m.close(s.id)
 

@@ -268,13 +268,16 @@ def create_app(predictor: Any, config: Optional[ServeConfig] = None, model_name:
         try:
             while True:
                 try:
-                    text = await asyncio.wait_for(ws.receive_text(), timeout=config.sweep_interval_s)
+                    message = await asyncio.wait_for(ws.receive(), timeout=config.sweep_interval_s)
                 except asyncio.TimeoutError:
                     if sid not in manager.sessions:
                         await ws.send_json({"type": "closed", "reason": "the session expired after being idle"})
                         await ws.close(code=4000)
                         return
                     continue
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text") or ""
                 session = manager.sessions.get(sid)
                 if session is None:
                     await ws.send_json({"type": "closed", "reason": "the session was closed"})
