@@ -161,14 +161,13 @@ def create_app(predictor: Any, config: Optional[ServeConfig] = None, model_name:
     async def upload(request: Request):
         sid, workdir = manager.new_workdir()
         try:
-            target = await _save_upload(request, workdir / "upload", config)
+            target, name = await _save_upload(request, workdir / "upload", config)
         except BaseException:
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        session = await manager.open(target, name=target.name if target.is_file() else "uploaded frames",
-                                     root_checked=False, sid=sid, workdir=workdir)
+        session = await manager.open(target, name=name, root_checked=False, sid=sid, workdir=workdir)
         return session.info()
 
     @app.get("/api/sessions/{sid}")
@@ -318,9 +317,9 @@ def with_guards(app: FastAPI, config: ServeConfig):
     return guarded
 
 
-async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> Path:
+async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> tuple[Path, str]:
     """Store an upload: one video file, or the image frames of a folder (names reduced to safe base
-    names). Returns the video file or the frames folder."""
+    names). Returns the video file or the frames folder, and the name to show for it."""
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise InputError("upload must be multipart/form-data with one or more 'files'")
@@ -350,14 +349,14 @@ async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> P
         if videos:
             target = folder / safe_filename(names[0], 0)
             await _copy(files[0], target)
-            return target
+            return target, target.name.split("_", 1)[1]
         # keep the order of the numbers in the original names (the frames folder rule)
         from threeam.io.video import _frame_sort_key
 
         order = sorted(range(len(files)), key=lambda i: _frame_sort_key(Path(names[i]).name))
         for rank, i in enumerate(order):
             await _copy(files[i], folder / safe_filename(names[i], rank))
-        return folder
+        return folder, f"uploaded frames ({len(files)})"
     finally:
         await form.close()
 

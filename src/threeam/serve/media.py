@@ -43,6 +43,13 @@ class VideoData:
         return int(self.frames.shape[2])
 
 
+def _clean(message: str, path: Path, label: str) -> str:
+    """A decoder's message without the server's own paths (the client sees ``label`` instead)."""
+    for p in sorted({str(path), str(path.resolve())}, key=len, reverse=True):
+        message = message.replace(p, label)
+    return message
+
+
 def _check_size(w: int, h: int, max_side: int, what: str) -> None:
     if w <= 0 or h <= 0:
         raise VideoError(f"{what} has no valid frame size ({w}x{h})")
@@ -50,7 +57,7 @@ def _check_size(w: int, h: int, max_side: int, what: str) -> None:
         raise TooLarge(f"{what} is {w}x{h} pixels; the server allows at most {max_side} pixels a side (--max-side)")
 
 
-def probe_video_file(path: Path, max_frames: int, max_side: int) -> float:
+def probe_video_file(path: Path, max_frames: int, max_side: int, label: Optional[str] = None) -> float:
     """Check a video file's size and frame count from its headers and packets (no decoding).
 
     Returns:
@@ -60,13 +67,14 @@ def probe_video_file(path: Path, max_frames: int, max_side: int) -> float:
     """
     import av
 
+    label = label or path.name
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise VideoError(f"{path.name}: no video stream in the file")
+                raise VideoError(f"{label}: no video stream in the file")
             stream = container.streams.video[0]
             _check_size(int(stream.codec_context.width or 0), int(stream.codec_context.height or 0), max_side,
-                        path.name)
+                        label)
             rate = stream.average_rate or stream.base_rate
             fps = float(rate) if rate else DEFAULT_FPS
             packets = 0
@@ -74,24 +82,30 @@ def probe_video_file(path: Path, max_frames: int, max_side: int) -> float:
                 if packet.size:
                     packets += 1
                     if packets > max_frames:
-                        raise TooLarge(f"{path.name} has more than {max_frames} frames; the server allows at most "
+                        raise TooLarge(f"{label} has more than {max_frames} frames; the server allows at most "
                                        f"{max_frames} (--max-frames)")
     except (VideoError, TooLarge):
         raise
     except Exception as e:  # PyAV raises its own classes for corrupt or unknown files
-        raise VideoError(f"{path.name} is not a readable video: {e}") from None
+        reason = getattr(e, "strerror", None) or str(e)
+        raise VideoError(f"{label} is not a readable video: {_clean(str(reason), path, label)}") from None
     if packets == 0:
-        raise VideoError(f"{path.name} holds no video frame")
+        raise VideoError(f"{label} holds no video frame")
     return fps if 0 < fps < 1000 else DEFAULT_FPS
 
 
-def probe_frames_folder(folder: Path, max_frames: int, max_side: int, root: Optional[Path]) -> list[Path]:
+def probe_frames_folder(folder: Path, max_frames: int, max_side: int, root: Optional[Path],
+                        label: Optional[str] = None) -> list[Path]:
     """Check a frames folder: frame count, every image header's size, no link out of ``root``."""
     from PIL import Image
 
-    files = list_frame_files(folder)
+    label = label or folder.name
+    try:
+        files = list_frame_files(folder)
+    except VideoError as e:
+        raise VideoError(_clean(str(e), folder, label)) from None
     if len(files) > max_frames:
-        raise TooLarge(f"{folder.name} has {len(files)} frames; the server allows at most {max_frames} (--max-frames)")
+        raise TooLarge(f"{label} has {len(files)} frames; the server allows at most {max_frames} (--max-frames)")
     if root is not None:
         check_files_inside(files, root)
     for f in files:
@@ -110,22 +124,22 @@ def open_video(path: Path, max_frames: int, max_side: int, root: Optional[Path] 
     path = Path(path)
     label = name or path.name
     if path.is_dir():
-        probe_frames_folder(path, max_frames, max_side, root)
+        probe_frames_folder(path, max_frames, max_side, root, label)
         fps = DEFAULT_FPS
     elif path.is_file():
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             kinds = ", ".join(VIDEO_EXTENSIONS)
             raise VideoError(f"{label}: not a video file (expected one of {kinds}, or a folder of "
                              f"{'/'.join(IMAGE_EXTENSIONS)} frames)")
-        fps = probe_video_file(path, max_frames, max_side)
+        fps = probe_video_file(path, max_frames, max_side, label)
     else:
         raise VideoError(f"{label}: not a file or folder")
     try:
         frames = read_video(path)
-    except VideoError:
-        raise
+    except VideoError as e:
+        raise VideoError(_clean(str(e), path, label)) from None
     except Exception as e:  # anything a decoder may raise on a crafted file
-        raise VideoError(f"{label}: cannot decode: {e}") from None
+        raise VideoError(f"{label}: cannot decode: {_clean(str(e), path, label)}") from None
     if frames.shape[0] > max_frames:
         raise TooLarge(f"{label} has {frames.shape[0]} frames; the server allows at most {max_frames}")
     return VideoData(frames=frames, fps=fps, name=label)

@@ -178,6 +178,7 @@ function renderSwimlane() {
   const rows = Math.max(1, ids.length);
   const rowH = 10;
   lane.height = rows * rowH + 8;
+  lane.style.height = `${lane.height}px`;
   lane.width = lane.clientWidth || 600;
   const g = lane.getContext("2d");
   g.clearRect(0, 0, lane.width, lane.height);
