@@ -106,14 +106,14 @@ class ColourRegionPredictor:
 
     def __init__(self, inner):
         self.inner = inner
+        self._sessions: dict[int, dict] = {}  # id(state) -> {"frames": (T, H, W, 3), "colours": {obj_id: rgb}}
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def init_state(self, video, **kwargs):
         state = self.inner.init_state(video, **kwargs)
-        state.constants["double_frames"] = np.asarray(video)
-        state.constants["double_colours"] = {}
+        self._sessions[id(state)] = {"frames": np.asarray(video), "colours": {}}
         return state
 
     @staticmethod
@@ -124,8 +124,8 @@ class ColourRegionPredictor:
                               normalize_coords=True, box=None):
         self.inner.add_new_points_or_box(state, frame_idx, obj_id, points=points, labels=labels,
                                          clear_old_points=clear_old_points, normalize_coords=normalize_coords, box=box)
-        frame = state.constants["double_frames"][frame_idx]
-        colours = state.constants["double_colours"]
+        frame = self._sessions[id(state)]["frames"][frame_idx]
+        colours = self._sessions[id(state)]["colours"]
         pos = [p for p, lab in zip(points or [], labels or []) if lab == 1]
         if pos or box is not None:
             x, y = pos[0] if pos else ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
@@ -141,8 +141,8 @@ class ColourRegionPredictor:
 
     def propagate_in_video(self, state, start_frame_idx=None, max_frame_num_to_track=None, reverse=False,
                            progress=None):
-        frames = state.constants["double_frames"]
-        colours = state.constants["double_colours"]
+        frames = self._sessions[id(state)]["frames"]
+        colours = self._sessions[id(state)]["colours"]
         for t, ids, logits in self.inner.propagate_in_video(state, start_frame_idx, max_frame_num_to_track,
                                                             reverse, progress=False):
             fake = torch.full_like(logits, -10.0)

@@ -32,7 +32,7 @@ import json
 import logging
 import re
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -351,14 +351,20 @@ async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> t
             await _copy(files[0], target)
             return target, target.name.split("_", 1)[1]
         # keep the order of the numbers in the original names (the frames folder rule)
-        from threeam.io.video import _frame_sort_key
-
-        order = sorted(range(len(files)), key=lambda i: _frame_sort_key(Path(names[i]).name))
+        order = sorted(range(len(files)), key=lambda i: _frame_order(names[i]))
         for rank, i in enumerate(order):
             await _copy(files[i], folder / safe_filename(names[i], rank))
         return folder, f"uploaded frames ({len(files)})"
     finally:
         await form.close()
+
+
+def _frame_order(name: str) -> tuple:
+    """Frames by the last number in the file's stem; names without a number last, by name
+    (the order `threeam.io.video.list_frame_files` reads a frames folder in)."""
+    stem = PurePosixPath(name.replace("\\", "/")).stem
+    numbers = re.findall(r"\d+", stem)
+    return (0, int(numbers[-1]), name) if numbers else (1, 0, name)
 
 
 async def _copy(upload, target: Path) -> None:
