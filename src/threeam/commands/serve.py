@@ -1,0 +1,164 @@
+"""`threeam serve [--model sam2|3am] [--checkpoint ...] [--host 127.0.0.1] [--port N] [--root DIR]`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def build_serve_predictor(model: str, preset: Optional[str], model_config: Optional[Path], checkpoint: Optional[str],
+                          random_weights: bool, seed: int, device: str, corrections_as_cond: bool = True):
+    """The predictor behind the web app, through `threeam.predictor.build.build_predictor`.
+
+    With ``random_weights`` and neither ``preset`` nor ``model_config`` it is the bundled tiny model
+    (SAM 2: `debug_sam2_config`, 3AM: ``3am_tiny``), so the app runs offline without any download.
+    ``corrections_as_cond`` (the app's default, unlike the official predictor's): a click on a frame
+    that was already tracked makes it a conditioning frame, so the correction holds when the video
+    is propagated again (``add_all_frames_to_correct_as_cond``).
+
+    Returns:
+        ``(predictor, description)``.
+    """
+    import dataclasses
+
+    from threeam.errors import InputError
+    from threeam.predictor.build import build_predictor
+
+    if model not in ("sam2", "3am"):
+        raise InputError(f"--model must be sam2 or 3am, got {model!r}")
+    if checkpoint is None and not random_weights:
+        raise InputError("no weights: pass --checkpoint (a file, folder or hub id) or --random-weights "
+                         "(the bundled tiny model, random weights: for trying the app out)")
+    config = None
+    if model_config is not None:
+        from threeam.models.sam2.config import load_sam2_config_file
+
+        config = load_sam2_config_file(model_config)
+    if model == "sam2":
+        if config is None and random_weights and preset is None:
+            from threeam.models.three_am import debug_sam2_config
+
+            config, preset = debug_sam2_config(), "debug (tiny)"
+        spec = config if config is not None else preset
+        label = f"sam2 {preset or (model_config.name if model_config else 'sam2.1_hiera_l')}"
+    else:
+        from threeam.models.three_am import get_threeam_config
+
+        if config is not None:
+            spec = dataclasses.replace(get_threeam_config("3am_tiny"), sam2=config)
+        elif random_weights and preset is None:
+            spec, preset = "3am_tiny", "3am_tiny"
+        else:
+            spec = preset
+        label = f"3am {preset or (model_config.name if model_config else '3am_hiera_l')}"
+    predictor = build_predictor(model, preset=spec, checkpoint=None if random_weights else checkpoint,
+                                device=device, random_weights=random_weights, seed=seed, progress=False,
+                                add_all_frames_to_correct_as_cond=corrections_as_cond)
+    if random_weights:
+        label += ", random weights"
+    return predictor, label
+
+
+def bind_socket(host: str, port: int):
+    """A listening TCP socket on ``host:port`` (port 0: a free port)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        model: str = typer.Option("sam2", "--model", help="sam2 or 3am."),
+        checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
+                                                 help="SAM 2 checkpoint (file or hub id) or 3AM checkpoint (folder or hub id)."),
+        preset: Optional[str] = typer.Option(None, "--preset", help="SAM 2 preset (sam2.1_hiera_l, ...) or 3AM preset."),
+        model_config: Optional[Path] = typer.Option(None, "--model-config", help="SAM 2 config JSON (official tree)."),
+        random_weights: bool = typer.Option(False, "--random-weights",
+                                            help="Random weights; without --preset/--model-config the bundled tiny model."),
+        seed: int = typer.Option(0, "--seed", help="Seed of --random-weights."),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda (bf16 autocast on cuda)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
+        port: int = typer.Option(7263, "--port", help="Port (0: any free port)."),
+        root: Path = typer.Option(Path("."), "--root", help="The only folder whose videos can be opened by path."),
+        max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Largest upload (MiB)."),
+        max_frames: int = typer.Option(1000, "--max-frames", help="Most frames a video may have."),
+        max_side: int = typer.Option(4096, "--max-side", help="Largest frame width or height (pixels)."),
+        max_sessions: int = typer.Option(8, "--max-sessions", help="Most sessions (tabs) open at once."),
+        idle_timeout: float = typer.Option(1800.0, "--idle-timeout",
+                                           help="Close a session after this many seconds without use (0: never)."),
+        offload: bool = typer.Option(False, "--offload", help="Keep frames and memories on the CPU (long videos on a GPU)."),
+        allowed_host: List[str] = typer.Option(None, "--allowed-host",
+                                               help="Extra Host header name to accept (repeatable), e.g. a LAN name."),
+        corrections_as_cond: bool = typer.Option(True, "--corrections-as-cond/--official-corrections",
+                                                 help="A corrected frame becomes a conditioning frame (kept when "
+                                                      "propagating again); --official-corrections keeps SAM 2's default."),
+        threads: Optional[int] = typer.Option(None, "--threads",
+                                              help="CPU threads for the model (torch.set_num_threads); default: torch's."),
+        log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    ) -> None:
+        """Start the click-to-track web app and print its URL."""
+        from threeam.errors import ThreeAMError
+
+        try:
+            import fastapi  # noqa: F401
+            import uvicorn
+        except ImportError:
+            typer.echo("error: threeam serve needs the 'serve' extra: pip install 'threeam[serve]'", err=True)
+            raise typer.Exit(2)
+        from threeam.serve.app import create_app
+        from threeam.serve.config import ServeConfig
+
+        try:
+            if threads is not None:
+                if threads < 1:
+                    raise ThreeAMError(f"--threads must be >= 1, got {threads}")
+                import torch
+
+                torch.set_num_threads(threads)
+            if not root.is_dir():
+                raise ThreeAMError(f"--root {root} is not a folder")
+            config = ServeConfig(root=root.resolve(), host=host, port=port, max_upload_mb=max_upload_mb,
+                                 max_frames=max_frames, max_side=max_side, max_sessions=max_sessions,
+                                 idle_timeout_s=idle_timeout, offload_video_to_cpu=offload, offload_state_to_cpu=offload,
+                                 allowed_hosts=tuple(allowed_host or ()))
+            predictor, label = build_serve_predictor(model, preset, model_config, checkpoint, random_weights, seed,
+                                                     device, corrections_as_cond)
+            asgi = create_app(predictor, config, model_name=label)
+        except ThreeAMError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        try:
+            sock = bind_socket(host, port)
+        except OSError as e:
+            typer.echo(f"error: cannot listen on {host}:{port}: {e}", err=True)
+            raise typer.Exit(2)
+        bound = sock.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo(f"warning: listening on {host}: anyone who can reach this machine can open the videos "
+                       f"under {config.root}", err=True)
+        typer.echo(f"threeam serve: {label}; videos under {config.root}")
+        typer.echo(f"open http://{shown}:{bound}/", )
+        server = uvicorn.Server(uvicorn.Config(asgi, log_level=log_level, ws="websockets-sansio"
+                                               if _has_sansio() else "auto", lifespan="on"))
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+
+
+def _has_sansio() -> bool:
+    try:
+        import websockets  # noqa: F401
+        from uvicorn.protocols.websockets import websockets_sansio_impl  # noqa: F401
+        return True
+    except ImportError:
+        return False

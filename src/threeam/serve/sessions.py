@@ -1,0 +1,473 @@
+"""Sessions of the web app: one per browser tab, each with its own predictor state, on one model.
+
+* `ModelWorker` is the single thread that runs every predictor call (the model is shared by all
+  sessions; its calls never overlap). Propagation hands it one frame at a time, so a long
+  propagation in one tab does not hold the clicks of another tab back by more than one frame.
+* `Session` holds one video: its frames (uint8 ``(T, H, W, 3)``), the predictor's
+  `InferenceState`, and the latest result of every frame as an id map (uint8 ``(H, W)``, 0 =
+  background, k = object k; overlaps go to the object with the higher logit, the rule of
+  `threeam track`).
+* `SessionManager` opens and closes sessions, refuses work on a session while it propagates
+  (`Busy`, HTTP 409), closes sessions idle for longer than the timeout, and gives memory back on
+  close (drops the state, collects garbage, returns freed heap pages to the OS where glibc allows).
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import gc
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from threeam.errors import InputError, ThreeAMError
+from threeam.io.masks import decode_rle, encode_rle, write_palette_png, write_rle_json
+from threeam.serve.config import ServeConfig
+from threeam.serve.media import VideoData, encode_jpeg, open_video
+from threeam.serve.security import NotFoundError
+
+EXPORT_NAMES = {"png": "masks.zip", "rle": "masks.json", "mp4": "overlay.mp4"}
+
+
+class Busy(InputError):
+    """The session is propagating; cancel first (HTTP 409)."""
+
+
+class ServerFull(ThreeAMError):
+    """Too many sessions are open (HTTP 503)."""
+
+
+def id_map_from_logits(ids: list[int], logits: torch.Tensor) -> np.ndarray:
+    """``(N, 1, H, W)`` mask logits of objects ``ids`` -> ``(H, W)`` uint8 id map (the `threeam track` rule)."""
+    from threeam.predictor.track_job import _id_map
+
+    if not ids:
+        return np.zeros(tuple(logits.shape[-2:]), dtype=np.uint8)
+    return _id_map(list(ids), logits.float().cpu()[:, 0])
+
+
+def masks_payload(id_map: Optional[np.ndarray], obj_ids: list[int]) -> dict[str, dict]:
+    """``{"k": COCO RLE}`` for every object of ``obj_ids`` present in ``id_map``."""
+    if id_map is None:
+        return {}
+    present = set(int(v) for v in np.unique(id_map)) - {0}
+    return {str(k): encode_rle(id_map == k) for k in obj_ids if k in present}
+
+
+class ModelWorker:
+    """The one thread that owns the model. ``await worker.run(fn, *args)`` runs ``fn`` there
+    (inside bf16 autocast when the model is on CUDA)."""
+
+    def __init__(self, predictor: Any):
+        self.predictor = predictor
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threeam-model")
+        device = getattr(predictor, "device", torch.device("cpu"))
+        self.cuda = torch.device(device).type == "cuda"
+
+    def _call(self, fn: Callable, *args, **kwargs):
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+        with ctx:
+            return fn(*args, **kwargs)
+
+    async def run(self, fn: Callable, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(self._call, fn, *args, **kwargs))
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class Session:
+    """One tab's video session (see the module docstring)."""
+
+    id: str
+    video: VideoData
+    state: Any
+    workdir: Path
+    id_maps: dict[int, np.ndarray] = field(default_factory=dict)
+    jpegs: dict[int, bytes] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    propagating: bool = False
+    closed: bool = False
+    last_active: float = field(default_factory=time.monotonic)
+    exports: dict[str, Path] = field(default_factory=dict)
+    task: Optional[asyncio.Task] = None
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return [] if self.state is None else list(self.state.obj_ids)
+
+    def info(self) -> dict:
+        v = self.video
+        return {"id": self.id, "name": v.name, "num_frames": v.num_frames, "width": v.width, "height": v.height,
+                "fps": v.fps, "obj_ids": self.obj_ids, "frames_with_masks": sorted(self.id_maps)}
+
+    def check_frame(self, frame: int, name: str = "frame") -> int:
+        if not 0 <= frame < self.video.num_frames:
+            raise InputError(f"{name} {frame} is out of range: the video has {self.video.num_frames} frames "
+                             f"(valid 0..{self.video.num_frames - 1})")
+        return frame
+
+    def frame_payload(self, frame: int) -> dict:
+        return {"frame": frame, "obj_ids": self.obj_ids, "masks": masks_payload(self.id_maps.get(frame), self.obj_ids)}
+
+
+def _malloc_trim() -> None:
+    """Give freed heap pages back to the OS (glibc only; a no-op elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class SessionManager:
+    """Every open session of one server, on one predictor (see the module docstring)."""
+
+    def __init__(self, predictor: Any, config: ServeConfig, workdir: Optional[Path] = None):
+        self.predictor = predictor
+        self.config = config
+        self.root = Path(config.root).resolve()
+        self.worker = ModelWorker(predictor)
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="threeam-serve-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.sessions: dict[str, Session] = {}
+        self._pending = 0  # sessions being opened (counted against max_sessions)
+
+    # ------------------------------------------------------------------ open / close
+    def new_workdir(self) -> tuple[str, Path]:
+        """A fresh session id and its private folder (uploads and exports go there)."""
+        sid = secrets.token_urlsafe(18)
+        d = self.workdir / sid
+        d.mkdir()
+        return sid, d
+
+    def _reserve(self) -> None:
+        if len(self.sessions) + self._pending >= self.config.max_sessions:
+            raise ServerFull(f"{self.config.max_sessions} sessions are open already (--max-sessions); "
+                             "close a tab or wait for an idle one to expire")
+        self._pending += 1
+
+    async def open(self, path: Path, *, name: Optional[str] = None, root_checked: bool = True,
+                   sid: Optional[str] = None, workdir: Optional[Path] = None) -> Session:
+        """Decode ``path`` (a video file or frames folder), start a predictor session on it.
+
+        ``root_checked``: the path came through `resolve_under_root` (frames inside must then also
+        stay in the root); uploads live in the session's own folder instead.
+        """
+        self._reserve()
+        if sid is None:
+            sid, workdir = self.new_workdir()
+        try:
+            cfg = self.config
+            video = await asyncio.to_thread(open_video, path, cfg.max_frames, cfg.max_side,
+                                            self.root if root_checked else None, name)
+            state = await self.worker.run(self.predictor.init_state, video.frames,
+                                          offload_video_to_cpu=cfg.offload_video_to_cpu,
+                                          offload_state_to_cpu=cfg.offload_state_to_cpu)
+            session = Session(id=sid, video=video, state=state, workdir=workdir)
+            self.sessions[sid] = session
+            return session
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            self._pending -= 1
+
+    def get(self, sid: str) -> Session:
+        session = self.sessions.get(sid)
+        if session is None or session.closed:
+            raise NotFoundError("no such session (it was closed, or expired after being idle); open the video again")
+        session.last_active = time.monotonic()
+        return session
+
+    async def close(self, sid: str) -> bool:
+        """Stop any propagation, drop the session's state and files; False if it was not open."""
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return False
+        session.closed = True
+        session.cancel.set()
+        async with session.lock:  # waits for a running propagation to notice the cancel
+            state, session.state = session.state, None
+            session.id_maps.clear()
+            session.jpegs.clear()
+            session.video.frames = np.zeros((0, 1, 1, 3), np.uint8)
+            del state
+            await self.worker.run(self._collect)
+        shutil.rmtree(session.workdir, ignore_errors=True)
+        return True
+
+    def _collect(self) -> None:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        _malloc_trim()
+
+    async def close_all(self) -> None:
+        for sid in list(self.sessions):
+            await self.close(sid)
+        self.worker.shutdown()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    async def sweep(self) -> list[str]:
+        """Close the sessions idle for longer than ``idle_timeout_s`` (0 or less: never)."""
+        timeout = self.config.idle_timeout_s
+        if timeout <= 0:
+            return []
+        now = time.monotonic()
+        stale = [sid for sid, s in self.sessions.items() if not s.propagating and now - s.last_active > timeout]
+        for sid in stale:
+            await self.close(sid)
+        return stale
+
+    # ------------------------------------------------------------------ editing
+    def _editable(self, session: Session) -> None:
+        if session.propagating:
+            raise Busy("propagation is running in this session; cancel it or wait for it to finish")
+
+    async def add_prompt(self, session: Session, frame: int, obj_id: int, points: list, labels: list,
+                         box: Optional[list], mask_rle: Optional[dict]) -> dict:
+        """Set one object's prompts on one frame (one model call); returns the frame's masks."""
+        self._editable(session)
+        session.check_frame(frame)
+        mask = None
+        if mask_rle is not None:
+            mask = decode_rle(mask_rle)
+            if mask.shape != (session.video.height, session.video.width):
+                raise InputError(f"mask has size {list(mask.shape)} but the video frames are "
+                                 f"[H, W] = [{session.video.height}, {session.video.width}]")
+        async with session.lock:
+            self._editable(session)
+            p, state = self.predictor, session.state
+
+            def call():
+                if mask is not None:
+                    _, ids, logits = p.add_new_mask(state, frame, obj_id, mask)
+                elif points or box is not None:
+                    _, ids, logits = p.add_new_points_or_box(state, frame, obj_id, points=points or None,
+                                                             labels=labels or None, box=box, clear_old_points=True)
+                elif obj_id in state.obj_ids:
+                    _, ids, logits = p.clear_all_prompts_in_frame(state, frame, obj_id)
+                else:
+                    raise InputError(f"object {obj_id} has no prompts yet: give points, a box or a mask")
+                return id_map_from_logits(ids, logits)
+
+            session.id_maps[frame] = await self.worker.run(call)
+            session.last_active = time.monotonic()
+            return session.frame_payload(frame)
+
+    async def clear_prompts(self, session: Session, frame: int, obj_id: int) -> dict:
+        """Remove one object's prompts on one frame; returns the frame's masks."""
+        return await self.add_prompt(session, frame, obj_id, [], [], None, None)
+
+    async def remove_object(self, session: Session, obj_id: int) -> dict:
+        """Remove an object everywhere; returns ``{"obj_ids": [...], "frames": [frame payloads]}``."""
+        self._editable(session)
+        async with session.lock:
+            self._editable(session)
+            p, state = self.predictor, session.state
+
+            def call():
+                remaining, updated = p.remove_object(state, obj_id, strict=True, need_output=True)
+                return remaining, [(t, id_map_from_logits(list(remaining), m)) for t, m in updated]
+
+            remaining, updated = await self.worker.run(call)
+            for t in list(session.id_maps):
+                m = session.id_maps[t]
+                m[m == obj_id] = 0
+            for t, m in updated:
+                session.id_maps[t] = m
+            if not remaining:
+                session.id_maps.clear()
+            return {"obj_ids": list(remaining), "frames": [session.frame_payload(t) for t in sorted(session.id_maps)]}
+
+    async def reset(self, session: Session) -> dict:
+        """Forget every object, prompt and result of the session (the video stays open)."""
+        self._editable(session)
+        async with session.lock:
+            self._editable(session)
+            reset = getattr(self.predictor, "reset_session", self.predictor.reset_state)
+            await self.worker.run(reset, session.state)
+            session.id_maps.clear()
+            return session.info()
+
+    # ------------------------------------------------------------------ propagation
+    def start_propagation(self, session: Session, direction: str = "both", start: Optional[int] = None,
+                          max_frames: Optional[int] = None) -> "asyncio.Queue[Optional[dict]]":
+        """Start tracking every object in a background task; its events arrive on the returned queue
+        (``None`` after the last one).
+
+        Events: ``{"type": "start", "total": n, "start": t0, "direction": d}``, then per frame
+        ``{"type": "frame", "frame": t, "obj_ids": [...], "masks": {"k": RLE}, "done": i, "total": n}``,
+        then ``{"type": "end", "cancelled": bool, "frames": i}``; a failure gives
+        ``{"type": "error", "message": ...}`` instead of the end. ``total`` counts distinct frames
+        (the start frame once for ``both``). The task owns the session until it ends, whatever
+        happens to whoever reads the queue.
+        """
+        self._editable(session)
+        if direction not in ("forward", "backward", "both"):
+            raise InputError(f"direction must be forward, backward or both, got {direction!r}")
+        if start is not None:
+            session.check_frame(start, "start")
+        if not session.obj_ids:
+            raise InputError("nothing to propagate: click an object first")
+        session.propagating = True
+        session.cancel.clear()
+        queue: asyncio.Queue[Optional[dict]] = asyncio.Queue()
+        session.task = asyncio.create_task(self._propagate(session, queue, direction, start, max_frames))
+        return queue
+
+    async def _propagate(self, session: Session, queue: asyncio.Queue, direction: str, start: Optional[int],
+                         max_frames: Optional[int]) -> None:
+        passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+        done: set[int] = set()
+        cancelled = False
+        try:
+            async with session.lock:
+                if session.closed:
+                    queue.put_nowait({"type": "end", "cancelled": True, "frames": 0})
+                    return
+                p, state = self.predictor, session.state
+                first = start if start is not None else await self.worker.run(_earliest_prompt, state)
+                total = _pass_frames(session.video.num_frames, first, passes, max_frames)
+                queue.put_nowait({"type": "start", "total": total, "start": first, "direction": direction})
+                for reverse in passes:
+                    gen = p.propagate_in_video(state, start_frame_idx=first, max_frame_num_to_track=max_frames,
+                                               reverse=reverse, progress=False)
+                    try:
+                        while not (cancelled := session.cancel.is_set()):
+                            item = await self.worker.run(_next_id_map, gen)
+                            if item is None:
+                                break
+                            t, ids, id_map = item
+                            session.id_maps[t] = id_map
+                            done.add(t)
+                            session.last_active = time.monotonic()
+                            queue.put_nowait({"type": "frame", **session.frame_payload(t), "done": len(done),
+                                              "total": total})
+                    finally:
+                        await self.worker.run(gen.close)
+                    if cancelled:
+                        break
+                queue.put_nowait({"type": "end", "cancelled": cancelled, "frames": len(done)})
+        except ThreeAMError as e:
+            queue.put_nowait({"type": "error", "message": str(e)})
+        except Exception as e:  # a model failure must not leave the session stuck
+            queue.put_nowait({"type": "error", "message": f"propagation failed: {e.__class__.__name__}: {e}"})
+        finally:
+            session.propagating = False
+            queue.put_nowait(None)
+
+    def cancel(self, session: Session) -> bool:
+        """Ask a running propagation to stop after its current frame; False if none runs."""
+        if not session.propagating:
+            return False
+        session.cancel.set()
+        return True
+
+    # ------------------------------------------------------------------ frames and export
+    async def frame_jpeg(self, session: Session, frame: int) -> bytes:
+        session.check_frame(frame)
+        data = session.jpegs.get(frame)
+        if data is None:
+            data = await asyncio.to_thread(encode_jpeg, session.video.frames[frame], self.config.jpeg_quality)
+            if len(session.jpegs) < 4096:
+                session.jpegs[frame] = data
+        return data
+
+    async def export(self, session: Session, formats: list[str]) -> list[dict]:
+        """Write the results with the `threeam track` writers into the session folder.
+
+        ``png``: ``masks.zip`` holding ``masks/00000.png``... (DAVIS palette, one per frame with a
+        result); ``rle``: ``masks.json`` (COCO RLE, `threeam.io.masks.write_rle_json`); ``mp4``:
+        ``overlay.mp4`` (`threeam.io.overlay.write_overlay_video`). Returns ``[{"format", "name", "bytes"}]``.
+        """
+        self._editable(session)
+        if not session.id_maps:
+            raise InputError("nothing to export yet: click an object (and propagate) first")
+        async with session.lock:
+            snapshot = {t: m.copy() for t, m in session.id_maps.items()}
+            obj_ids = session.obj_ids
+            frames, fps = session.video.frames, session.video.fps
+        out = session.workdir / "export"
+        written = await asyncio.to_thread(_write_exports, out, snapshot, obj_ids, frames, fps, sorted(set(formats)))
+        session.exports.update(written)
+        return [{"format": f, "name": p.name, "bytes": p.stat().st_size} for f, p in written.items()]
+
+
+def _earliest_prompt(state) -> int:
+    frames = [t for d in state.output_dict_per_obj.values() for k in d.values() for t in k]
+    frames += [t for d in state.temp_output_dict_per_obj.values() for k in d.values() for t in k]
+    return min(frames) if frames else 0
+
+
+def _pass_frames(num_frames: int, start: int, passes: list[bool], max_frames: Optional[int]) -> int:
+    frames: set[int] = set()
+    limit = num_frames if max_frames is None else max_frames
+    for reverse in passes:
+        if reverse:
+            if start > 0:
+                frames.update(range(max(start - limit, 0), start + 1))
+        else:
+            frames.update(range(start, min(start + limit, num_frames - 1) + 1))
+    return len(frames)
+
+
+def _next_id_map(gen):
+    """Advance a propagation by one frame (in the model thread): ``(t, ids, id_map)`` or None at the end."""
+    try:
+        t, ids, logits = next(gen)
+    except StopIteration:
+        return None
+    return int(t), list(ids), id_map_from_logits(list(ids), logits)
+
+
+def _write_exports(out: Path, id_maps: dict[int, np.ndarray], obj_ids: list[int], frames: np.ndarray, fps: float,
+                   formats: list[str]) -> dict[str, Path]:
+    """The export files (see `SessionManager.export`), each written atomically."""
+    from threeam.io.atomic import atomic_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    order = sorted(id_maps)
+    written: dict[str, Path] = {}
+    if "png" in formats:
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".masks.", dir=out))
+        try:
+            for t in order:
+                write_palette_png(tmp_dir / f"{t:05d}.png", id_maps[t])
+            target = out / EXPORT_NAMES["png"]
+            with atomic_path(target) as tmp:
+                with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                    for t in order:
+                        z.write(tmp_dir / f"{t:05d}.png", f"masks/{t:05d}.png")
+            written["png"] = target
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    if "rle" in formats:
+        tracks = {t: {k: id_maps[t] == k for k in obj_ids if (id_maps[t] == k).any()} for t in order}
+        write_rle_json(out / EXPORT_NAMES["rle"], tracks)
+        written["rle"] = out / EXPORT_NAMES["rle"]
+    if "mp4" in formats:
+        from threeam.io.overlay import write_overlay_video
+
+        write_overlay_video(out / EXPORT_NAMES["mp4"], [frames[t] for t in order], [id_maps[t] for t in order],
+                            fps=max(1, int(round(fps))))
+        written["mp4"] = out / EXPORT_NAMES["mp4"]
+    return written
+
