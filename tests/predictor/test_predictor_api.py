@@ -129,8 +129,11 @@ def test_remove_object_keeps_the_other_objects_results(predictor, frames):
     alone = _run(predictor, state)
     assert all(ids == [1] for ids, _ in alone.values())
     # objects are tracked independently: object 1's masks do not change when object 5 goes
+    # (with batched objects, up to float32 rounding: the two were one batch of 2)
     for t in both:
-        assert torch.equal(both[t][1][0], alone[t][1][0]), f"frame {t}"
+        a, b = both[t][1][0], alone[t][1][0]
+        assert torch.allclose(a, b, rtol=0, atol=1e-4 * max(1.0, a.abs().max().item())), f"frame {t}"
+        assert ((a > 0) == (b > 0)).float().mean().item() >= 0.9999, f"frame {t}"
 
 
 def test_clear_prompts_in_frame_and_reset(predictor, frames):
