@@ -129,6 +129,7 @@ def test_video_predictor_from_a_local_checkpoint(debug_checkpoint):
     assert plain.fill_hole_area == 0 and plain.model.binarize_mask_from_pts_for_mem_enc is False
     assert plain.model.sam_mask_decoder.dynamic_multimask_via_stability is False
     assert plain.non_overlap_masks is True and plain.vos_optimized is True and plain.model.training
+    assert plain.compiled and not predictor.compiled  # vos_optimized: the compiled mode (compiled on first use)
     # as the official code, post-processing is applied after the extra overrides
     later = build_sam2_video_predictor(str(DEBUG_JSON), str(path), device="cpu",
                                        hydra_overrides_extra=["++model.fill_hole_area=0"])

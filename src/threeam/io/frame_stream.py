@@ -49,7 +49,7 @@ class FrameCacheConfig:
         its decoder is sequential.
     """
 
-    max_frames: Optional[int] = 32
+    max_frames: Optional[int] = 16
     max_mib: Optional[float] = 1024.0
     read_ahead: int = 8
     raw_frames: int = 8
@@ -316,7 +316,7 @@ class StreamingFrames:
         source: a `threeam.io.frame_sources.FrameSource`.
         image_size: the model's square input size S.
         device: where prepared frames are kept (``frames[t]`` is on this device).
-        cache: a `FrameCacheConfig` (default: 32 frames / 1 GiB, read-ahead 8 on 2 threads, 8 raw frames).
+        cache: a `FrameCacheConfig` (default: 16 frames / 1 GiB, read-ahead 8 on 2 threads, 8 raw frames).
 
     Frame 0 is prepared here (it fails early on an unreadable video) and the read-ahead of
     frames 1, 2, ... starts at once.

@@ -150,7 +150,7 @@ def load_video_frames(
             way; with ``streaming=False`` it is ignored (everything is loaded before returning).
         streaming: decode on demand with read-ahead and a bounded cache (default); False decodes
             every frame now into one ``(T, 3, S, S)`` tensor.
-        cache: cache and read-ahead sizes for streaming (`FrameCacheConfig`; default 32 frames /
+        cache: cache and read-ahead sizes for streaming (`FrameCacheConfig`; default 16 frames /
             1 GiB, read-ahead 8 frames, 8 original frames).
         check_all_frames: for a frames folder, read every file's header now (corrupt files and
             size mismatches are found before tracking; a few milliseconds per hundred files).

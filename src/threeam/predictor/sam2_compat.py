@@ -30,8 +30,9 @@ Same names, arguments and defaults as the official ``build_sam2``, ``build_sam2_
   ``non_overlap_masks``, ...); ``model._target_`` may name the official classes;
   ``~model.sam_mask_decoder_extra_args`` removes the fallback. Anything else is an `InputError`
   naming every override that does not map.
-* ``vos_optimized``: accepted and recorded on the predictor (``predictor.vos_optimized``); the
-  compiled mode itself is not implemented yet, the predictor runs eagerly.
+* ``vos_optimized=True`` (or ``model._target_`` naming the official VOS predictor) turns on the
+  compiled mode (`VideoPredictorConfig.compile`: ``torch.compile`` of the model's parts, compiled
+  on first use) and is recorded as ``predictor.vos_optimized``.
 * ``device`` defaults to ``"cuda"`` as in the official code; an `InputError` says so clearly on a
   machine without CUDA.
 """
@@ -343,8 +344,8 @@ def build_sam2_video_predictor(config_file: Any, ckpt_path: Any = None, device: 
     """The official ``build_sam2_video_predictor``: a `VideoPredictor` with the official session API.
 
     Extra keywords: ``random_weights=True`` (with ``seed``) when ``ckpt_path`` is None, and
-    ``progress`` (False silences the propagation progress bar). ``vos_optimized`` is recorded
-    as ``predictor.vos_optimized`` (compiled mode: not implemented yet; the predictor runs eagerly).
+    ``progress`` (False silences the propagation progress bar). ``vos_optimized=True`` builds the
+    predictor with ``compile=True`` (compiled on first use) and sets ``predictor.vos_optimized``.
     """
     from threeam.predictor.build import build_predictor
 
@@ -355,10 +356,13 @@ def build_sam2_video_predictor(config_file: Any, ckpt_path: Any = None, device: 
     cfg, video = resolve_official_config(config_file)
     overrides = list(hydra_overrides_extra) + (list(VIDEO_POSTPROCESSING_OVERRIDES) if apply_postprocessing else [])
     cfg, video, vos_target = apply_hydra_overrides(cfg, video, overrides)
+    vos = bool(vos_optimized) or vos_target
+    if vos and any(f.name == "compile" for f in dataclasses.fields(video)):
+        video = dataclasses.replace(video, compile=True)
     options = {"progress": kwargs["progress"]} if "progress" in kwargs else {}
     predictor = build_predictor("sam2", preset=cfg, checkpoint=ckpt, device=dev, random_weights=random_weights,
                                 seed=seed, config=video, **options)
-    predictor.vos_optimized = bool(vos_optimized) or vos_target
+    predictor.vos_optimized = vos
     if mode == "train":
         predictor.model.train()
     return predictor
