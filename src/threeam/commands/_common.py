@@ -18,7 +18,7 @@ CHECKPOINT_HELP = "SAM 2 checkpoint (file or hub id) or, with --model 3am, a 3AM
 RANDOM_WEIGHTS_HELP = "Deterministic random weights from --seed (smoke tests; results are meaningless)."
 SEED_HELP = "Seed of --random-weights (and of generated data)."
 DEVICE_HELP = "cpu, cuda, cuda:N or auto."
-OUT_HELP = "Output folder: written beside it and swapped in at the end; must be new or empty unless --overwrite."
+OUT_HELP = "Written as a new folder beside it and swapped in at the end; must be new or empty unless --overwrite."
 OVERWRITE_HELP = "Replace an existing output folder that threeam wrote (never any other folder)."
 QUIET_HELP = "No progress output."
 

@@ -12,7 +12,9 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         data: str = typer.Option(..., "--data", help="Dataset path, or synthetic:N for N generated scenes."),
-        out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help=C.OUT_HELP),
+        out: Path = typer.Option(..., "--out", "-o", metavar="DIR",
+                                 help="Output folder (results.md/csv/json, per-sequence scores, predictions). "
+                                      + C.OUT_HELP),
         methods: str = typer.Option("sam2,sam2long,dam4sam", "--methods",
                                     help="Comma-separated methods: sam2, sam2long, dam4sam, 3am, 3am+sam2long, "
                                          "3am+dam4sam (and any registered)."),
