@@ -177,8 +177,10 @@ class ImagePredictor:
         uint8 HWC -> CHW / 255, bilinear resize to ``S x S`` with antialiasing (aspect ratio not
         kept), then ImageNet normalisation.
         """
-        arr = _as_rgb_array(image)
-        x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(2, 0, 1).float().div(255.0)
+        arr = np.ascontiguousarray(_as_rgb_array(image))
+        if not arr.flags.writeable:  # e.g. np.asarray of a PIL image; torch wants a writable buffer
+            arr = arr.copy()
+        x = torch.from_numpy(arr).to(self.device).permute(2, 0, 1).float().div(255.0)
         s = self.image_size
         x = F.interpolate(x[None], size=(s, s), mode="bilinear", align_corners=False, antialias=True)[0]
         mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device)[:, None, None]
