@@ -264,6 +264,7 @@ class AutomaticMaskGenerator:
         return self.predictor.model
 
     # ------------------------------------------------------------------ generation
+    @torch.inference_mode()
     def generate(self, image: Any) -> list[dict]:
         """All masks of an ``(H, W, 3)`` uint8 RGB image (or a PIL image): a list of records
         (see the module docstring), in the official output order."""
