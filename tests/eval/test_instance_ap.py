@@ -170,9 +170,10 @@ def test_minimum_region_size_for_gt_and_predictions():
                     (100, WALL * 1000 + 4))
     n = len(gt)
     chair, small, table = sl[0], sl[1], sl[2]
-    p = pred([mask(n, chair), mask(n, table),                                   # TPs at .5
-              mask(n, slice(small.start, small.start + 60), slice(table.start, table.start + 40)),  # 60% on the small GT
-              mask(n, slice(table.start, table.start + 99))],                  # 99 vertices: dropped
+    on_small = mask(n, slice(small.start, small.start + 60), slice(table.start, table.start + 40))  # 60% small GT
+    p = pred([mask(n, chair), mask(n, table),                     # TPs at .5
+              on_small,
+              mask(n, slice(table.start, table.start + 99))],    # 99 vertices: dropped
              [0.5, 0.5, 0.9, 0.8])
     r = evaluate_one(gt, p)
     # at .5 the small GT is no hard FN, the 99-vertex piece is no FP and the piece on the small GT
@@ -196,8 +197,8 @@ def test_duplicate_keeps_max_confidence_for_the_gt():
     assert r.ap == pytest.approx(1.0) and r.ap25 == pytest.approx(1.0)
     # a low-IoU FP (100 of the table's 1000 vertices) at .8 instead ranks above both TPs:
     # P = (2/3, 0, 1), R = (1, 0, 0) -> 1/3 at every threshold
-    r2 = evaluate_one(gt, pred([mask(n, sl[0]), mask(n, slice(sl[1].start, sl[1].start + 100)), mask(n, sl[1])],
-                               [0.3, 0.8, 0.3]))
+    piece = mask(n, slice(sl[1].start, sl[1].start + 100))
+    r2 = evaluate_one(gt, pred([mask(n, sl[0]), piece, mask(n, sl[1])], [0.3, 0.8, 0.3]))
     assert np.allclose(r2.table, 1 / 3)
 
 

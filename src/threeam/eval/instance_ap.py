@@ -205,8 +205,12 @@ def gt_instances(gt_ids: np.ndarray, benchmark: str | Benchmark = "esam") -> lis
     lab = uniq // 1000
     keep = (uniq != 0) & np.isin(lab, b.class_ids)
     pos = {c: i for i, c in enumerate(b.class_ids)}
-    return [{"id": int(u), "label": int(u // 1000), "class": "object" if b.agnostic else b.class_names[pos[int(u // 1000)]],
-             "vertices": int(n)} for u, n, k in zip(uniq, counts, keep) if k]
+    out = []
+    for u, n, k in zip(uniq, counts, keep):
+        if k:
+            name = "object" if b.agnostic else b.class_names[pos[int(u // 1000)]]
+            out.append({"id": int(u), "label": int(u // 1000), "class": name, "vertices": int(n)})
+    return out
 
 
 class InstanceAPEvaluator:

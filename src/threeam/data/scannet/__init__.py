@@ -18,7 +18,7 @@ from typing import Iterable
 from threeam.data.scannet.exported import ExportedFrames, export_sens, write_exported_frames
 from threeam.data.scannet.labels import (SCANNET18_IDS, SCANNET18_NAMES, SCANNET20_IDS, SCANNET20_NAMES,
                                          SCANNET198_IDS, SCANNET198_NAMES, SCANNET200_IDS, SCANNET200_NAMES,
-                                         LabelTable, read_label_table)
+                                         LabelTable, read_label_table, write_label_table)
 from threeam.data.scannet.scene import ScanNetFrame, ScanNetScene, write_scannet_scene
 from threeam.data.scannet.sens import SensFile, write_sens
 from threeam.data.scannet.splits import read_split, write_split
@@ -26,7 +26,7 @@ from threeam.errors import InputError
 
 __all__ = ["open_scannet", "scannet_scene_dirs", "ScanNetScene", "ScanNetFrame", "SensFile", "write_sens",
            "ExportedFrames", "export_sens", "write_exported_frames", "write_scannet_scene", "LabelTable",
-           "read_label_table", "read_split", "write_split", "SCANNET20_IDS", "SCANNET20_NAMES",
+           "read_label_table", "write_label_table", "read_split", "write_split", "SCANNET20_IDS", "SCANNET20_NAMES",
            "SCANNET18_IDS", "SCANNET18_NAMES", "SCANNET200_IDS", "SCANNET200_NAMES", "SCANNET198_IDS",
            "SCANNET198_NAMES"]
 

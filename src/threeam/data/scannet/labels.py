@@ -22,7 +22,7 @@ from threeam.errors import InputError
 
 __all__ = ["LABEL_SPACES", "SCANNET20_IDS", "SCANNET20_NAMES", "SCANNET18_IDS", "SCANNET18_NAMES",
            "SCANNET200_IDS", "SCANNET200_NAMES", "SCANNET198_IDS", "SCANNET198_NAMES",
-           "LabelTable", "read_label_table", "check_label_space", "LABEL_TABLE_NAME"]
+           "LabelTable", "read_label_table", "write_label_table", "check_label_space", "LABEL_TABLE_NAME"]
 
 LABEL_SPACES = ("scannet200", "nyu40")
 LABEL_TABLE_NAME = "scannetv2-labels.combined.tsv"
@@ -161,3 +161,26 @@ def read_label_table(path: str | os.PathLike) -> LabelTable:
             raw_to_nyu[raw] = _int_or_zero(row.get("nyu40id"))
             raw_to_cat[raw] = row.get("category") or ""
     return LabelTable(raw_to_id, raw_to_nyu, raw_to_cat, str(path))
+
+
+_TSV_COLUMNS = ("id", "raw_category", "category", "count", "nyu40id", "eigen13id", "nyuClass", "nyu40class",
+                "eigen13class", "ModelNet40", "ModelNet10", "ShapeNetCore55", "synsetoffset", "wnsynsetid",
+                "wnsynsetkey", "mpcat40", "mpcat40index")
+
+
+def write_label_table(path: str | os.PathLike, entries: dict[str, tuple[int, int]]) -> None:
+    """Write a label table with ScanNet's 17 columns (for synthetic scenes and tests), atomically.
+
+    Args:
+        entries: ``{raw_category: (scannet200 id, nyu40id)}``; ``category`` repeats the raw
+            category, the other columns are left empty (``count`` 1).
+    """
+    from threeam.io.atomic import atomic_write_text
+
+    lines = ["\t".join(_TSV_COLUMNS)]
+    for raw, (i, nyu) in entries.items():
+        if "\t" in raw or "\n" in raw:
+            raise InputError(f"raw category {raw!r} must not contain tabs or newlines")
+        row = {"id": str(int(i)), "raw_category": raw, "category": raw, "count": "1", "nyu40id": str(int(nyu))}
+        lines.append("\t".join(row.get(c, "") for c in _TSV_COLUMNS))
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -16,7 +16,6 @@ segGroups are applied in file order, so a vertex claimed by two groups keeps the
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -40,7 +39,6 @@ __all__ = ["ScanNetFrame", "ScanNetScene", "read_scene_meta", "read_segments", "
 MESH_SUFFIX = "_vh_clean_2.ply"
 SEGS_SUFFIX = "_vh_clean_2.0.010000.segs.json"
 AGG_SUFFIX = ".aggregation.json"
-SCENE_ID = re.compile(r"^scene\d{4}_\d{2}$")
 
 
 @dataclass
