@@ -152,6 +152,16 @@ def test_void_vertices_count_against_iou_and_iou_must_exceed_threshold():
     assert r.table[0, 1] == 0.0  # 0.55
 
 
+def test_unmatched_prediction_with_void_share_equal_to_threshold_is_a_false_positive():
+    gt, sl = blocks((100, CHAIR200 * 1000 + 1), (1000, TABLE200 * 1000 + 2), (300, WALL * 1000 + 3))
+    n = len(gt)
+    # C: 100 table + 100 wall vertices, IoU .09, void share exactly .5 (<= .5 -> counted)
+    c = mask(n, slice(sl[1].start, sl[1].start + 100), slice(sl[2].start, sl[2].start + 100))
+    r = evaluate_one(gt, pred([mask(n, sl[0]), mask(n, sl[1]), c], [0.5, 0.5, 0.9]))
+    assert r.ap50 == pytest.approx(1 / 3)  # P = (2/3, 0, 1), R = (1, 0, 0)
+    assert r.ap25 == pytest.approx(1.0)    # .5 > .25: ignored
+
+
 def test_mostly_void_unmatched_prediction_is_ignored_only_below_its_void_share():
     gt, sl = blocks((100, CHAIR200 * 1000 + 1), (300, WALL * 1000 + 2))
     n = len(gt)
