@@ -492,7 +492,8 @@ def evaluate_instances(gt: Mapping[str, np.ndarray], predictions: Mapping[str, o
         if s in predictions:
             ev.add_scene(s, gt[s], predictions[s])
         elif missing == "empty":
-            ev.add_scene(s, gt[s], ScenePrediction(np.zeros((0, len(gt[s])), bool), np.zeros(0, int), np.zeros(0)))
+            ids = gt[s]
+            ev.add_scene(s, ids, ScenePrediction(np.zeros((0, len(ids)), bool), np.zeros(0, int), np.zeros(0)))
     return ev.result()
 
 
