@@ -27,7 +27,8 @@ import numpy as np
 from threeam.data.render import BOX, CYLINDER, SPHERE, Primitives
 from threeam.errors import InputError
 
-__all__ = ["SynthScanNetMesh", "SHAPE_LABELS", "dense_primitive_mesh", "observed_vertices", "synth_scannet_mesh"]
+__all__ = ["SynthScanNetMesh", "SHAPE_LABELS", "dense_primitive_mesh", "observed_vertices", "synth_scannet_mesh",
+           "synth_scene_id", "write_label_table", "write_synth_scannet"]
 
 # generator shape -> (ScanNet200 category, label id); ids from the ScanNet200 benchmark constants
 SHAPE_LABELS: dict[str, tuple[str, int]] = {
@@ -98,7 +99,8 @@ def _box(h: np.ndarray, spacing: float, patch: float):
             c2 = _cells(v[:, a2] + h[a2], 2 * h[a2], patch)
             seg.append(((axis * 2 + s) * 1000 + c1) * 1000 + c2)
             verts.append(v)
-            faces.append(_grid_faces(n1, n2, base))
+            f = _grid_faces(n1, n2, base)
+            faces.append(f if sign > 0 else f[:, ::-1])  # outward normals
             base += len(v)
     return np.concatenate(verts), np.concatenate(faces), np.concatenate(seg)
 
@@ -114,7 +116,7 @@ def _cylinder(r: float, hh: float, spacing: float, patch: float):
     Z, A = np.meshgrid(z, ang, indexing="ij")
     side = np.stack([r * np.cos(A), r * np.sin(A), Z], -1).reshape(-1, 3)
     side_seg = (0 * 1000 + np.tile(sector, n_h + 1)) * 1000 + _cells(side[:, 2] + hh, 2 * hh, patch)
-    verts, faces, seg = [side], [_grid_faces(n_h, n_seg, 0, wrap2=True)], [side_seg]
+    verts, faces, seg = [side], [_grid_faces(n_h, n_seg, 0, wrap2=True)[:, ::-1]], [side_seg]  # outward normals
     base = len(side)
     cap_sectors = max(1, int(round(2 * math.pi * r / (2 * patch))))
     cap_sector = np.minimum((ang / (2 * math.pi) * cap_sectors).astype(np.int64), cap_sectors - 1)
@@ -128,8 +130,8 @@ def _cylinder(r: float, hh: float, spacing: float, patch: float):
         v = np.concatenate(rings)
         f = [np.stack([np.zeros(n_seg, dtype=np.int64), 1 + (np.arange(n_seg) + 1) % n_seg, 1 + np.arange(n_seg)], -1)]
         if n_r > 1:
-            f.append(_grid_faces(n_r - 1, n_seg, 1, wrap2=True))
-        f = np.concatenate(f)
+            f.append(_grid_faces(n_r - 1, n_seg, 1, wrap2=True)[:, ::-1])
+        f = np.concatenate(f)  # normals -z; the top cap is flipped to +z
         if k == 1:
             f = f[:, ::-1]
         verts.append(v)
@@ -162,8 +164,9 @@ def dense_primitive_mesh(prims: Primitives, object_spacing: float = 0.04, room_s
         object_spacing / room_spacing: vertex spacing in metres on objects / on the room.
         patch_size: superpoint patch size in metres.
     Returns:
-        ``vertices (V, 3) float32, faces (F, 3) int64, prim (V,) int64 primitive index,
-        superpoints (V,) int64, colors (V, 3) uint8``.
+        ``vertices (V, 3) float32, faces (F, 3) int64 (counter-clockwise seen from outside: normals
+        point out of each primitive), prim (V,) int64 primitive index, superpoints (V,) int64,
+        colors (V, 3) uint8``.
     """
     if object_spacing <= 0 or room_spacing <= 0 or patch_size <= 0:
         raise InputError("object_spacing, room_spacing and patch_size must be > 0")
@@ -196,7 +199,7 @@ def dense_primitive_mesh(prims: Primitives, object_spacing: float = 0.04, room_s
             np.concatenate(S), np.concatenate(C))
 
 
-def observed_vertices(vertices: np.ndarray, frames, tol_abs: float = 0.05, tol_rel: float = 0.05) -> np.ndarray:
+def observed_vertices(vertices: np.ndarray, frames, tol_abs: float = 0.05, tol_rel: float = 0.02) -> np.ndarray:
     """``(V,)`` int64: in how many frames each vertex is seen (in view, depth within tolerance).
 
     Args:
@@ -282,3 +285,69 @@ def synth_scannet_mesh(scene, object_spacing: float = 0.04, room_spacing: float 
                         "segments": sorted(int(s) for s in np.unique(seg[m]))})
     return SynthScanNetMesh(vertices=v, faces=f, colors=col, superpoints=seg, gt_ids=gt, instances=inst,
                             categories=categories, objects=objects)
+
+
+# nyu40 ids of the categories used (ScanNet v2 label space), for the label table written beside the scenes
+_NYU40 = {"wall": 1, "floor": 2, "ceiling": 22, "box": 29, "bucket": 40, "ball": 40, "table": 7, "lamp": 35,
+          "bed": 4, "couch": 6, "shelf": 15}
+_SCANNET200 = {"wall": 1, "floor": 3, "ceiling": 41, **{name: label for name, label in SHAPE_LABELS.values()}}
+
+
+def synth_scene_id(seed: int) -> str:
+    """The ScanNet-style id of generated scene ``seed``: ``scene9SSS_00`` (a range real ScanNet does not use)."""
+    if not 0 <= seed <= 999:
+        raise InputError(f"ScanNet-style ids cover seeds 0..999, got {seed}")
+    return f"scene{9000 + seed:04d}_00"
+
+
+def write_label_table(root) -> "Path":
+    """Write a ``scannetv2-labels.combined.tsv`` with the categories generated scenes use."""
+    from pathlib import Path
+
+    from threeam.data.scannet.labels import LABEL_TABLE_NAME
+    from threeam.io.atomic import atomic_write_text
+
+    rows = ["index\traw_category\tcategory\tcount\tnyu40id\tid"]
+    for k, name in enumerate(sorted(_SCANNET200)):
+        rows.append(f"{k + 1}\t{name}\t{name}\t1\t{_NYU40[name]}\t{_SCANNET200[name]}")
+    path = Path(root) / LABEL_TABLE_NAME
+    atomic_write_text(path, "\n".join(rows) + "\n")
+    return path
+
+
+def write_synth_scannet(scene, root, scene_id: str | None = None, frames_layout: str = "exported",
+                        mesh: SynthScanNetMesh | None = None, **mesh_options):
+    """Write a generated scene in the ScanNet layout, readable by `threeam.data.scannet.ScanNetScene`.
+
+    Writes ``root/scans/<id>/`` (mesh ``_vh_clean_2.ply``, superpoints ``segs.json``, objects
+    ``aggregation.json``, ``<id>.txt``, and the frames as ``.sens`` or exported folders, colour and
+    depth at the same size) and ``root/scannetv2-labels.combined.tsv``.
+
+    Args:
+        scene: a generated `InMemoryScene`.
+        scene_id: default `synth_scene_id` of its seed.
+        frames_layout: ``"exported"`` (color/ depth/ pose/ intrinsic/) or ``"sens"``.
+        mesh: a precomputed `SynthScanNetMesh` (else made with ``mesh_options``).
+    Returns:
+        the scene folder.
+    """
+    from pathlib import Path
+
+    from threeam.data.scannet.scene import write_scannet_scene
+
+    m = mesh if mesh is not None else synth_scannet_mesh(scene, **mesh_options)
+    sid = scene_id or synth_scene_id(int(scene.meta.get("seed", 0)))
+    groups = [{"objectId": o["instance"] - 1, "label": o["category"], "segments": o["segments"]} for o in m.objects]
+    colors, depths, poses = [], [], []
+    for i in range(len(scene)):
+        f = scene.frame(i)
+        colors.append(f.rgb)
+        depths.append(np.clip(np.rint(np.nan_to_num(f.depth) * 1000.0), 0, 65535).astype(np.uint16))
+        poses.append(f.cam_to_world)
+    K = scene.frame(0).K
+    root = Path(root)
+    d = write_scannet_scene(root / "scans" / sid, m.vertices, m.faces, m.colors, m.superpoints, groups,
+                            frames={"colors": colors, "depths_mm": depths, "poses": poses, "K_color": K, "K_depth": K},
+                            frames_layout=frames_layout, axis_alignment=np.eye(4))
+    write_label_table(root)
+    return d

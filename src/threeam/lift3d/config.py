@@ -202,10 +202,13 @@ LIFT_PRESETS: dict[str, LiftConfig] = {
     "paper": LiftConfig(frame_skip=5, keyframe_stride=4, track_horizon=8, amg=dict(AMG_TUNED)),
     # a quicker ScanNet setting: every 10th raw frame, keyframes every 30 raw frames, default AMG.
     "fast": LiftConfig(frame_skip=10, keyframe_stride=3, track_horizon=5, amg=dict(AMG_DEFAULTS), max_proposals=60),
-    # generated scenes (tests, demos): small frames, every frame, coarse AMG grid.
-    "synthetic": LiftConfig(frame_skip=1, keyframe_stride=4, track_horizon=6, erode_px=1, min_proposal_area=0.002,
+    # generated scenes (tests, demos): small frames (no erosion), every frame, coverage keyframes (the
+    # generator's wide-baseline trajectories turn fast), a coarse mask-generator grid.
+    "synthetic": LiftConfig(frame_skip=1, keyframe_mode="coverage", keyframe_max_gap=4, keyframe_stride=2,
+                            track_horizon=6, erode_px=0, min_proposal_area=0.002, max_proposals=40,
+                            min_track_area=0.0005,
                             amg=dict(points_per_side=8, points_per_batch=64, pred_iou_thresh=0.0,
-                                     stability_score_thresh=0.0), max_proposals=40, min_track_area=0.0005),
+                                     stability_score_thresh=0.0)),
 }
 
 

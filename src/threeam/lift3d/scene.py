@@ -19,7 +19,7 @@ from PIL import Image
 
 from threeam.errors import InputError
 
-__all__ = ["LiftFrame", "LiftMesh", "LiftScene", "from_synthetic", "resize_rgb", "resize_nearest", "scale_K"]
+__all__ = ["LiftFrame", "LiftMesh", "LiftScene", "from_synthetic", "from_scannet", "resize_rgb", "resize_nearest", "scale_K"]
 
 
 @dataclass
@@ -175,3 +175,35 @@ def from_synthetic(scene: Any, frame_skip: int = 1, max_frames: Optional[int] = 
     lm = LiftMesh(vertices=m.vertices, faces=m.faces, colors=m.colors, superpoints=m.superpoints, gt_ids=m.gt_ids)
     return LiftScene(scene.name, len(scene), _synthetic_loader(scene), lm, frame_skip=frame_skip,
                      max_frames=max_frames, meta={"dataset": "synthetic"})
+
+
+def from_scannet(scan: Any, use_depth: bool = True, work_long_side: int = 640, label_space: str = "scannet200",
+                 max_frames: Optional[int] = None) -> LiftScene:
+    """A `threeam.data.scannet.ScanNetScene` (its ``frame_stride`` picks the raw frames).
+
+    With ``use_depth`` the colour image is resized to the depth map's size and the depth
+    intrinsics are used for both; without (RGB-only mode), only colour and pose are read, at
+    ``work_long_side`` pixels on the long side (the pose is kept for aligning MUSt3R to the scan).
+    GT ids per vertex are read when the scene has an aggregation file.
+    """
+    def load(i: int) -> LiftFrame:
+        if use_depth:
+            f = scan.rgbd(i)
+            hw = f.depth.shape[:2]
+            return LiftFrame(index=int(f.frame_id), rgb=resize_rgb(f.rgb, hw), depth=f.depth.astype(np.float32),
+                             K=np.asarray(f.K_depth, dtype=np.float64), cam_to_world=np.asarray(f.cam_to_world))
+        src = scan.source
+        fid = scan.frame_ids[i]
+        rgb = src.color(fid)
+        h, w = rgb.shape[:2]
+        s = min(1.0, work_long_side / max(h, w))
+        hw = (max(8, int(round(h * s))), max(8, int(round(w * s))))
+        return LiftFrame(index=int(fid), rgb=resize_rgb(rgb, hw), depth=None,
+                         K=scale_K(np.asarray(src.K_color, dtype=np.float64), (h, w), hw),
+                         cam_to_world=np.asarray(src.pose(fid), dtype=np.float64))
+
+    gt = scan.gt_ids(label_space) if scan.has_gt else None
+    mesh = LiftMesh(vertices=scan.vertices, faces=scan.faces, colors=scan.vertex_colors,
+                    superpoints=scan.superpoints, gt_ids=gt)
+    return LiftScene(scan.name, len(scan), load, mesh, frame_skip=1, max_frames=max_frames,
+                     meta={"dataset": "scannet", "frame_stride": int(getattr(scan, "frame_stride", 1))})
