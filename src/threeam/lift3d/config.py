@@ -70,6 +70,8 @@ class LiftConfig:
             vertices) above which two fragments merge (only with a passing 2D test).
         merge_2d_iou: pairs tracked on common frames also need a mean 2D mask IoU above this.
         merge_iou_no_shared: pairs with no common frame merge on 3D IoU alone above this.
+        cannot_link_2d_iou: fragments tracked on common frames with a mean 2D IoU below this are
+            different objects; a merge joining them is refused (0 turns the constraint off).
         overlap_long_side: masks are compared in 2D at this long side (pixels).
         instance_vote: a merged instance keeps the vertices that are in at least this fraction of
             its fragments that see them.
@@ -124,6 +126,7 @@ class LiftConfig:
     merge_precision: float = 0.8
     merge_2d_iou: float = 0.5
     merge_iou_no_shared: float = 0.5
+    cannot_link_2d_iou: float = 0.1
     overlap_long_side: int = 160
     instance_vote: float = 0.3
 
@@ -148,7 +151,8 @@ class LiftConfig:
         if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
             raise InputError(f"lift option max_frames must be None or an integer >= 1, got {self.max_frames!r}")
         fracs = ("coverage_threshold", "min_proposal_area", "min_proposal_depth", "min_track_area", "min_hit_ratio",
-                 "merge_iou", "merge_precision", "merge_2d_iou", "merge_iou_no_shared", "instance_vote",
+                 "merge_iou", "merge_precision", "merge_2d_iou", "merge_iou_no_shared", "cannot_link_2d_iou",
+                 "instance_vote",
                  "superpoint_vote", "min_kept_fraction")
         for name in fracs:
             v = getattr(self, name)

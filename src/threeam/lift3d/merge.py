@@ -16,7 +16,12 @@ Rule (union-find, so merges are transitive):
   (3D IoU > ``merge_iou`` or precision > ``merge_precision``);
 * pairs without common frames (an object seen again later) merge on 3D IoU > ``merge_iou_no_shared``.
 
-Only pairs sharing at least one vertex are scored (a sparse incidence product).
+Only pairs sharing at least one vertex are scored (a sparse incidence product). Merges are applied
+strongest first (3D IoU + 2D IoU) under a *cannot-link* constraint: two fragments tracked on
+common frames whose mean 2D IoU there is below ``cannot_link_2d_iou`` are different objects (the
+mask generator and tracker kept them apart), and a merge that would put them into one instance is
+refused. Without it a mask covering two objects (a table with the cup on it) chains both
+objects' fragments into one instance.
 
 An instance keeps the vertices that are in at least ``instance_vote`` of the cluster's fragments
 whose windows saw them.
@@ -24,6 +29,7 @@ whose windows saw them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 from scipy import sparse
@@ -31,8 +37,8 @@ from scipy import sparse
 from threeam.lift3d.config import LiftConfig
 from threeam.lift3d.fragments import Fragment
 
-__all__ = ["PairScores", "candidate_pairs", "pair_scores", "merge_mask", "union_find", "Instance", "build_instances",
-           "merge_fragments"]
+__all__ = ["PairScores", "candidate_pairs", "pair_scores", "merge_mask", "union_find", "cannot_link_checker",
+           "Instance", "build_instances", "merge_fragments"]
 
 
 @dataclass
@@ -102,9 +108,12 @@ def merge_mask(scores: PairScores, config: LiftConfig) -> np.ndarray:
     return with_2d | without_2d
 
 
-def union_find(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(n,)`` int64 cluster label (0 .. C-1, in order of first member) of the graph with edges (a, b)."""
+def union_find(n: int, a: np.ndarray, b: np.ndarray,
+               can_join: Optional[Callable[[list, list], bool]] = None) -> np.ndarray:
+    """``(n,)`` int64 cluster label (0 .. C-1, in order of first member) of the graph with edges (a, b),
+    applied in the given order; ``can_join(members_x, members_y)`` may refuse joining two clusters."""
     parent = np.arange(n)
+    members: dict[int, list] = {}
 
     def root(x: int) -> int:
         while parent[x] != x:
@@ -114,8 +123,15 @@ def union_find(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     for x, y in zip(a.tolist(), b.tolist()):
         rx, ry = root(x), root(y)
-        if rx != ry:
-            parent[max(rx, ry)] = min(rx, ry)
+        if rx == ry:
+            continue
+        if can_join is not None:
+            mx, my = members.get(rx, [rx]), members.get(ry, [ry])
+            if not can_join(mx, my):
+                continue
+            members[min(rx, ry)] = mx + my
+            members.pop(max(rx, ry), None)
+        parent[max(rx, ry)] = min(rx, ry)
     roots = np.array([root(i) for i in range(n)], dtype=np.int64)
     _, labels = np.unique(roots, return_inverse=True)
     return labels.reshape(-1).astype(np.int64)
@@ -173,11 +189,37 @@ def build_instances(fragments: list[Fragment], labels: np.ndarray, window_seen: 
     return out
 
 
+def cannot_link_checker(fragments: list[Fragment], overlap2d: sparse.csr_matrix,
+                        threshold: float) -> Callable[[list, list], bool]:
+    """``can_join(X, Y)``: False when a fragment of X and one of Y share tracked frames with a mean 2D
+    IoU below ``threshold`` there (positions into ``fragments``)."""
+    frames = sorted({int(t) for f in fragments for t in f.frames})
+    col = {t: i for i, t in enumerate(frames)}
+    rows = np.concatenate([np.full(len(f.frames), i) for i, f in enumerate(fragments)])
+    cols = np.array([col[int(t)] for f in fragments for t in f.frames], dtype=np.int64)
+    F = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(fragments), len(frames)))
+    ids = np.array([f.id for f in fragments], dtype=np.int64)
+    sym = (overlap2d + overlap2d.T).tocsr()
+
+    def can_join(x: list, y: list) -> bool:
+        shared = (F[x] @ F[y].T).toarray()
+        if not shared.any():
+            return True
+        iou = sym[ids[x]][:, ids[y]].toarray()
+        return not bool(((shared > 0) & (iou < threshold * np.maximum(shared, 1))).any())
+
+    return can_join
+
+
 def merge_fragments(fragments: list[Fragment], n_vertices: int, window_seen: dict[int, np.ndarray],
                     overlap2d: sparse.csr_matrix, config: LiftConfig) -> tuple[list[Instance], PairScores]:
-    """Candidate pairs -> scores -> merge rule -> union-find -> instances."""
+    """Candidate pairs -> scores -> merge rule -> constrained union-find (strongest first) -> instances."""
     pairs = candidate_pairs(fragments, n_vertices)
     scores = pair_scores(fragments, pairs, window_seen, overlap2d)
-    keep = merge_mask(scores, config)
-    labels = union_find(len(fragments), scores.a[keep], scores.b[keep])
+    keep = np.nonzero(merge_mask(scores, config))[0]
+    keep = keep[np.argsort(-(scores.iou3d[keep] + scores.iou2d[keep]), kind="stable")]
+    can_join = None
+    if config.cannot_link_2d_iou > 0 and len(keep):
+        can_join = cannot_link_checker(fragments, overlap2d, config.cannot_link_2d_iou)
+    labels = union_find(len(fragments), scores.a[keep], scores.b[keep], can_join)
     return build_instances(fragments, labels, window_seen, config), scores

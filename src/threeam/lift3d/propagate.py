@@ -70,7 +70,7 @@ class GTTracker:
             if fr.gt_ids is None:
                 raise InputError(f"frame {t} of scene {scene.name!r} has no GT instance masks for the GT tracker")
             masks = fr.gt_ids[None] == ids[:, None, None]
-            yield TrackStep(t, masks, masks.reshape(len(ids), -1).any(1).astype(np.float64))
+            yield TrackStep(t, masks, masks.any(axis=(1, 2)).astype(np.float64))
 
 
 class PredictorTracker:
