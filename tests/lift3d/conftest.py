@@ -8,7 +8,7 @@ from threeam.data.synth import generate_scene, synth_config
 from threeam.lift3d.scene import from_synthetic
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
