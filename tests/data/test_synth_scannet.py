@@ -93,3 +93,21 @@ def test_scannet_layout_round_trip(tiny_scene, mesh, tmp_path):
     assert np.abs(f.rgb.astype(int) - src.rgb.astype(int)).mean() < 12  # JPEG
     with pytest.raises(InputError):
         synth_scene_id(1000)
+
+
+def test_synth_command_writes_the_scannet_layout(tmp_path):
+    from typer.testing import CliRunner
+
+    from threeam.cli import app
+    from threeam.data.scannet import open_scannet
+
+    res = CliRunner().invoke(app, ["synth", str(tmp_path), "--scenes", "2", "--preset", "tiny", "--frames", "4",
+                                   "--seed", "5", "--layout", "scannet"])
+    assert res.exit_code == 0, res.output
+    scans = open_scannet(tmp_path, split_file=tmp_path / "splits" / "synth.txt")
+    assert [s.name for s in scans] == ["scene9005_00", "scene9006_00"]
+    assert len(scans[0]) == 4 and scans[0].gt_ids().max() > 1000
+    again = CliRunner().invoke(app, ["synth", str(tmp_path), "--scenes", "1", "--seed", "5", "--layout", "scannet"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    bad = CliRunner().invoke(app, ["synth", str(tmp_path), "--layout", "obj"])
+    assert bad.exit_code == 2 and "--layout" in bad.output

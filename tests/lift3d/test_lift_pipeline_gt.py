@@ -81,3 +81,16 @@ def test_scene_without_mesh_or_gt_masks_fails_clearly(gt_scenes):
     no_mesh = LiftScene("x", 2, s.frame, None)
     with pytest.raises(InputError, match="no mesh"):
         lift_scene(no_mesh, GTProposals(), GTTracker(), lift_config("synthetic"))
+
+
+@pytest.mark.slow
+def test_gt_masks_reach_ap50_095_on_ten_larger_scenes():
+    """Ten scenes of the ``small`` preset (128x128, 48 frames, up to 20 objects; orbit, walk, turn)."""
+    import torch
+
+    from threeam.data.synth import generate_scene, synth_config
+
+    torch.set_num_threads(1)
+    scenes = [from_synthetic(generate_scene(synth_config("small"), seed=s)) for s in range(10)]
+    ap, _ = _run(scenes, lift_config("synthetic"))
+    assert ap.ap50 >= 0.95, ap.summary()

@@ -84,7 +84,7 @@ class _Models:
 
 
 def _jobs(data: str, lift, scenes, split, label_space: str, use_depth: bool, synth_preset: str,
-          synth_frames, synth_size, seed: int, device: str):
+          synth_frames, synth_size, seed: int, device: str, gt_masks: bool = False):
     """SceneJobs for ``synthetic:N`` or a ScanNet root."""
     from threeam.errors import InputError
     from threeam.lift3d.runner import SceneJob
@@ -127,7 +127,7 @@ def _jobs(data: str, lift, scenes, split, label_space: str, use_depth: bool, syn
 
     def opener_scan(scan):
         return lambda: from_scannet(scan, use_depth=use_depth, work_long_side=lift.work_long_side,
-                                    label_space=label_space, max_frames=lift.max_frames)
+                                    label_space=label_space, max_frames=lift.max_frames, gt_masks=gt_masks)
     return [SceneJob(s.name, opener_scan(s)) for s in scans]
 
 
@@ -151,7 +151,8 @@ def register(app: typer.Typer) -> None:
         must3r_checkpoint: Optional[str] = typer.Option(None, "--must3r-checkpoint",
                                                         help="MUSt3R checkpoint for --depth must3r with --model sam2."),
         gt_masks: bool = typer.Option(False, "--gt-masks",
-                                      help="GT 2D masks instead of the mask generator and tracker (generated scenes)."),
+                                      help="GT 2D masks instead of the mask generator and tracker (generated scenes; "
+                                           "on ScanNet rendered from the annotated mesh)."),
         lift_preset: Optional[str] = typer.Option(None, "--lift-preset",
                                                   help="paper, fast or synthetic (default: paper; synthetic for synthetic:N)."),
         set_: List[str] = typer.Option(None, "--set", help="Override a lift option, key=value (repeatable)."),
@@ -189,7 +190,7 @@ def register(app: typer.Typer) -> None:
             options = RunOptions(model="gt" if gt_masks else model, depth=depth, gt_masks=gt_masks,
                                  benchmark=benchmark, views=views, view_size=(vh, vw), ply=not no_ply)
             jobs = _jobs(data, lift, scene, split, BENCHMARKS[benchmark].label_space, depth == "sensor",
-                         synth_preset, synth_frames, synth_size, seed, device)
+                         synth_preset, synth_frames, synth_size, seed, device, gt_masks)
             models = _Models(model, preset, model_config, checkpoint, random_weights, seed, device, must3r_checkpoint)
 
             def make_sources():

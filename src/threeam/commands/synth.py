@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         dslr_every: int = typer.Option(0, "--dslr-every", min=0,
                                        help="Also write every n-th frame as an undistorted DSLR image."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace scenes that already exist."),
+        layout: str = typer.Option("scannetpp", "--layout",
+                                   help="scannetpp, or scannet (dense mesh, superpoints, GT per vertex; "
+                                        "scans/scene9SSS_00, for threeam lift3d)."),
     ) -> None:
         """Generate synthetic scenes (RGB, depth, poses, instance-labelled mesh) readable by the ScanNet++ reader."""
         import json
@@ -49,14 +52,38 @@ def register(app: typer.Typer) -> None:
             if trajectory is not None:
                 overrides["trajectory"] = trajectory
             cfg = synth_config(preset, **overrides)
-            ids = [f"synth_{seed + k:05d}" for k in range(scenes)]
-            existing = [i for i in ids if (out / "data" / i).exists()]
+            if layout not in ("scannetpp", "scannet"):
+                raise InputError(f"--layout must be scannetpp or scannet, got {layout!r}")
+            if layout == "scannet":
+                from threeam.data.synth_scannet import synth_scene_id
+
+                ids = [synth_scene_id(seed + k) for k in range(scenes)]
+                existing = [i for i in ids if (out / "scans" / i).exists()]
+                if existing and not overwrite:
+                    raise InputError(f"{len(existing)} scene folder(s) already exist under {out / 'scans'} "
+                                     f"(e.g. {existing[0]}); pass --overwrite to replace them")
+            ids = [f"synth_{seed + k:05d}" for k in range(scenes)] if layout == "scannetpp" else ids
+            existing = [i for i in ids if (out / "data" / i).exists()] if layout == "scannetpp" else []
             if existing and not overwrite:
                 raise InputError(f"{len(existing)} scene folder(s) already exist under {out / 'data'} "
                                  f"(e.g. {existing[0]}); pass --overwrite to replace them")
         except InputError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
+        if layout == "scannet":
+            from threeam.data.scannet.splits import write_split
+            from threeam.data.synth_scannet import write_synth_scannet
+
+            for k, sid in enumerate(ids):
+                t0 = time.perf_counter()
+                scene = generate_scene(cfg, seed=seed + k, name=sid)
+                sdir = write_synth_scannet(scene, out, sid)
+                typer.echo(f"{sid}: {len(scene)} frames {cfg.height}x{cfg.width}, {len(scene.meta['objects'])} "
+                           f"objects ({time.perf_counter() - t0:.1f} s) -> {sdir}")
+            split = out / "splits" / "synth.txt"
+            listed = set(split.read_text().split()) if split.is_file() else set()
+            write_split(split, sorted(listed | set(ids)))
+            return
         for k, sid in enumerate(ids):
             t0 = time.perf_counter()
             scene = generate_scene(cfg, seed=seed + k, name=sid)

@@ -50,7 +50,9 @@ class RunOptions:
         depth: ``sensor`` or ``must3r`` (RGB-only: MUSt3R's depth and poses, aligned to the scan).
         gt_masks: GT 2D masks in place of the mask generator and the tracker (generated scenes).
         benchmark: the AP variant (`threeam.eval.instance_ap.BENCHMARKS`, default ``esam``).
-        label_id: class id written into the submission (class-agnostic benchmarks ignore it).
+        label_id: class id written into the submission: 39, an instance class of both ScanNet v2
+            (nyu40 "otherfurniture") and ScanNet200, so that no evaluator's class filter drops a
+            mask; the class-agnostic benchmarks ignore it.
         views: rendered PNG views per scene (0: none; 1 top view, more add oblique views).
         view_size: ``(H, W)`` of the views.
         ply: write the instance-coloured PLY.
@@ -61,7 +63,7 @@ class RunOptions:
     depth: str = "sensor"
     gt_masks: bool = False
     benchmark: str = "esam"
-    label_id: int = 1
+    label_id: int = 39
     views: int = 4
     view_size: tuple = (480, 640)
     ply: bool = True

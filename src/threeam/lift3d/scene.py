@@ -19,7 +19,7 @@ from PIL import Image
 
 from threeam.errors import InputError
 
-__all__ = ["LiftFrame", "LiftMesh", "LiftScene", "from_synthetic", "from_scannet", "resize_rgb", "resize_nearest", "scale_K"]
+__all__ = ["LiftFrame", "LiftMesh", "LiftScene", "from_synthetic", "from_scannet", "render_gt_ids", "resize_rgb", "resize_nearest", "scale_K"]
 
 
 @dataclass
@@ -177,33 +177,58 @@ def from_synthetic(scene: Any, frame_skip: int = 1, max_frames: Optional[int] = 
                      max_frames=max_frames, meta={"dataset": "synthetic"})
 
 
+def render_gt_ids(mesh: LiftMesh, K: np.ndarray, cam_to_world: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` int32 GT id per pixel, rasterised from the mesh's per-vertex GT (0 = none).
+
+    Each pixel takes the GT id of the first vertex of the nearest face (z-buffer of
+    `threeam.data.mesh.rasterize`); ids are ``label * 1000 + instance`` as on the mesh."""
+    from threeam.data.geometry import invert_rigid
+    from threeam.data.mesh import rasterize
+
+    if mesh.gt_ids is None or mesh.faces is None:
+        raise InputError("rendering GT masks needs a mesh with faces and per-vertex GT ids")
+    _, face = rasterize(mesh.vertices, mesh.faces, K, invert_rigid(cam_to_world), hw[0], hw[1], near=0.02)
+    out = np.zeros(hw, dtype=np.int32)
+    hit = face >= 0
+    out[hit] = mesh.gt_ids[mesh.faces[face[hit], 0]].astype(np.int32)
+    return out
+
+
 def from_scannet(scan: Any, use_depth: bool = True, work_long_side: int = 640, label_space: str = "scannet200",
-                 max_frames: Optional[int] = None) -> LiftScene:
+                 max_frames: Optional[int] = None, gt_masks: bool = False) -> LiftScene:
     """A `threeam.data.scannet.ScanNetScene` (its ``frame_stride`` picks the raw frames).
 
     With ``use_depth`` the colour image is resized to the depth map's size and the depth
     intrinsics are used for both; without (RGB-only mode), only colour and pose are read, at
     ``work_long_side`` pixels on the long side (the pose is kept for aligning MUSt3R to the scan).
-    GT ids per vertex are read when the scene has an aggregation file.
+    GT ids per vertex are read when the scene has an aggregation file; ``gt_masks`` also renders
+    them into every frame (`render_gt_ids`), for the GT-mask check of the pipeline.
     """
+    gt = scan.gt_ids(label_space) if scan.has_gt else None
+    mesh = LiftMesh(vertices=scan.vertices, faces=scan.faces, colors=scan.vertex_colors,
+                    superpoints=scan.superpoints, gt_ids=gt)
+    if gt_masks and gt is None:
+        raise InputError(f"scene {scan.name} has no ground truth to render GT masks from")
+
     def load(i: int) -> LiftFrame:
         if use_depth:
             f = scan.rgbd(i)
             hw = f.depth.shape[:2]
-            return LiftFrame(index=int(f.frame_id), rgb=resize_rgb(f.rgb, hw), depth=f.depth.astype(np.float32),
-                             K=np.asarray(f.K_depth, dtype=np.float64), cam_to_world=np.asarray(f.cam_to_world))
-        src = scan.source
-        fid = scan.frame_ids[i]
-        rgb = src.color(fid)
-        h, w = rgb.shape[:2]
-        s = min(1.0, work_long_side / max(h, w))
-        hw = (max(8, int(round(h * s))), max(8, int(round(w * s))))
-        return LiftFrame(index=int(fid), rgb=resize_rgb(rgb, hw), depth=None,
-                         K=scale_K(np.asarray(src.K_color, dtype=np.float64), (h, w), hw),
-                         cam_to_world=np.asarray(src.pose(fid), dtype=np.float64))
+            fr = LiftFrame(index=int(f.frame_id), rgb=resize_rgb(f.rgb, hw), depth=f.depth.astype(np.float32),
+                           K=np.asarray(f.K_depth, dtype=np.float64), cam_to_world=np.asarray(f.cam_to_world))
+        else:
+            src = scan.source
+            fid = scan.frame_ids[i]
+            rgb = src.color(fid)
+            h, w = rgb.shape[:2]
+            s = min(1.0, work_long_side / max(h, w))
+            hw = (max(8, int(round(h * s))), max(8, int(round(w * s))))
+            fr = LiftFrame(index=int(fid), rgb=resize_rgb(rgb, hw), depth=None,
+                           K=scale_K(np.asarray(src.K_color, dtype=np.float64), (h, w), hw),
+                           cam_to_world=np.asarray(src.pose(fid), dtype=np.float64))
+        if gt_masks:
+            fr.gt_ids = render_gt_ids(mesh, fr.K, fr.cam_to_world, fr.size)
+        return fr
 
-    gt = scan.gt_ids(label_space) if scan.has_gt else None
-    mesh = LiftMesh(vertices=scan.vertices, faces=scan.faces, colors=scan.vertex_colors,
-                    superpoints=scan.superpoints, gt_ids=gt)
     return LiftScene(scan.name, len(scan), load, mesh, frame_skip=1, max_frames=max_frames,
                      meta={"dataset": "scannet", "frame_stride": int(getattr(scan, "frame_stride", 1))})
