@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from threeam.data.synth import generate_scene, synth_config
 from threeam.lift3d.scene import from_synthetic
+
+from lift_scenes import make_scene
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -14,16 +15,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def make_scene(seed: int, height: int = 64, width: int = 80, frames: int = 20):
-    """A generated scene (tiny preset) at the given size."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return generate_scene(synth_config("tiny", height=height, width=width, n_frames=frames), seed=seed)
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

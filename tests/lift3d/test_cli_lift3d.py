@@ -12,7 +12,7 @@ from threeam.cli import app
 from threeam.data.synth_scannet import write_synth_scannet
 from threeam.eval.instance_ap import evaluate_submission, read_submission
 
-from conftest import make_scene
+from lift_scenes import make_scene
 
 DEBUG = str(Path(__file__).resolve().parents[2] / "examples" / "sam2.1_debug_256.json")
 SYNTH = ["--synth-frames", "16", "--synth-size", "64x80", "--view-size", "96x128", "--quiet"]

@@ -13,7 +13,7 @@ from threeam.lift3d.proposals import GTProposals
 from threeam.lift3d.propagate import GTTracker
 from threeam.lift3d.scene import LiftScene, from_synthetic
 
-from conftest import make_scene
+from lift_scenes import make_scene
 
 
 def _run(scenes, cfg):
