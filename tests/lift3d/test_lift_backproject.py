@@ -103,3 +103,12 @@ def test_view_coverage_same_view_full_opposite_view_empty():
     shifted[0, 3] = 0.6  # the frustum is W / f * 3 m = 2.4 m wide there: a quarter leaves the view
     cov = view_coverage(depth, K, c2w, depth, K, shifted, 2000, 0.05, 0.15)
     assert 0.7 < cov < 0.8
+
+
+@pytest.mark.parametrize("px", [1, 2, 3])
+def test_erosion_equals_a_square_binary_erosion(px):
+    from scipy import ndimage
+
+    m = np.random.default_rng(px).random((4, 30, 40)) > 0.25
+    ref = ndimage.binary_erosion(m, structure=np.ones((1, 2 * px + 1, 2 * px + 1), bool), border_value=1)
+    np.testing.assert_array_equal(erode_masks(m, px), ref)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["erode_masks", "depth_agrees", "backproject_mask", "project_to_frame", "FrameVisibility",
            "frame_visibility", "lift_masks", "view_coverage"]
@@ -27,12 +26,20 @@ __all__ = ["erode_masks", "depth_agrees", "backproject_mask", "project_to_frame"
 def erode_masks(masks: np.ndarray, px: int) -> np.ndarray:
     """Erode ``(H, W)`` or ``(N, H, W)`` bool masks by ``px`` pixels (square structuring element).
 
-    Pixels within ``px`` of the image border are not eroded away by the border itself."""
+    Pixels within ``px`` of the image border are not eroded away by the border itself. Separable
+    (a column pass, then a row pass of shifted ANDs): linear in the pixels, fast on mask stacks."""
+    m = np.asarray(masks, dtype=bool)
     if px <= 0:
-        return masks.astype(bool, copy=False)
-    k = 2 * px + 1
-    structure = np.ones((k, k), dtype=bool) if masks.ndim == 2 else np.ones((1, k, k), dtype=bool)
-    return ndimage.binary_erosion(masks, structure=structure, border_value=1)
+        return m
+    out = m.copy()
+    for k in range(1, px + 1):  # column segment of length 2 px + 1
+        out[..., k:, :] &= m[..., :-k, :]
+        out[..., :-k, :] &= m[..., k:, :]
+    col = out.copy()
+    for k in range(1, px + 1):  # then the row segment
+        out[..., :, k:] &= col[..., :, :-k]
+        out[..., :, :-k] &= col[..., :, k:]
+    return out
 
 
 def depth_agrees(z: np.ndarray, d: np.ndarray, tol_abs: float, tol_rel: float) -> np.ndarray:

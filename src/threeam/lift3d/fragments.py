@@ -157,20 +157,21 @@ class Overlap2D:
                 continue
             parts = self._buffer.pop(t)
             ids = np.concatenate([p[0] for p in parts])
-            m = np.concatenate([p[1] for p in parts]).astype(np.float32)
             if len(ids) < 2:
                 continue
-            inter = m @ m.T
-            area = m.sum(1)
-            union = area[:, None] + area[None, :] - inter
-            iou = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-            a, b = np.nonzero(np.triu(iou > 0, k=1))
+            # masks are sparse: intersections only for the pairs that overlap at all
+            m = sparse.csr_matrix(np.concatenate([p[1] for p in parts]).astype(np.float32))
+            area = np.asarray(m.sum(1)).reshape(-1)
+            inter = sparse.triu(m @ m.T, k=1).tocoo()
+            a, b, i = inter.row, inter.col, inter.data
+            union = area[a] + area[b] - i
+            iou = np.where(union > 0, i / np.maximum(union, 1e-9), 0.0)
             ia, ib = ids[a], ids[b]
             lo, hi = np.minimum(ia, ib), np.maximum(ia, ib)
-            sel = lo != hi
+            sel = (lo != hi) & (iou > 0)
             self._rows.append(lo[sel])
             self._cols.append(hi[sel])
-            self._vals.append(iou[a, b][sel])
+            self._vals.append(iou[sel])
 
     def matrix(self, n: int) -> sparse.csr_matrix:
         """``(n, n)`` upper-triangular sum of IoUs (row id < column id)."""
