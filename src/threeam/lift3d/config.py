@@ -63,6 +63,9 @@ class LiftConfig:
         min_hit_ratio: a fragment keeps the vertices that fall inside its (eroded) mask in at least
             this fraction of the fragment's frames in which they are visible.
         min_fragment_vertices: fragments with fewer vertices are dropped.
+        band_radius: vertices only seen in the erosion band join a fragment when the un-eroded mask
+            agrees and a chain of such vertices, each within this distance (metres) of the next,
+            connects them to its core (0: pure erosion).
 
     Merging (union-find over fragment pairs):
         merge_iou: 3D IoU on the mutually visible vertices above which two fragments merge.
@@ -121,6 +124,7 @@ class LiftConfig:
     max_depth: float = 10.0
     min_hit_ratio: float = 0.5
     min_fragment_vertices: int = 20
+    band_radius: float = 0.05
 
     merge_iou: float = 0.5
     merge_precision: float = 0.8
@@ -158,7 +162,7 @@ class LiftConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
                 raise InputError(f"lift option {name} must be a number in [0, 1], got {v!r}")
-        for name in ("depth_tol_abs", "depth_tol_rel", "min_depth", "max_depth"):
+        for name in ("depth_tol_abs", "depth_tol_rel", "min_depth", "max_depth", "band_radius"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or float(v) < 0:
                 raise InputError(f"lift option {name} must be a number >= 0, got {v!r}")

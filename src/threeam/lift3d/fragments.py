@@ -2,8 +2,14 @@
 
 For a proposal tracked on frames ``T`` (those where its mask is not lost), a mesh vertex belongs
 to the fragment when it fell inside the eroded mask in at least ``min_hit_ratio`` of the frames of
-``T`` in which it was visible (multi-view agreement within the track). The fragment's
-*consistency* is the mean of that ratio over its vertices.
+``T`` in which it was visible (multi-view agreement within the track). A frame on which the
+vertex falls in the erosion band (inside the mask, outside its eroded core) abstains: it is
+neither a hit nor a miss. Vertices only ever seen in the band (the limb of a curved object,
+surfaces seen at grazing angles) join when the un-eroded mask agrees in ``min_hit_ratio`` of
+their frames and they are connected to the core in 3D (a chain of such vertices, each within
+``band_radius`` of the next): the erosion keeps isolated boundary bleeding out without cutting
+the object's rim. The fragment's *consistency* is the mean
+of the ratio over its vertices.
 
 `Overlap2D` gathers the 2D mask IoU of fragments tracked on the same frame, at low resolution,
 frame by frame as soon as no later session can add a mask to that frame (memory stays bounded by
@@ -16,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 from scipy import sparse
+from scipy.spatial import cKDTree
 
 from threeam.lift3d.backproject import FrameVisibility, erode_masks, lift_masks
 from threeam.lift3d.config import LiftConfig
@@ -61,6 +68,7 @@ def lowres_masks(masks: np.ndarray, long_side: int) -> np.ndarray:
 @dataclass
 class _Track:
     hits: list = field(default_factory=list)  # vertex arrays, one per tracked frame
+    band: list = field(default_factory=list)  # vertices in the mask but not in its eroded core
     frames: list = field(default_factory=list)
     stability: list = field(default_factory=list)
 
@@ -73,9 +81,12 @@ class WindowLifter:
         proposals: the keyframe's proposals (tracker order).
         first_id: global id of the first proposal's fragment (ids are ``first_id + j``).
         config: lifting options.
+        vertices: ``(V, 3)`` mesh vertices (needed for ``band_radius``).
     """
 
-    def __init__(self, keyframe: int, proposals: list[Proposal], first_id: int, config: LiftConfig) -> None:
+    def __init__(self, keyframe: int, proposals: list[Proposal], first_id: int, config: LiftConfig,
+                 vertices: Optional[np.ndarray] = None) -> None:
+        self.vertices = vertices
         self.keyframe = keyframe
         self.proposals = proposals
         self.first_id = first_id
@@ -94,10 +105,16 @@ class WindowLifter:
         idx = np.nonzero(alive)[0]
         eroded = erode_masks(masks[idx], self.config.erode_px)
         lifted = lift_masks(vis, eroded)
+        if self.config.erode_px > 0:
+            inside = lift_masks(vis, masks[idx])
+            bands = [np.setdiff1d(a, b, assume_unique=True) for a, b in zip(inside, lifted)]
+        else:
+            bands = [np.zeros(0, dtype=np.int64)] * len(idx)
         self.visible[step.frame] = vis.mask()
-        for j, verts in zip(idx.tolist(), lifted):
+        for j, verts, band in zip(idx.tolist(), lifted, bands):
             tr = self.tracks[j]
             tr.hits.append(verts)
+            tr.band.append(band)
             tr.frames.append(step.frame)
             tr.stability.append(float(step.stability[j]))
         return alive
@@ -112,13 +129,37 @@ class WindowLifter:
             if allv.size == 0:
                 continue
             verts, hits = np.unique(allv, return_counts=True)
-            seen = np.zeros(len(verts), dtype=np.int64)
+            band = np.concatenate(tr.band)
+            bv, bc = np.unique(band, return_counts=True) if band.size else (band, band)
+            cand = np.union1d(verts, bv)
+            seen = np.zeros(len(cand), dtype=np.int64)
             for t in tr.frames:
-                seen += self.visible[t][verts]
-            ratio = hits / np.maximum(seen, 1)
-            keep = ratio >= self.config.min_hit_ratio
+                seen += self.visible[t][cand]
+            n_hit = np.zeros(len(cand), dtype=np.int64)
+            n_hit[np.searchsorted(cand, verts)] = hits
+            n_band = np.zeros(len(cand), dtype=np.int64)
+            n_band[np.searchsorted(cand, bv)] = bc
+            # the erosion band abstains: a frame where the vertex is inside the mask but outside its
+            # eroded core is neither a hit nor a miss
+            ratio = n_hit / np.maximum(seen - n_band, 1)
+            core = (n_hit > 0) & (ratio >= self.config.min_hit_ratio)
+            keep = core
+            if self.config.band_radius > 0 and band.size and core.any():
+                # boundary vertices the full mask agrees on join when they touch the core in 3D
+                full = (n_hit + n_band) / np.maximum(seen, 1)
+                edge = np.nonzero(~core & (full >= self.config.min_hit_ratio))[0]
+                keep = core.copy()
+                front = cand[core]
+                while edge.size and front.size:  # grow from the core through agreeing boundary vertices
+                    d, _ = cKDTree(self.vertices[front]).query(self.vertices[cand[edge]], k=1,
+                                                               distance_upper_bound=self.config.band_radius)
+                    near = np.isfinite(d)
+                    keep[edge[near]] = True
+                    front, edge = cand[edge[near]], edge[~near]
             if int(keep.sum()) < self.config.min_fragment_vertices:
                 continue
+            verts = cand
+            ratio = np.where(core, ratio, (n_hit + n_band) / np.maximum(seen, 1))
             out.append(Fragment(id=self.first_id + j, keyframe=self.keyframe, vertices=verts[keep],
                                 frames=np.array(sorted(tr.frames), dtype=np.int64), score=float(prop.score),
                                 stability=float(np.mean(tr.stability)), consistency=float(ratio[keep].mean()),

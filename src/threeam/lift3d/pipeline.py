@@ -143,7 +143,7 @@ def lift_scene(scene: LiftScene, proposals: ProposalSource, tracker: Tracker, co
         n_props += len(props)
         t0 = time.perf_counter()
         key_visible[k] = visibility(k).mask()
-        lifter = WindowLifter(k, props, next_id, config)
+        lifter = WindowLifter(k, props, next_id, config, vertices=scene.mesh.vertices)
         ids = np.arange(next_id, next_id + len(props), dtype=np.int64)
         next_id += len(props)
         timings["lifting"] += time.perf_counter() - t0
