@@ -208,25 +208,27 @@ def observed_vertices(vertices: np.ndarray, frames, tol_abs: float = 0.05, tol_r
         tol_abs / tol_rel: a vertex at depth z is seen when ``|z - D| <= max(tol_abs, tol_rel * D)``.
     """
     counts = np.zeros(len(vertices), dtype=np.int64)
-    pts = np.asarray(vertices, dtype=np.float64)
+    pts = np.asarray(vertices, dtype=np.float32)
+    px, py, pz = pts[:, 0], pts[:, 1], pts[:, 2]
     for fr in frames:
         if fr.depth is None or fr.cam_to_world is None:
             continue
         R, t = fr.cam_to_world[:3, :3], fr.cam_to_world[:3, 3]
-        pc = (pts - t) @ R
-        z = pc[:, 2]
+        off = -(t @ R)
+        # camera coordinates column by column (much faster than an (N, 3) @ (3, 3) product)
+        xc, yc, z = ((px * np.float32(R[0, j]) + py * np.float32(R[1, j]) + pz * np.float32(R[2, j])
+                      + np.float32(off[j])) for j in range(3))
         ok = z > 1e-6
-        u = np.full(len(pts), -1.0)
-        v = np.full(len(pts), -1.0)
-        u[ok] = fr.K[0, 0] * pc[ok, 0] / z[ok] + fr.K[0, 1] * pc[ok, 1] / z[ok] + fr.K[0, 2]
-        v[ok] = fr.K[1, 1] * pc[ok, 1] / z[ok] + fr.K[1, 2]
+        inv = np.float32(1.0) / np.where(ok, z, np.float32(1.0))
+        K = fr.K
+        ui = np.rint(np.float32(K[0, 0]) * xc * inv + np.float32(K[0, 1]) * yc * inv + np.float32(K[0, 2]))
+        vi = np.rint(np.float32(K[1, 1]) * yc * inv + np.float32(K[1, 2]))
         H, W = fr.depth.shape
-        ui, vi = np.rint(u).astype(np.int64), np.rint(v).astype(np.int64)
         ok &= (ui >= 0) & (ui < W) & (vi >= 0) & (vi < H)
-        d = np.zeros(len(pts))
-        d[ok] = fr.depth[vi[ok], ui[ok]]
-        ok &= (d > 0) & (np.abs(z - d) <= np.maximum(tol_abs, tol_rel * d))
-        counts += ok
+        idx = np.nonzero(ok)[0]
+        d = fr.depth[vi[idx].astype(np.int64), ui[idx].astype(np.int64)]
+        good = (d > 0) & (np.abs(z[idx] - d) <= np.maximum(tol_abs, tol_rel * d))
+        counts[idx[good]] += 1
     return counts
 
 

@@ -63,22 +63,29 @@ def backproject_mask(depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
 
 
 def project_to_frame(points: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray, hw: tuple[int, int]):
-    """Project world points ``(N, 3)`` into a frame of size ``hw``.
+    """Project world points ``(N, 3)`` into a frame of size ``hw`` (float32 arithmetic: sub-millimetre
+    at room scale, and several times faster than float64 on large meshes).
 
     Returns:
-        ``(inside (N,) bool, flat pixel index (N,) int64 (valid where inside), z (N,) float64)``;
+        ``(inside (N,) bool, flat pixel index (N,) int64 (valid where inside), z (N,) float32)``;
         ``inside`` = in front of the camera and the rounded pixel is in the image.
     """
-    R, t = cam_to_world[:3, :3], cam_to_world[:3, 3]
-    pc = (np.asarray(points, dtype=np.float64) - t) @ R
-    z = pc[:, 2]
+    P = np.asarray(points)
+    if P.dtype != np.float32:
+        P = P.astype(np.float32)
+    R = np.asarray(cam_to_world[:3, :3], dtype=np.float64)
+    t = np.asarray(cam_to_world[:3, 3], dtype=np.float64)
+    off = -(t @ R)
+    # R^T (p - t) column by column: element-wise products beat an (N, 3) @ (3, 3) product here
+    px, py, pz = P[:, 0], P[:, 1], P[:, 2]
+    xc, yc, z = ((px * np.float32(R[0, j]) + py * np.float32(R[1, j]) + pz * np.float32(R[2, j])
+                  + np.float32(off[j])) for j in range(3))
     front = z > 1e-6
-    zs = np.where(front, z, 1.0)
-    u = K[0, 0] * pc[:, 0] / zs + K[0, 1] * pc[:, 1] / zs + K[0, 2]
-    v = K[1, 1] * pc[:, 1] / zs + K[1, 2]
+    inv_z = np.float32(1.0) / np.where(front, z, np.float32(1.0))
+    x, y = xc * inv_z, yc * inv_z
     H, W = hw
-    ui = np.rint(u)
-    vi = np.rint(v)
+    ui = np.rint(np.float32(K[0, 0]) * x + np.float32(K[0, 1]) * y + np.float32(K[0, 2]))
+    vi = np.rint(np.float32(K[1, 1]) * y + np.float32(K[1, 2]))
     inside = front & (ui >= 0) & (ui < W) & (vi >= 0) & (vi < H)
     pix = np.where(inside, vi * W + ui, 0).astype(np.int64)
     return inside, pix, z
@@ -114,7 +121,7 @@ def frame_visibility(vertices: np.ndarray, depth: np.ndarray, K: np.ndarray, cam
     hw = depth.shape[:2]
     inside, pix, z = project_to_frame(vertices, K, cam_to_world, hw)
     idx = np.nonzero(inside)[0]
-    d = depth.reshape(-1)[pix[idx]].astype(np.float64)
+    d = depth.reshape(-1)[pix[idx]]
     ok = depth_agrees(z[idx], d, tol_abs, tol_rel) & (d > min_depth) & (d <= max_depth)
     idx = idx[ok]
     return FrameVisibility(vertices=idx, pixels=pix[idx], hw=hw, n_vertices=len(vertices))
