@@ -303,17 +303,14 @@ def synth_scene_id(seed: int) -> str:
 
 
 def write_label_table(root) -> "Path":
-    """Write a ``scannetv2-labels.combined.tsv`` with the categories generated scenes use."""
+    """Write ``root/scannetv2-labels.combined.tsv`` with the categories generated scenes use."""
     from pathlib import Path
 
     from threeam.data.scannet.labels import LABEL_TABLE_NAME
-    from threeam.io.atomic import atomic_write_text
+    from threeam.data.scannet.labels import write_label_table as write_table
 
-    rows = ["index\traw_category\tcategory\tcount\tnyu40id\tid"]
-    for k, name in enumerate(sorted(_SCANNET200)):
-        rows.append(f"{k + 1}\t{name}\t{name}\t1\t{_NYU40[name]}\t{_SCANNET200[name]}")
     path = Path(root) / LABEL_TABLE_NAME
-    atomic_write_text(path, "\n".join(rows) + "\n")
+    write_table(path, {name: (_SCANNET200[name], _NYU40[name]) for name in sorted(_SCANNET200)})
     return path
 
 
