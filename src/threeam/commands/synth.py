@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
                                        help="Also write every n-th frame as an undistorted DSLR image."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace scene folders that already exist (only ones threeam wrote)."),
+        layout: str = typer.Option("scannetpp", "--layout",
+                                   help="scannetpp, or scannet (dense mesh, superpoints, GT per vertex; "
+                                        "scans/scene9SSS_00, for threeam lift3d)."),
     ) -> None:
         """Generate synthetic scenes (RGB, depth, poses, instance-labelled mesh) readable by the ScanNet++ reader."""
         import json
@@ -53,8 +56,20 @@ def register(app: typer.Typer) -> None:
             if trajectory is not None:
                 overrides["trajectory"] = trajectory
             cfg = synth_config(preset, **overrides)
-            ids = [f"synth_{seed + k:05d}" for k in range(scenes)]
-            existing = [i for i in ids if (out / "data" / i).exists()]
+            if layout not in ("scannetpp", "scannet"):
+                raise InputError(f"--layout must be scannetpp or scannet, got {layout!r}")
+            if layout == "scannet":
+                from threeam.data.synth_scannet import synth_scene_id
+
+                ids = [synth_scene_id(seed + k) for k in range(scenes)]
+                existing = [i for i in ids if (out / "scans" / i).exists()]
+                if existing and not overwrite:
+                    raise InputError(f"{len(existing)} scene folder(s) already exist under {out / 'scans'} "
+                                     f"(e.g. {existing[0]}); pass --overwrite to replace them")
+                for sid in existing:  # only scene folders threeam wrote, before any scene is generated
+                    check_output_dir(out / "scans" / sid, overwrite=True, option="scene")
+            ids = [f"synth_{seed + k:05d}" for k in range(scenes)] if layout == "scannetpp" else ids
+            existing = [i for i in ids if (out / "data" / i).exists()] if layout == "scannetpp" else []
             if existing and not overwrite:
                 raise InputError(f"{len(existing)} scene folder(s) already exist under {out / 'data'} "
                                  f"(e.g. {existing[0]}); pass --overwrite to replace them")
@@ -63,6 +78,29 @@ def register(app: typer.Typer) -> None:
         except ThreeAMError as e:
             typer.echo(f"error: {' '.join(str(e).split())}", err=True)
             raise typer.Exit(2)
+        if layout == "scannet":
+            from threeam.data.scannet.splits import write_split
+            from threeam.data.synth_scannet import write_synth_scannet
+
+            for k, sid in enumerate(ids):
+                t0 = time.perf_counter()
+                scene = generate_scene(cfg, seed=seed + k, name=sid)
+                sdir = out / "scans" / sid
+                with atomic_output_dir(sdir, overwrite=overwrite, kind="synth-scene", option="scene") as tmp:
+                    # the writer lays out ROOT/scans/<id>: stage it inside the temporary folder, then lift it up
+                    staged = write_synth_scannet(scene, tmp / ".stage", sid)
+                    for item in staged.iterdir():
+                        item.rename(tmp / item.name)
+                    table = tmp / ".stage" / "scannetv2-labels.combined.tsv"
+                    if table.is_file():  # the label table lives at the dataset root (one rename)
+                        table.replace(out / table.name)
+                    shutil.rmtree(tmp / ".stage")
+                typer.echo(f"{sid}: {len(scene)} frames {cfg.height}x{cfg.width}, {len(scene.meta['objects'])} "
+                           f"objects ({time.perf_counter() - t0:.1f} s) -> {sdir}")
+            split = out / "splits" / "synth.txt"
+            listed = set(split.read_text().split()) if split.is_file() else set()
+            write_split(split, sorted(listed | set(ids)))
+            return
         for k, sid in enumerate(ids):
             t0 = time.perf_counter()
             scene = generate_scene(cfg, seed=seed + k, name=sid)
