@@ -1,0 +1,81 @@
+"""Small, committable records of a training run (docs/evidence.md): the latest weights in float16
+safetensors, the config and step, the held-out evaluations and the loss curve.
+
+    python -m threeam.experiments.artifacts RUN_DIR DEST
+
+writes ``DEST/model.fp16.safetensors`` (metadata: step, task, preset), ``DEST/run.json`` (config,
+step, wall-clock seconds of the logged curve) ``DEST/eval.jsonl`` (copied) and ``DEST/curve.csv``
+(every logged ``train/*`` scalar by step). A float16 copy is for inspection and initialisation
+(``model.init_checkpoint`` after casting back, or `load_part_weights`); resuming needs the full
+checkpoint folder.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+
+def export_run(run_dir: str | Path, dest: str | Path) -> dict:
+    import torch
+    from safetensors.torch import save_file
+
+    from threeam.train.export import training_state_dict
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    weights, state = training_state_dict(run_dir)
+    step = int(state["step"])
+    half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
+    save_file(half, str(dest / "model.fp16.safetensors"),
+              metadata={"step": str(step), "task": state["config"]["task"], "preset": state["config"]["name"]})
+    curve = _curve(run_dir / "tb")
+    rows = sorted(curve.items())
+    seconds = (rows[-1][1]["_wall"] - rows[0][1]["_wall"]) if len(rows) > 1 else 0.0
+    keys = sorted({k for _, r in rows for k in r if not k.startswith("_")})
+    with open(dest / "curve.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "wall_seconds"] + keys)
+        for s, r in rows:
+            w.writerow([s, round(r["_wall"] - rows[0][1]["_wall"], 1)] + [r.get(k, "") for k in keys])
+    if (run_dir / "eval.jsonl").is_file():
+        shutil.copyfile(run_dir / "eval.jsonl", dest / "eval.jsonl")
+    doc = {"step": step, "task": state["config"]["task"], "preset": state["config"]["name"],
+           "logged_wall_seconds": seconds, "parameters": int(sum(v.numel() for v in weights.values())),
+           "config": state["config"]}
+    (dest / "run.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    del torch
+    return doc
+
+
+def _curve(tb_dir: Path) -> dict[int, dict]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tb_dir))
+    ea.Reload()
+    out: dict[int, dict] = {}
+    for tag in ea.Tags()["scalars"]:
+        if not (tag.startswith("train/") or tag.startswith("eval/")):
+            continue
+        for e in ea.Scalars(tag):
+            row = out.setdefault(int(e.step), {"_wall": e.wall_time})
+            row["_wall"] = min(row["_wall"], e.wall_time)
+            row[tag] = round(float(e.value), 6)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dir")
+    p.add_argument("dest")
+    a = p.parse_args(argv)
+    doc = export_run(a.run_dir, a.dest)
+    print(json.dumps({k: v for k, v in doc.items() if k != "config"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
