@@ -55,7 +55,7 @@ def test_part_weights_move_between_tasks(runs):
     run_dir, weights = runs["toy-ablation-3am"]
     load_part_weights(sam2, run_dir, part="sam2")  # the SAM 2 part of a 3AM run
     assert _same(sam2.state_dict(), {k[5:]: v for k, v in weights.items() if k.startswith("sam2.")})
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="does not (fit|match)"):
         load_part_weights(sam2, runs["must3r-pretrain-synthetic"][0], part="sam2")
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from threeam.errors import InputError
+from threeam.predictor.validation import as_float_tensor, is_int
 from threeam.predictor.postprocess import connected_components
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,19 +60,8 @@ def _as_rgb_array(image: Any, name: str = "image") -> np.ndarray:
     return image
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _float_tensor(value: Any, name: str) -> torch.Tensor:
-    try:
-        t = value.detach().to("cpu", torch.float32) if isinstance(value, torch.Tensor) \
-            else torch.as_tensor(np.asarray(value, dtype=np.float32))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be numbers, got {value!r}") from exc
-    if not torch.isfinite(t).all():
-        raise InputError(f"{name} must be finite numbers")
-    return t
+_is_int = is_int
+_float_tensor = as_float_tensor
 
 
 class ImagePredictor:

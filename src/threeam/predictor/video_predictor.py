@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import numbers
 import os
 import shutil
 import tempfile
@@ -53,6 +52,7 @@ from threeam.predictor.postprocess import fill_holes_in_mask_scores
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.models.sam2.tracking import COND, NON_COND, NO_OBJ_SCORE, FrameFeatures, TrackStepOutput
 from threeam.predictor.state import InferenceState, empty_output_dict
+from threeam.predictor.validation import as_float_tensor, is_int
 
 PREDICTOR_OPTIONS = (
     "fill_hole_area",
@@ -66,10 +66,6 @@ PERFORMANCE_OPTIONS = ("batch_objects", "keep_all_outputs", "spill_dir", "autoca
 _PERFORMANCE_DEFAULTS = dict(batch_objects=True, keep_all_outputs=False, spill_dir=None, autocast=None, compile=False)
 # the per-frame entry fields written to a spill file (maskmem_pos_enc is the shared copy)
 _SPILL_KEYS = ("maskmem_features", "pred_masks", "obj_ptr", "object_score_logits")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class VideoPredictor:
@@ -153,7 +149,7 @@ class VideoPredictor:
             if value is None and config is not None:
                 value = getattr(config, name, None)
             opts[name] = defaults[name] if value is None else value
-        if not _is_int(opts["fill_hole_area"]) or opts["fill_hole_area"] < 0:
+        if not is_int(opts["fill_hole_area"]) or opts["fill_hole_area"] < 0:
             raise InputError(f"fill_hole_area must be an integer >= 0 (pixels), got {opts['fill_hole_area']!r}")
         self.fill_hole_area = int(opts["fill_hole_area"])
         self.non_overlap_masks = bool(opts["non_overlap_masks"])
@@ -294,7 +290,7 @@ class VideoPredictor:
 
     # ------------------------------------------------------------------ validation helpers
     def _check_frame_idx(self, state: InferenceState, frame_idx: Any, name: str = "frame_idx") -> int:
-        if not _is_int(frame_idx):
+        if not is_int(frame_idx):
             raise InputError(f"{name} must be an integer, got {frame_idx!r}")
         if not 0 <= frame_idx < state.num_frames:
             raise InputError(f"{name} {frame_idx} is out of range: the video has {state.num_frames} frames "
@@ -303,7 +299,7 @@ class VideoPredictor:
 
     @staticmethod
     def _check_obj_id(obj_id: Any) -> int:
-        if not _is_int(obj_id):
+        if not is_int(obj_id):
             raise InputError(f"obj_id must be an integer, got {obj_id!r}")
         return int(obj_id)
 
@@ -339,14 +335,7 @@ class VideoPredictor:
 
     @staticmethod
     def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
-        try:
-            t = value.detach().to("cpu", torch.float32) if isinstance(value, torch.Tensor) \
-                else torch.as_tensor(np.asarray(value, dtype=np.float32))
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{name} must be numbers, got {value!r}") from exc
-        if not torch.isfinite(t).all():
-            raise InputError(f"{name} must be finite numbers, got {t.tolist()}")
-        return t
+        return as_float_tensor(value, name)
 
     def _check_coords(self, state: InferenceState, coords: torch.Tensor, name: str, normalize_coords: bool) -> None:
         """coords (..., 2) as (x, y): inside the video frame (pixels) or in [0, 1] without normalisation."""
@@ -645,7 +634,7 @@ class VideoPredictor:
         state = inference_state
         if start_frame_idx is not None:
             start_frame_idx = self._check_frame_idx(state, start_frame_idx, "start_frame_idx")
-        if max_frame_num_to_track is not None and (not _is_int(max_frame_num_to_track) or max_frame_num_to_track < 0):
+        if max_frame_num_to_track is not None and (not is_int(max_frame_num_to_track) or max_frame_num_to_track < 0):
             raise InputError(f"max_frame_num_to_track must be an integer >= 0, got {max_frame_num_to_track!r}")
         self.propagate_in_video_preflight(state)
 

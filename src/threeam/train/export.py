@@ -66,13 +66,9 @@ def training_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
 
 
 def _load_strict(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
-    own = module.state_dict()
-    missing = sorted(set(own) - set(weights))
-    unexpected = sorted(set(weights) - set(own))
-    bad = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
-    if missing or unexpected or bad:
-        raise CheckpointError(f"{what} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                              f"shape mismatches {bad[:5]}")
+    from threeam.models.state_dict_check import check_keys
+
+    check_keys(module.state_dict(), weights, what)
     module.load_state_dict(weights, strict=True)
 
 

@@ -485,13 +485,9 @@ def load_init_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
         weights = load_file(str(p))
     except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
         raise CheckpointError(f"cannot read model.init_checkpoint {p} as safetensors: {e}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    bad = [k for k in expected if k in weights and tuple(expected[k].shape) != tuple(weights[k].shape)]
-    if missing or unexpected or bad:
-        raise CheckpointError(f"model.init_checkpoint {p} does not fit the model: missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]}, shape mismatches {bad[:5]}")
+    from threeam.models.state_dict_check import check_keys
+
+    check_keys(model.state_dict(), weights, f"model.init_checkpoint {p}")
     model.load_state_dict(weights, strict=True)
 
 
