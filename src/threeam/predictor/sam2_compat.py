@@ -318,6 +318,19 @@ def _check_mode(mode: Any) -> str:
     return mode
 
 
+def _official_call(name: str, config_file: Any, ckpt_path: Any, device: Any, mode: str,
+                   hydra_overrides_extra: Sequence[str], postprocessing: Sequence[str], kwargs: dict):
+    """The checks and config resolution shared by the official builders: returns ``(mode, device,
+    checkpoint, random_weights, seed, SAM2Config, VideoPredictorConfig, vos_optimized_target)``."""
+    _check_kwargs(kwargs, name)
+    mode = _check_mode(mode)
+    dev = _check_device(device)
+    ckpt, random_weights, seed = _weights(ckpt_path, kwargs, name)
+    cfg, video = resolve_official_config(config_file)
+    cfg, video, vos_target = apply_hydra_overrides(cfg, video, list(hydra_overrides_extra) + list(postprocessing))
+    return mode, dev, ckpt, random_weights, seed, cfg, video, vos_target
+
+
 def build_sam2(config_file: Any, ckpt_path: Any = None, device: Any = "cuda", mode: str = "eval",
                hydra_overrides_extra: Sequence[str] = [], apply_postprocessing: bool = True, **kwargs: Any):
     """The official ``build_sam2``: a `SAM2Base` image/video model (not a predictor).
@@ -326,13 +339,9 @@ def build_sam2(config_file: Any, ckpt_path: Any = None, device: Any = "cuda", mo
     """
     from threeam.predictor.build import build_sam2_model
 
-    _check_kwargs(kwargs, "build_sam2")
-    mode = _check_mode(mode)
-    dev = _check_device(device)
-    ckpt, random_weights, seed = _weights(ckpt_path, kwargs, "build_sam2")
-    cfg, video = resolve_official_config(config_file)
-    overrides = list(hydra_overrides_extra) + (list(POSTPROCESSING_OVERRIDES) if apply_postprocessing else [])
-    cfg, video, _ = apply_hydra_overrides(cfg, video, overrides)
+    mode, dev, ckpt, random_weights, seed, cfg, video, _ = _official_call(
+        "build_sam2", config_file, ckpt_path, device, mode, hydra_overrides_extra,
+        POSTPROCESSING_OVERRIDES if apply_postprocessing else (), kwargs)
     model = build_sam2_model(cfg, checkpoint=ckpt, device=dev, random_weights=random_weights, seed=seed,
                              video_config=video)
     return model.train(mode == "train")
@@ -349,13 +358,9 @@ def build_sam2_video_predictor(config_file: Any, ckpt_path: Any = None, device: 
     """
     from threeam.predictor.build import build_predictor
 
-    _check_kwargs(kwargs, "build_sam2_video_predictor")
-    mode = _check_mode(mode)
-    dev = _check_device(device)
-    ckpt, random_weights, seed = _weights(ckpt_path, kwargs, "build_sam2_video_predictor")
-    cfg, video = resolve_official_config(config_file)
-    overrides = list(hydra_overrides_extra) + (list(VIDEO_POSTPROCESSING_OVERRIDES) if apply_postprocessing else [])
-    cfg, video, vos_target = apply_hydra_overrides(cfg, video, overrides)
+    mode, dev, ckpt, random_weights, seed, cfg, video, vos_target = _official_call(
+        "build_sam2_video_predictor", config_file, ckpt_path, device, mode, hydra_overrides_extra,
+        VIDEO_POSTPROCESSING_OVERRIDES if apply_postprocessing else (), kwargs)
     vos = bool(vos_optimized) or vos_target
     if vos and any(f.name == "compile" for f in dataclasses.fields(video)):
         video = dataclasses.replace(video, compile=True)
