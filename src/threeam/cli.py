@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 # click's exception classes, wherever this typer takes click from (a vendored copy in typer >= 0.2x)
 _exc = importlib.import_module(typer.BadParameter.__module__)
 _NoArgsIsHelpError = getattr(_exc, "NoArgsIsHelpError", None) or type("_Never", (Exception,), {})
+_Abort = getattr(_exc, "Abort", typer.Abort)
 
 
 class _OneLineErrors(TyperGroup):
@@ -38,7 +39,7 @@ class _OneLineErrors(TyperGroup):
         except _exc.ClickException as e:
             typer.echo(f"error: {_one_line(e.format_message())}", err=True)
             sys.exit(e.exit_code)
-        except _exc.Abort:
+        except _Abort:
             typer.echo("aborted", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
