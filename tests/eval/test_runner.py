@@ -14,8 +14,9 @@ from threeam.data.eval_sequences import EvalSequenceConfig, build_eval_sequences
 from threeam.errors import InputError
 from threeam.eval.metrics import aggregate
 from threeam.eval.protocol import load_sequence, score_object
-from threeam.eval.runner import (METHODS, TABLE_COLUMNS, EvalConfig, EvalContext, PeakMemory, open_scenes,
-                                 register_method, resolve_methods, run_evaluation)
+from threeam.data.discovery import open_scenes
+from threeam.eval import (METHODS, TABLE_COLUMNS, EvalConfig, EvalContext, PeakMemory, register_method,
+                          resolve_methods, run_evaluation)
 from threeam.io.masks import read_rle_json
 
 METHOD_NAMES = ["sam2", "sam2long", "dam4sam"]
@@ -97,14 +98,26 @@ def test_eval_refuses_existing_output_and_overwrites_on_request(golden_dir, tmp_
     out = tmp_path / "run"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
-    args = _args(golden_dir, out, "--max-sequences", "1", "--worst", "0")
+    args = _args(golden_dir, out, "--max-sequences", "2", "--worst", "0")
     args[args.index("--methods") + 1] = "sam2"
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "--overwrite" in res.output
     assert (out / "keep.txt").read_text() == "user data"
+    # --overwrite replaces only a folder threeam wrote (threeam.io.atomic): user data stays
     res = CliRunner().invoke(app, args + ["--overwrite"])
+    assert res.exit_code == 2 and "not written by threeam" in res.output
+    assert (out / "keep.txt").read_text() == "user data"
+    (out / "keep.txt").unlink()
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert not (out / "keep.txt").exists() and (out / "results.csv").is_file()
+    assert len(json.loads((out / "per_sequence.json").read_text())) == 2
+    one = list(args)
+    one[one.index("--max-sequences") + 1] = "1"
+    res = CliRunner().invoke(app, one)
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    res = CliRunner().invoke(app, one + ["--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert (out / "results.csv").is_file()
     assert len(json.loads((out / "per_sequence.json").read_text())) == 1
     assert not list(tmp_path.glob(".run.*"))  # no temporary folders left behind
 
@@ -224,7 +237,7 @@ def test_3am_combinations_use_the_3am_predictor(golden_dir, tmp_path, monkeypatc
 
     class Fake3AM(VideoPredictor):
         def compute_backbone_features(self, inference_state, frame_idx, image):
-            seen.append(type(self).__name__)
+            seen.append((type(self).__name__, type(self.memory_policy).__name__ if self.memory_policy else None))
             return super().compute_backbone_features(inference_state, frame_idx, image)
 
     monkeypatch.setattr(predictor_pkg, "build_3am_predictor",
@@ -234,4 +247,4 @@ def test_3am_combinations_use_the_3am_predictor(golden_dir, tmp_path, monkeypatc
     res = run_evaluation(open_scenes("synthetic:1", synth_frames=4), ["3am", "3am+sam2long", "3am+dam4sam"],
                          tmp_path / "o", ctx, EvalConfig(max_sequences=1, worst_overlays=0, progress=False))
     assert set(res.methods) == {"3am", "3am+sam2long", "3am+dam4sam"}
-    assert {"Fake3AM", "PolicyFake3AM"} <= set(seen)
+    assert {("Fake3AM", None), ("Fake3AM", "SAM2LongPolicy"), ("Fake3AM", "DAM4SAMPolicy")} == set(seen)
