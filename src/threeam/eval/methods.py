@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import torch
 
 from threeam.errors import InputError
 
@@ -31,8 +30,8 @@ class EvalContext:
         model_preset: SAM 2 preset name (e.g. ``sam2.1_hiera_t``) or a `SAM2Config`.
         checkpoint: SAM 2 checkpoint (path or hub id); None only with ``random_weights``.
         device: ``cpu`` or ``cuda``.
-        random_weights: build with deterministic random weights (``torch.manual_seed(seed)``),
-            for tests and demos; no checkpoint is read.
+        random_weights: build with deterministic random weights (the builder's one rule,
+            `threeam.predictor.build.random_init_`), for tests and demos; no checkpoint is read.
         seed: seed of the random weights.
         extra: free-form options for other factories (e.g. a 3AM checkpoint).
     """
@@ -46,26 +45,25 @@ class EvalContext:
     _model: Any = field(default=None, repr=False)
 
     def sam2_model(self):
-        """The SAM 2 model (built once, shared by the SAM 2 based methods)."""
+        """The SAM 2 model (built once through `threeam.predictor.build.build_sam2_model`, shared
+        by the SAM 2 based methods; random weights follow the one rule, so the 3AM methods' random
+        SAM 2 part equals it)."""
         if self._model is None:
-            from threeam.models.sam2.build import build_sam2
-            from threeam.models.sam2.config import VideoPredictorConfig
+            from threeam.predictor.build import build_sam2_model, video_predictor_config
 
             if self.checkpoint is None and not self.random_weights:
                 raise InputError("no SAM 2 checkpoint given: pass --checkpoint PATH_OR_HUB_ID "
                                  "(or --random-weights for a smoke test)")
-            if self.random_weights:
-                torch.manual_seed(self.seed)
-            self._model = build_sam2(self.model_preset, checkpoint=None if self.random_weights else self.checkpoint,
-                                     device=self.device, video_config=VideoPredictorConfig())
+            self._model = build_sam2_model(self.model_preset, None if self.random_weights else self.checkpoint,
+                                           self.device, self.random_weights, self.seed,
+                                           video_config=video_predictor_config())
         return self._model
 
     def sam2_predictor(self):
         """A plain SAM 2 `VideoPredictor` (official video-predictor defaults) on :meth:`sam2_model`."""
-        from threeam.models.sam2.config import VideoPredictorConfig
-        from threeam.predictor.video_predictor import VideoPredictor
+        from threeam.predictor.build import build_eval_predictor
 
-        return VideoPredictor(self.sam2_model(), VideoPredictorConfig(), progress=False)
+        return build_eval_predictor(self, "sam2")
 
 
 @dataclass(frozen=True)
@@ -87,12 +85,7 @@ def _sam2(ctx: EvalContext):
 def _threeam(ctx: EvalContext):
     import threeam.predictor as predictor_pkg
 
-    builder = getattr(predictor_pkg, "build_3am_predictor", None)  # looked up per call (tests patch it)
-    if builder is None:
-        raise InputError("the 3AM model is not available in this build: threeam.predictor offers no "
-                         "build_3am_predictor yet (3AM also needs trained Feature Merger weights); "
-                         "run the SAM 2 based methods (sam2, sam2long, dam4sam) meanwhile")
-    return builder(ctx)
+    return predictor_pkg.build_3am_predictor(ctx)  # looked up per call (tests patch it)
 
 
 def _with_policy(base: Callable[[EvalContext], Any], policy: str) -> Callable[[EvalContext], Any]:
