@@ -127,7 +127,7 @@ def _build(name: str, args):
     if name == "sam2":
         preset = args.sam2_preset or debug_sam2_config()
         return build_predictor("sam2", preset=preset, **opts)
-    return build_predictor("3am", preset=args.threeam_preset, **opts)
+    return build_predictor("3am", preset=args.three_am_preset, **opts)
 
 
 def main() -> None:

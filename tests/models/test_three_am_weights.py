@@ -11,7 +11,7 @@ from threeam.errors import CheckpointError, InputError, OfflineError
 from threeam.io.atomic import MARKER_NAME
 from threeam.models.merger import FeatureMergerConfig
 from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM, ThreeAMConfig, debug_sam2_config, tiny_must3r_config
-from threeam.models.three_am_weights import load_threeam, save_threeam
+from threeam.models.three_am_weights import load_three_am, save_three_am
 from threeam.predictor.build import build_three_am_model
 
 
@@ -31,22 +31,22 @@ def _same(a: ThreeAM, b: ThreeAM) -> None:
 
 
 def test_all_parts_round_trip(model, tmp_path):
-    out = save_threeam(model, tmp_path / "ckpt")
+    out = save_three_am(model, tmp_path / "ckpt")
     assert sorted(p.name for p in out.iterdir()) == [MARKER_NAME, "config.json", "model.safetensors"]
     _same(model, ThreeAM.from_pretrained(str(out)))
     with pytest.raises(InputError, match="already exists"):
-        save_threeam(model, out)
-    save_threeam(model, out, overwrite=True)
+        save_three_am(model, out)
+    save_three_am(model, out, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary or old folder left
     (out / "notes.txt").write_text("mine")  # a file threeam did not write: never deleted
     with pytest.raises(InputError, match="did not write"):
-        save_threeam(model, out, overwrite=True)
+        save_three_am(model, out, overwrite=True)
     assert (out / "notes.txt").read_text() == "mine"
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "data.bin").write_bytes(b"x")
     with pytest.raises(InputError, match="not written by threeam"):
-        save_threeam(model, foreign, overwrite=True)
+        save_three_am(model, foreign, overwrite=True)
     assert (foreign / "data.bin").read_bytes() == b"x"
 
 
@@ -61,11 +61,11 @@ def test_all_parts_round_trip(model, tmp_path):
     (lambda m: {**m, "sam2_checkpoint": 5}, "sam2_checkpoint must be"),
 ])
 def test_a_malformed_config_json_is_one_checkpoint_error(model, tmp_path, edit, message):
-    out = save_threeam(model, tmp_path / "ckpt")
+    out = save_three_am(model, tmp_path / "ckpt")
     meta = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps(edit(meta)))
     with pytest.raises(CheckpointError, match=message) as err:
-        load_threeam(out)
+        load_three_am(out)
     assert "\n" not in str(err.value)
 
 
@@ -73,7 +73,7 @@ def test_trained_parts_refer_to_official_files(model, tmp_path):
     torch.save({"model": model.sam2.state_dict()}, tmp_path / "sam2.pt")
     torch.save({"encoder": model.must3r.encoder.state_dict(), "decoder": model.must3r.decoder.state_dict(),
                 "args": argparse.Namespace(model="MUSt3R(...)")}, tmp_path / "must3r.pth")
-    out = save_threeam(model, tmp_path / "heads", parts="trained", sam2_checkpoint="../sam2.pt",
+    out = save_three_am(model, tmp_path / "heads", parts="trained", sam2_checkpoint="../sam2.pt",
                        must3r_checkpoint="../must3r.pth")
     meta = json.loads((out / "config.json").read_text())
     assert meta["parts"] == "trained"
@@ -81,32 +81,32 @@ def test_trained_parts_refer_to_official_files(model, tmp_path):
 
     keys = load_file(str(out / "model.safetensors")).keys()
     assert keys and all(k.startswith(TRAINABLE_PREFIXES) for k in keys)
-    _same(model, load_threeam(out))
+    _same(model, load_three_am(out))
     (tmp_path / "must3r.pth").unlink()
     with pytest.raises(CheckpointError):
-        load_threeam(out)
+        load_three_am(out)
 
 
 def test_mismatch_missing_and_offline_errors(model, tmp_path, monkeypatch):
-    out = save_threeam(model, tmp_path / "ckpt")
+    out = save_three_am(model, tmp_path / "ckpt")
     meta = json.loads((out / "config.json").read_text())
     good = json.dumps(meta)
     meta["config"]["merger"] = "paper"  # 12 heads cannot split the tiny 32-wide MUSt3R decoder
     (out / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="invalid 3AM config"):
-        load_threeam(out)
+        load_three_am(out)
     # weights of a merger with other conv widths: the error names the keys and shapes
     other = ThreeAM(ThreeAMConfig(debug_sam2_config(), tiny_must3r_config(), FeatureMergerConfig.preset("tiny", up_dim=8),
                                   must3r_res=64))
-    save_threeam(other, tmp_path / "other")
+    save_three_am(other, tmp_path / "other")
     (tmp_path / "other" / "config.json").write_text(good)
     with pytest.raises(CheckpointError, match=r"shape mismatches \(merger\.up_conv"):
-        load_threeam(tmp_path / "other")
+        load_three_am(tmp_path / "other")
     with pytest.raises(CheckpointError, match="not found"):
-        load_threeam(tmp_path / "nowhere")
+        load_three_am(tmp_path / "nowhere")
     (out / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model.safetensors"):
-        load_threeam(out)
+        load_three_am(out)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="someone/threeam-large"):
-        load_threeam("someone/threeam-large")
+        load_three_am("someone/threeam-large")

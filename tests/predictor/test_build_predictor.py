@@ -33,7 +33,7 @@ def test_one_random_weights_rule_through_every_entry_point():
     import torch
 
     from threeam.eval.methods import EvalContext
-    from threeam.models.three_am import debug_sam2_config, get_threeam_config
+    from threeam.models.three_am import debug_sam2_config, get_three_am_config
     from threeam.predictor.build import build_sam2_model, build_three_am_model
     from threeam.predictor.three_am_predictor import ThreeAMVideoPredictor
 
@@ -47,7 +47,7 @@ def test_one_random_weights_rule_through_every_entry_point():
         "3am preset": build_three_am_model("3am_tiny", random_weights=True, seed=5).sam2,
         "3am classmethod": ThreeAMVideoPredictor.from_pretrained("3am_tiny", random_weights=True, seed=5).model,
     }
-    assert get_threeam_config("3am_tiny").sam2 == cfg
+    assert get_three_am_config("3am_tiny").sam2 == cfg
     for name, model in others.items():
         own = model.state_dict()
         assert own.keys() == ref.keys(), name

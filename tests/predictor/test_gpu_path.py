@@ -64,7 +64,7 @@ def test_compiled_mode_with_eager_backend_equals_eager():
     _, ref = _run(_predictor())
     p = _predictor()
     p.compile_model(backend="eager")
-    assert p.compiled and getattr(p.model.image_encoder.forward, "_threeam_compiled", False)
+    assert p.compiled and getattr(p.model.image_encoder.forward, "_three_am_compiled", False)
     _, out = _run(p)
     for t in ref:
         assert torch.allclose(out[t], ref[t], atol=1e-4), f"frame {t}"

@@ -65,10 +65,10 @@ def resolve_preset(model: str, preset: Optional[str], model_config: Optional[Pat
 
         return resolve_preset_name(preset)
     else:
-        from threeam.models.three_am import threeam_presets
+        from threeam.models.three_am import three_am_presets
 
-        if preset not in threeam_presets():
-            raise InputError(f"unknown 3AM preset {preset!r}; valid: {', '.join(sorted(threeam_presets()))}")
+        if preset not in three_am_presets():
+            raise InputError(f"unknown 3AM preset {preset!r}; valid: {', '.join(sorted(three_am_presets()))}")
     return preset
 
 

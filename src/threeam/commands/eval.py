@@ -24,9 +24,9 @@ def register(app: typer.Typer) -> None:
                                          help=f"SAM 2 preset of the SAM 2 methods (default {C.DEFAULT_SAM2_PRESET})."),
         model_config: Path = typer.Option(None, "--model-config", metavar="JSON", help=C.MODEL_CONFIG_HELP),
         checkpoint: str = typer.Option(None, "--checkpoint", help="SAM 2 checkpoint (file or hub id)."),
-        threeam_checkpoint: str = typer.Option(None, "--3am-checkpoint",
+        three_am_checkpoint: str = typer.Option(None, "--3am-checkpoint",
                                                help="3AM checkpoint folder or hub id (methods 3am, 3am+...)."),
-        threeam_preset: str = typer.Option(None, "--3am-preset",
+        three_am_preset: str = typer.Option(None, "--3am-preset",
                                            help="3AM preset for --random-weights runs (e.g. 3am_tiny)."),
         random_weights: bool = typer.Option(False, "--random-weights", help=C.RANDOM_WEIGHTS_HELP),
         seed: int = typer.Option(0, "--seed", help=C.SEED_HELP),
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         try:
             names = resolve_methods(methods)
             if random_weights:
-                for option, value in (("--checkpoint", checkpoint), ("--3am-checkpoint", threeam_checkpoint)):
+                for option, value in (("--checkpoint", checkpoint), ("--3am-checkpoint", three_am_checkpoint)):
                     if value is not None:
                         C.check_weights(value, True, option)
             dev = str(resolve_device(device))
@@ -71,14 +71,14 @@ def register(app: typer.Typer) -> None:
                 preset = C.read_model_config(model_config)
             else:
                 preset = C.resolve_preset("sam2", model_preset, None)
-            if threeam_preset is not None:
-                C.resolve_preset("3am", threeam_preset, None)
+            if three_am_preset is not None:
+                C.resolve_preset("3am", three_am_preset, None)
             config = EvalConfig(averaging=averaging, max_sequences=max_sequences, worst_overlays=worst,
                                 save_predictions=not no_predictions, min_mask_pixels=min_mask_pixels, l_min=l_min,
                                 min_segments=min_segments, exclude_cond_frame=exclude_cond_frame,
                                 offload_video_to_cpu=offload_video,
                                 overwrite=overwrite, progress=not quiet)
-            extra = {k: v for k, v in (("3am_checkpoint", threeam_checkpoint), ("3am_preset", threeam_preset))
+            extra = {k: v for k, v in (("3am_checkpoint", three_am_checkpoint), ("3am_preset", three_am_preset))
                      if v is not None}
             context = EvalContext(model_preset=preset, checkpoint=checkpoint, device=dev,
                                   random_weights=random_weights, seed=seed, extra=extra)

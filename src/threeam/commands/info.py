@@ -33,10 +33,10 @@ def describe_model(model: str = "sam2", preset: Optional[str] = None, model_conf
         sam2 = net
         info = {"model": "sam2", "preset": name if sam2_config is None else str(model_config)}
     else:
-        from threeam.models.three_am import ThreeAM, get_threeam_config
+        from threeam.models.three_am import ThreeAM, get_three_am_config
 
         name = C.resolve_preset("3am", preset if sam2_config is None or preset else "3am_tiny", None)
-        config = get_threeam_config(name)
+        config = get_three_am_config(name)
         if sam2_config is not None:  # as `threeam track --model 3am --model-config`: the tiny MUSt3R and merger
             config = dataclasses.replace(config, sam2=sam2_config)
         net = ThreeAM(config, device=torch.device("meta"))

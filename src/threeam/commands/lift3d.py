@@ -63,9 +63,9 @@ class _Models:
                 if a["model"] == "sam2":
                     preset = sam2_cfg
                 else:
-                    from threeam.models.three_am import get_threeam_config
+                    from threeam.models.three_am import get_three_am_config
 
-                    preset = dataclasses.replace(get_threeam_config(preset or "3am_tiny"), sam2=sam2_cfg)
+                    preset = dataclasses.replace(get_three_am_config(preset or "3am_tiny"), sam2=sam2_cfg)
             self._predictor = build_predictor(a["model"], preset=preset, checkpoint=a["checkpoint"],
                                               device=a["device"], random_weights=a["random_weights"], seed=a["seed"],
                                               progress=False)

@@ -43,10 +43,10 @@ def build_serve_predictor(model: str, preset: Optional[str], model_config: Optio
         spec = config if config is not None else preset
         label = f"sam2 {preset or (model_config.name if model_config else 'sam2.1_hiera_l')}"
     else:
-        from threeam.models.three_am import get_threeam_config
+        from threeam.models.three_am import get_three_am_config
 
         if config is not None:
-            spec = dataclasses.replace(get_threeam_config("3am_tiny"), sam2=config)
+            spec = dataclasses.replace(get_three_am_config("3am_tiny"), sam2=config)
         elif random_weights and preset is None:
             spec, preset = "3am_tiny", "3am_tiny"
         else:

@@ -82,7 +82,7 @@ def _sam2(ctx: EvalContext):
     return ctx.sam2_predictor()
 
 
-def _threeam(ctx: EvalContext):
+def _three_am(ctx: EvalContext):
     import threeam.predictor as predictor_pkg
 
     return predictor_pkg.build_3am_predictor(ctx)  # looked up per call (tests patch it)
@@ -103,9 +103,9 @@ BUILTIN_METHODS: dict[str, MethodSpec] = {s.name: s for s in (
     MethodSpec("sam2", _sam2, "SAM 2 video predictor (official defaults)"),
     MethodSpec("sam2long", _with_policy(_sam2, "sam2long"), "SAM2Long memory tree on SAM 2 (3 pathways)"),
     MethodSpec("dam4sam", _with_policy(_sam2, "dam4sam"), "DAM4SAM RAM + DRM memory on SAM 2"),
-    MethodSpec("3am", _threeam, "3AM: SAM 2 + MUSt3R features (Feature Merger)"),
-    MethodSpec("3am+sam2long", _with_policy(_threeam, "sam2long"), "SAM2Long memory tree on 3AM"),
-    MethodSpec("3am+dam4sam", _with_policy(_threeam, "dam4sam"), "DAM4SAM memory on 3AM"),
+    MethodSpec("3am", _three_am, "3AM: SAM 2 + MUSt3R features (Feature Merger)"),
+    MethodSpec("3am+sam2long", _with_policy(_three_am, "sam2long"), "SAM2Long memory tree on 3AM"),
+    MethodSpec("3am+dam4sam", _with_policy(_three_am, "dam4sam"), "DAM4SAM memory on 3AM"),
 )}
 """The built-in methods, in table order."""
 

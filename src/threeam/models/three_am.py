@@ -165,7 +165,7 @@ def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
-def threeam_presets() -> dict[str, ThreeAMConfig]:
+def three_am_presets() -> dict[str, ThreeAMConfig]:
     """Named 3AM configurations."""
     return {
         # the paper: SAM 2.1 Large, MUSt3R 512 (decoder levels 4, 7, 11), merger as docs/merger.md
@@ -179,8 +179,8 @@ def threeam_presets() -> dict[str, ThreeAMConfig]:
     }
 
 
-def get_threeam_config(name: str) -> ThreeAMConfig:
-    presets = threeam_presets()
+def get_three_am_config(name: str) -> ThreeAMConfig:
+    presets = three_am_presets()
     if name not in presets:
         raise InputError(f"unknown 3AM preset {name!r}; valid presets: {', '.join(presets)}")
     return presets[name]
@@ -193,7 +193,7 @@ class ThreeAM(nn.Module):
         super().__init__()
         from threeam.models.sam2.build import build_sam2
 
-        self.config = get_threeam_config(config) if isinstance(config, str) else config
+        self.config = get_three_am_config(config) if isinstance(config, str) else config
         sam2_cfg, must3r_cfg, merger_cfg, stream_cfg = self.config.resolved()
         self.stream_config = stream_cfg
         self.sam2 = build_sam2(sam2_cfg, device=device or "cpu")
@@ -204,9 +204,9 @@ class ThreeAM(nn.Module):
     @classmethod
     def from_pretrained(cls, source: str, device: str | torch.device = "cpu") -> "ThreeAM":
         """A `ThreeAM` from a 3AM checkpoint folder or hub id (see `threeam.models.three_am_weights`)."""
-        from threeam.models.three_am_weights import load_threeam
+        from threeam.models.three_am_weights import load_three_am
 
-        return load_threeam(source, device=device)
+        return load_three_am(source, device=device)
 
     @property
     def merger_levels(self) -> tuple[int, ...]:

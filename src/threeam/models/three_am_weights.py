@@ -9,7 +9,7 @@ Two kinds (``config.json["parts"]``):
   hub ids) that provide the frozen rest. This keeps a 3AM release at the merger's ~40 M
   parameters plus the SAM 2 heads instead of ~650 M.
 
-``load_threeam(source)`` takes a local folder or a Hugging Face hub repository id (downloaded with
+``load_three_am(source)`` takes a local folder or a Hugging Face hub repository id (downloaded with
 ``huggingface_hub.snapshot_download``; without network: `OfflineError`). The folder is written
 with `threeam.io.atomic.atomic_output_dir` (a new folder beside the target swapped in at the end;
 ``overwrite=True`` replaces only a folder threeam wrote).
@@ -34,7 +34,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def save_threeam(model: ThreeAM, out_dir: str | os.PathLike, *, parts: str = "all",
+def save_three_am(model: ThreeAM, out_dir: str | os.PathLike, *, parts: str = "all",
                  sam2_checkpoint: Optional[str] = None, must3r_checkpoint: Optional[str] = None,
                  overwrite: bool = False) -> Path:
     """Write a 3AM checkpoint folder. ``parts="trained"`` needs the two official sources.
@@ -58,7 +58,7 @@ def save_threeam(model: ThreeAM, out_dir: str | os.PathLike, *, parts: str = "al
     return out
 
 
-def resolve_threeam_dir(source: str | os.PathLike) -> Path:
+def resolve_three_am_dir(source: str | os.PathLike) -> Path:
     """A local checkpoint folder, or a hub repository id fetched into the Hugging Face cache."""
     path = Path(source)
     if path.is_dir():
@@ -85,7 +85,7 @@ def resolve_threeam_dir(source: str | os.PathLike) -> Path:
         raise OfflineError(f"cannot download the 3AM checkpoint {text} ({type(exc).__name__}: {exc}); {advice}") from None
 
 
-def read_threeam_config(folder: Path) -> dict[str, Any]:
+def read_three_am_config(folder: Path) -> dict[str, Any]:
     """``config.json`` of a 3AM checkpoint folder, checked field by field (CheckpointError, one line)."""
     path = folder / CONFIG_NAME
     if not path.is_file():
@@ -126,10 +126,10 @@ def _external(folder: Path, source: Optional[str]) -> Optional[str]:
     return str(local) if local.exists() else source
 
 
-def load_threeam(source: str | os.PathLike, device: str | torch.device = "cpu") -> ThreeAM:
+def load_three_am(source: str | os.PathLike, device: str | torch.device = "cpu") -> ThreeAM:
     """Build a `ThreeAM` from a checkpoint folder or hub id (see the module docstring)."""
-    folder = resolve_threeam_dir(source)
-    meta = read_threeam_config(folder)
+    folder = resolve_three_am_dir(source)
+    meta = read_three_am_config(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{folder} is not a complete 3AM checkpoint: {WEIGHTS_NAME} is missing")

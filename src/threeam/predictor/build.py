@@ -101,26 +101,26 @@ def three_am_config_from_sam2(sam2: Any):
     """The 3AM configuration that goes with a SAM 2 preset or config: an official SAM 2 preset
     gets MUSt3R 512 and the paper's merger; a custom (small) SAM 2 config gets the tiny MUSt3R
     and merger of ``3am_tiny``."""
-    from threeam.models.three_am import ThreeAMConfig, get_threeam_config
+    from threeam.models.three_am import ThreeAMConfig, get_three_am_config
 
     if isinstance(sam2, str):
         return ThreeAMConfig(sam2, "must3r_512", "paper")
-    tiny = get_threeam_config("3am_tiny")
+    tiny = get_three_am_config("3am_tiny")
     return dataclasses.replace(tiny, sam2=sam2)
 
 
 def _three_am_config(preset: Any):
-    from threeam.models.three_am import ThreeAMConfig, get_threeam_config, threeam_presets
+    from threeam.models.three_am import ThreeAMConfig, get_three_am_config, three_am_presets
 
     if isinstance(preset, ThreeAMConfig):
         return preset
-    if isinstance(preset, str) and preset in threeam_presets():
-        return get_threeam_config(preset)
+    if isinstance(preset, str) and preset in three_am_presets():
+        return get_three_am_config(preset)
     if isinstance(preset, str) and not preset.startswith("3am"):
         return three_am_config_from_sam2(preset)
     if preset is not None and not isinstance(preset, str):
         return three_am_config_from_sam2(preset)
-    return get_threeam_config(preset)  # raises with the list of presets
+    return get_three_am_config(preset)  # raises with the list of presets
 
 
 def build_three_am_model(preset: Any = "3am_hiera_l", checkpoint: Any = None, device: str | torch.device = "cpu",
@@ -141,9 +141,9 @@ def build_three_am_model(preset: Any = "3am_hiera_l", checkpoint: Any = None, de
 
     _check_weights(checkpoint, random_weights, "3AM")
     if checkpoint is not None:
-        from threeam.models.three_am_weights import load_threeam
+        from threeam.models.three_am_weights import load_three_am
 
-        return load_threeam(checkpoint, device=device).eval()
+        return load_three_am(checkpoint, device=device).eval()
     config = _three_am_config(preset)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -182,12 +182,12 @@ class ThreeAMVideoPredictor(VideoPredictor):
         ``preset_or_checkpoint`` is a 3AM preset (``3am_tiny``, ``3am_hiera_l``) or config, or a 3AM
         checkpoint folder / hub id (then ``checkpoint`` stays None).
         """
-        from threeam.models.three_am import threeam_presets
+        from threeam.models.three_am import three_am_presets
         from threeam.predictor.build import build_predictor
 
         preset = preset_or_checkpoint
         if checkpoint is None and not random_weights and isinstance(preset, (str, Path)) \
-                and str(preset) not in threeam_presets():
+                and str(preset) not in three_am_presets():
             preset, checkpoint = None, preset
         return build_predictor("3am", preset=preset, checkpoint=checkpoint, device=device,
                                random_weights=random_weights, seed=seed, **options)

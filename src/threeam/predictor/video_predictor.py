@@ -880,10 +880,10 @@ class VideoPredictor:
         if backend is not None:
             kwargs["backend"] = backend
         for name, (module, dynamic) in self.compiled_parts().items():
-            if getattr(module.forward, "_threeam_compiled", False):
+            if getattr(module.forward, "_three_am_compiled", False):
                 continue
             fn = torch.compile(module.forward, dynamic=dynamic, **kwargs)
-            fn._threeam_compiled = True  # type: ignore[attr-defined]
+            fn._three_am_compiled = True  # type: ignore[attr-defined]
             module.forward = fn
         self.compiled = True
 

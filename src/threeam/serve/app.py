@@ -104,7 +104,7 @@ def create_app(predictor: Any, config: Optional[ServeConfig] = None, model_name:
     app.state.config = config
 
     @app.exception_handler(ThreeAMError)
-    async def _threeam_error(request: Request, exc: ThreeAMError):
+    async def _three_am_error(request: Request, exc: ThreeAMError):
         return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
 
     @app.exception_handler(BodyTooLarge)

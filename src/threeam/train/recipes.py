@@ -336,7 +336,7 @@ def _toy(config: TrainConfig, ctx: DistContext) -> TrainTask:
 TRAIN_TASKS: dict[str, TaskFactory] = {
     "toy-regression": _toy,
     "sam2": _lazy("threeam.train.sam2_task", "sam2_task"),
-    "3am": _lazy("threeam.train.three_am_task", "threeam_task"),
+    "3am": _lazy("threeam.train.three_am_task", "build_three_am_task"),
     "must3r": _lazy("threeam.train.must3r_task", "must3r_task"),
 }
 """The training tasks, in one explicit table (task name -> ``factory(config, ctx) -> TrainTask``):

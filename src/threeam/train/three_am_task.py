@@ -36,20 +36,20 @@ from torch import nn
 
 from threeam.errors import InputError
 from threeam.models.must3r.session import Must3rStreamingSession
-from threeam.models.three_am import ThreeAM, ThreeAMConfig, get_threeam_config, tiny_must3r_config
+from threeam.models.three_am import ThreeAM, ThreeAMConfig, get_three_am_config, tiny_must3r_config
 from threeam.train.config import TrainConfig
 from threeam.train.losses import FrameOutputs, SAM2Loss
 
 
 
-def threeam_config_for(config: TrainConfig) -> ThreeAMConfig:
+def three_am_config_for(config: TrainConfig) -> ThreeAMConfig:
     """The `ThreeAMConfig` described by ``config.model``."""
     from threeam.train.sam2_task import sam2_config_for
 
     m = config.model
     sam2 = sam2_config_for(m.sam2)
     if m.must3r.lower() == "tiny":
-        tiny = get_threeam_config("3am_tiny")
+        tiny = get_three_am_config("3am_tiny")
         return ThreeAMConfig(sam2, tiny_must3r_config(), m.merger, must3r_res=64, stream=tiny.stream)
     return ThreeAMConfig(sam2, m.must3r.lower(), m.merger)
 
@@ -58,7 +58,7 @@ def build_model(config: TrainConfig) -> ThreeAM:
     from threeam.predictor.build import build_three_am_model
     from threeam.train.export import load_part_weights
 
-    model = build_three_am_model(threeam_config_for(config), random_weights=True, seed=config.seed)
+    model = build_three_am_model(three_am_config_for(config), random_weights=True, seed=config.seed)
     m = config.model
     if m.sam2_checkpoint:
         load_part_weights(model.sam2, m.sam2_checkpoint, part="sam2")
@@ -148,7 +148,7 @@ def make_step_fn(config: TrainConfig):
     return step
 
 
-def threeam_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821 - TrainTask from recipes
+def build_three_am_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821 - TrainTask from recipes
     """Build the 3AM model, its step function, one clip source per configured data source and the
     held-out VOS evaluator (``run.eval_every``)."""
     from threeam.train.clips import ClipDrawer, clip_source, open_source_scenes
