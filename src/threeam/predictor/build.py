@@ -97,16 +97,24 @@ def build_sam2_model(preset: Any = "sam2.1_hiera_l", checkpoint: Any = None, dev
     return build_sam2(preset, checkpoint=checkpoint, device=device, video_config=video_config)
 
 
-def three_am_config_from_sam2(sam2: Any):
-    """The 3AM configuration that goes with a SAM 2 preset or config: an official SAM 2 preset
-    gets MUSt3R 512 and the paper's merger; a custom (small) SAM 2 config gets the tiny MUSt3R
-    and merger of ``3am_tiny``."""
+def three_am_config_from_sam2(sam2: Any, must3r: Any = None, merger: Any = None):
+    """The one "3AM configuration from a SAM 2 configuration" rule.
+
+    Args:
+        sam2: a SAM 2 preset name or `SAM2Config`.
+        must3r: ``"tiny"`` (the tiny MUSt3R of ``3am_tiny`` at 64 px with its stream options), a
+            MUSt3R preset name, or None: ``must3r_512`` for an official SAM 2 preset, the tiny one
+            for a custom (small) SAM 2 config.
+        merger: a merger preset; None: ``tiny`` with the tiny MUSt3R, else the paper's.
+    """
     from threeam.models.three_am import ThreeAMConfig, get_three_am_config
 
-    if isinstance(sam2, str):
-        return ThreeAMConfig(sam2, "must3r_512", "paper")
-    tiny = get_three_am_config("3am_tiny")
-    return dataclasses.replace(tiny, sam2=sam2)
+    if must3r is None:
+        must3r = "must3r_512" if isinstance(sam2, str) else "tiny"
+    if isinstance(must3r, str) and must3r.lower() == "tiny":
+        tiny = get_three_am_config("3am_tiny")
+        return ThreeAMConfig(sam2, tiny.must3r, merger or "tiny", must3r_res=tiny.must3r_res, stream=tiny.stream)
+    return ThreeAMConfig(sam2, must3r.lower() if isinstance(must3r, str) else must3r, merger or "paper")
 
 
 def _three_am_config(preset: Any):

@@ -36,7 +36,7 @@ from torch import nn
 
 from threeam.errors import InputError
 from threeam.models.must3r.session import Must3rStreamingSession
-from threeam.models.three_am import ThreeAM, ThreeAMConfig, get_three_am_config, tiny_must3r_config
+from threeam.models.three_am import ThreeAM, ThreeAMConfig
 from threeam.train.config import TrainConfig
 from threeam.train.losses import FrameOutputs, SAM2Loss
 
@@ -46,12 +46,10 @@ def three_am_config_for(config: TrainConfig) -> ThreeAMConfig:
     """The `ThreeAMConfig` described by ``config.model``."""
     from threeam.train.sam2_task import sam2_config_for
 
+    from threeam.predictor.build import three_am_config_from_sam2
+
     m = config.model
-    sam2 = sam2_config_for(m.sam2)
-    if m.must3r.lower() == "tiny":
-        tiny = get_three_am_config("3am_tiny")
-        return ThreeAMConfig(sam2, tiny_must3r_config(), m.merger, must3r_res=64, stream=tiny.stream)
-    return ThreeAMConfig(sam2, m.must3r.lower(), m.merger)
+    return three_am_config_from_sam2(sam2_config_for(m.sam2), m.must3r, m.merger)
 
 
 def build_model(config: TrainConfig) -> ThreeAM:
