@@ -41,7 +41,8 @@ def test_empty_mask_prompt_means_absent(model):
     high_res = [torch.zeros(1, 8, 64, 64), torch.zeros(1, 16, 32, 32)]
     with torch.no_grad():
         out = model._use_mask_as_output(feat, high_res, torch.zeros(1, 1, 256, 256))
-    low, high, ious, _, _, obj_ptr, score = out
+    low, high, ious, obj_ptr, score = (out.multimask_logits, out.multimask_logits_high_res, out.ious, out.obj_ptr,
+                                       out.object_score_logits)
     assert low.shape == (1, 1, 64, 64) and torch.allclose(low, torch.full_like(low, -10.0)) and (high == -10).all()
     assert score.item() == -10.0 and ious.item() == 1.0
     torch.testing.assert_close(obj_ptr, model.no_obj_ptr)  # fixed_no_obj_ptr: the learned no-object pointer
