@@ -70,3 +70,13 @@ def test_eval_3am_factory_reads_a_training_run(runs):
     ctx = EvalContext(model_preset="sam2.1_hiera_t", extra={"3am_checkpoint": str(runs["toy-ablation-sam2"][0])})
     with pytest.raises(CheckpointError, match="checkpoint of the 'sam2' training task; a '3am' checkpoint"):
         build_eval_predictor(ctx, "3am")
+
+
+def test_eval_sam2_method_reads_a_sam2_training_run_directly(runs):
+    from threeam.eval.methods import EvalContext
+
+    run_dir, weights = runs["toy-ablation-sam2"]
+    model = EvalContext(model_preset="unused", checkpoint=str(run_dir)).sam2_model()
+    assert _same(model.state_dict(), weights)
+    with pytest.raises(CheckpointError, match="'sam2'"):
+        EvalContext(checkpoint=str(runs["toy-ablation-3am"][0])).sam2_model()

@@ -54,6 +54,12 @@ class EvalContext:
             if self.checkpoint is None and not self.random_weights:
                 raise InputError("no SAM 2 checkpoint given: pass --checkpoint PATH_OR_HUB_ID "
                                  "(or --random-weights for a smoke test)")
+            from threeam.train.export import is_training_checkpoint, load_for_eval
+
+            if not self.random_weights and is_training_checkpoint(self.checkpoint):  # a `threeam train` run
+                self._model = load_for_eval(self.checkpoint, self.device, video_config=video_predictor_config(),
+                                            task="sam2")
+                return self._model
             self._model = build_sam2_model(self.model_preset, None if self.random_weights else self.checkpoint,
                                            self.device, self.random_weights, self.seed,
                                            video_config=video_predictor_config())
