@@ -55,7 +55,7 @@ def test_outputs_of_a_gt_mask_run(gt_run):
     assert (out / "results.csv").read_text().count("\n") == 4  # header, 2 scenes, overall
 
 
-def test_a_second_run_skips_finished_scenes(gt_run):
+def test_a_second_run_skips_finished_scenes(gt_run, tmp_path):
     out, _ = gt_run
     done = out / "scenes" / "synth_00000" / "result.json"
     stamp = done.stat().st_mtime_ns
@@ -70,6 +70,13 @@ def test_a_second_run_skips_finished_scenes(gt_run):
     # other options into the same folder: refused in one line
     res = run("synthetic:2", "--out", out, "--gt-masks", "--views", "2", "--set", "merge_iou=0.6", *SYNTH)
     assert res.exit_code == 2 and "--overwrite" in res.output and res.output.count("\n") == 1
+    # a folder lift3d did not write is refused even with --overwrite, and left as it was
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    res = run("synthetic:1", "--out", foreign, "--gt-masks", "--overwrite", *SYNTH)
+    assert res.exit_code == 2 and "not written by threeam lift3d" in res.output
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.parametrize("args, message", [

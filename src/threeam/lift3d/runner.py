@@ -123,9 +123,10 @@ def _check_out(out: Path, record: dict, overwrite: bool) -> None:
 
             for sub in ("scenes", "submission", "gt"):
                 shutil.rmtree(out / sub, ignore_errors=True)
-    elif out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"output folder {out} is not empty and has no config.json of a lift3d run; "
-                         "choose another --out or pass --overwrite")
+    elif out.is_dir() and any(out.iterdir()):
+        # --overwrite only ever replaces what a lift3d run wrote (its config.json proves it)
+        raise InputError(f"output folder {out} is not empty and was not written by threeam lift3d (no config.json "
+                         "of a lift3d run); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg, json.dumps(record, indent=1) + "\n")
 
