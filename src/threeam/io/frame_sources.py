@@ -317,10 +317,17 @@ class VideoFileSource(FrameSource):
         self._last_key: Optional[int] = None
         self._pts0 = 0
         self.timing_version = 0  # bumped when the numbering switches to exact timestamps
+        try:
+            self._init_decoding(exact_index)
+        except BaseException:
+            self.close()
+            raise
+
+    def _init_decoding(self, exact_index: bool) -> None:
+        """Decode frames 0 and 1 (size, timestamp step), then count and verify the frames."""
         self._restart()
         first = self._decode_next()
         if first is None:
-            self.close()
             raise VideoError(f"video file {self.description} holds no decodable frame")
         self.height, self.width = int(first.height), int(first.width)
         self._pts0 = first.pts if first.pts is not None else 0
