@@ -14,10 +14,12 @@ MUSt3R rule (see docs/3am.md):
   `reset_session` starts a new, empty MUSt3R stream and clears the cache, so the next prompted
   frame becomes the reference. The evaluation protocol calls `reset_session` before every
   (object group, direction), so a track never depends on other objects or on pass order.
-* The merged-feature cache is bounded (``merged_cache_mib``, default 1024 MiB, LRU): a frame whose
-  feature was evicted is rendered by MUSt3R again against the current stream (without writing to
-  its memory); the recomputed geometry may differ slightly from the first visit's when the stream's
-  keyframes changed in between. 1024 MiB hold 256 frames at S = 1024 (4 MiB each).
+* The merged-feature cache is bounded, so a long video's memory stays flat: by default it holds
+  the ``2 W`` most recently used frames (``merged_cache_frames="auto"``, W the predictor's
+  `memory_window`, 34 frames for the official models) plus every prompted frame, and at most
+  ``merged_cache_mib`` MiB (default 1024). A frame whose feature was evicted is rendered by MUSt3R
+  again against the current stream (without writing to its memory); the recomputed geometry may
+  differ slightly from the first visit's when the stream's keyframes changed in between.
 * Sequence-level fallback (paper Sec. 3.4): ``set_use_geometry(state, False)`` (or a
   ``motion_detector`` that returns True) makes the session plain SAM 2, reusing SAM 2's frozen
   encoder features. The switch is only allowed while nothing is tracked or cached in the stream
@@ -77,15 +79,29 @@ class RawFrames:
 
 
 class MergedFeatureCache(OrderedDict):
-    """``{frame_idx: F_merged (1, C, S/16, S/16)}``, least recently used first, holding at most
-    `max_mib` MiB of tensors (None: no limit). Storing a feature evicts the least recently used
-    ones beyond the limit (the newest one is always kept); `get` marks a feature as used."""
+    """``{frame_idx: F_merged (1, C, S/16, S/16)}``, least recently used first.
 
-    def __init__(self, max_mib: float | None = 1024.0):
+    Two limits, each optional (None: no limit):
+
+    * `max_frames`: at most this many frames that are not `pinned` (pinned frames, the prompted
+      ones, never count against it and are never evicted by it);
+    * `max_mib`: at most this many MiB of tensors in all, pinned frames included.
+
+    Storing a feature evicts the least recently used ones beyond the limits (unpinned frames
+    first; the newest one is always kept); `get` marks a feature as used.
+    """
+
+    def __init__(self, max_mib: float | None = 1024.0, max_frames: int | None = None):
         super().__init__()
-        if max_mib is not None and not (isinstance(max_mib, (int, float)) and max_mib > 0):
+        if max_mib is not None and (isinstance(max_mib, bool) or not isinstance(max_mib, (int, float))
+                                    or not max_mib > 0):
             raise InputError(f"merged_cache_mib must be a positive number of MiB or None, got {max_mib!r}")
+        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                       or max_frames < 1):
+            raise InputError(f"merged_cache_frames must be an integer >= 1, 'auto' or None, got {max_frames!r}")
         self.max_bytes = None if max_mib is None else int(float(max_mib) * 2**20)
+        self.max_frames = max_frames
+        self.pinned: frozenset[int] = frozenset()
         self.nbytes = 0
         self.evictions = 0
 
@@ -93,16 +109,36 @@ class MergedFeatureCache(OrderedDict):
     def _size(t: torch.Tensor) -> int:
         return t.numel() * t.element_size()
 
+    def pin(self, frames) -> None:
+        """Exempt `frames` (the prompted frames) from the frame-count limit from now on."""
+        self.pinned = frozenset(int(t) for t in frames)
+
+    def _evict(self, key: int) -> None:
+        old = OrderedDict.pop(self, key)
+        self.nbytes -= self._size(old)
+        self.evictions += 1
+
+    def _shrink(self, newest: int) -> None:
+        if self.max_frames is not None:
+            unpinned = [k for k in self if k not in self.pinned]
+            for k in unpinned[:max(len(unpinned) - self.max_frames, 0)]:
+                if k != newest:
+                    self._evict(k)
+        if self.max_bytes is not None and self.nbytes > self.max_bytes:
+            order = [k for k in self if k not in self.pinned] + [k for k in self if k in self.pinned]
+            for k in order:
+                if self.nbytes <= self.max_bytes:
+                    break
+                if k != newest:
+                    self._evict(k)
+
     def __setitem__(self, key: int, value: torch.Tensor) -> None:
         if key in self:
             self.nbytes -= self._size(OrderedDict.__getitem__(self, key))
             OrderedDict.__delitem__(self, key)
         OrderedDict.__setitem__(self, key, value)
         self.nbytes += self._size(value)
-        while self.max_bytes is not None and self.nbytes > self.max_bytes and len(self) > 1:
-            _, old = self.popitem(last=False)
-            self.nbytes -= self._size(old)
-            self.evictions += 1
+        self._shrink(key)
 
     def __delitem__(self, key: int) -> None:
         self.nbytes -= self._size(OrderedDict.__getitem__(self, key))
@@ -129,7 +165,8 @@ class ThreeAMSession:
         use_geometry: 3AM (True) or the plain SAM 2 fallback (False).
         decided: the motion detector / `set_use_geometry` has decided ``use_geometry``.
         merged: ``{frame_idx: F_merged (1, C, S/16, S/16)}`` cached on the storage device, a
-            `MergedFeatureCache` bounded by the predictor's ``merged_cache_mib``.
+            `MergedFeatureCache` bounded by the predictor's ``merged_cache_frames`` (plus the
+            prompted frames, pinned) and ``merged_cache_mib``.
         sam2_backbone: SAM 2 backbone outputs computed before the stream needed them
             (``init_state``'s warm-up of frame 0), used once and dropped.
         must3r_calls, visit_order: how often / in which order MUSt3R ran in the current stream
@@ -164,14 +201,31 @@ class ThreeAMVideoPredictor(VideoPredictor):
 
     def __init__(self, three_am: ThreeAM, config=None, *, motion_detector: Optional[MotionDetector] = None,
                  progress: bool = True, memory_policy: Any = None, merged_cache_mib: Any = "config",
-                 **options: Any):
+                 merged_cache_frames: Any = "config", **options: Any):
         self.three_am = three_am  # before the base class, which may compile the parts
         super().__init__(three_am.sam2, config, progress=progress, memory_policy=memory_policy, **options)
         self.motion_detector = motion_detector
-        if merged_cache_mib == "config":
+        if isinstance(merged_cache_mib, str) and merged_cache_mib == "config":
             merged_cache_mib = getattr(config, "merged_cache_mib", 1024.0) if config is not None else 1024.0
-        MergedFeatureCache(merged_cache_mib)  # checks the value
+        if isinstance(merged_cache_frames, str) and merged_cache_frames == "config":
+            merged_cache_frames = getattr(config, "merged_cache_frames", "auto") if config is not None else "auto"
         self.merged_cache_mib = merged_cache_mib
+        self.merged_cache_frames = merged_cache_frames
+        self._new_merged_cache()  # checks the values
+
+    def merged_cache_frame_limit(self) -> int | None:
+        """The merged-feature cache's frame limit (prompted frames come on top): ``2 W`` for
+        ``merged_cache_frames="auto"`` (W = `memory_window`: the frames a correction or a pass in
+        the other direction near the current frame reads again), else the option's value."""
+        value = self.merged_cache_frames
+        if isinstance(value, str):
+            if value != "auto":
+                raise InputError(f"merged_cache_frames must be an integer >= 1, 'auto' or None, got {value!r}")
+            return 2 * self.memory_window()
+        return value
+
+    def _new_merged_cache(self) -> MergedFeatureCache:
+        return MergedFeatureCache(self.merged_cache_mib, self.merged_cache_frame_limit())
 
     @classmethod
     def from_pretrained(cls, preset_or_checkpoint: Any = "3am_hiera_l", checkpoint: Any = None,
@@ -218,7 +272,7 @@ class ThreeAMVideoPredictor(VideoPredictor):
         if len(raw) != state.num_frames:
             raise InputError(f"MUSt3R sees {len(raw)} frames but SAM 2 sees {state.num_frames}")
         stream = Must3rStreamingSession(self.three_am.must3r, self.three_am.stream_config)
-        state.three_am = ThreeAMSession(frames=raw, stream=stream, merged=MergedFeatureCache(self.merged_cache_mib))
+        state.three_am = ThreeAMSession(frames=raw, stream=stream, merged=self._new_merged_cache())
         image = state.images[0].to(state.device).float().unsqueeze(0)
         with self.autocast_context():
             state.three_am.sam2_backbone[0] = self.model.forward_image(image)
@@ -285,12 +339,27 @@ class ThreeAMVideoPredictor(VideoPredictor):
             geo.visit_order.append(frame_idx)
             geo.visited.add(frame_idx)
         fused = self.three_am.merge_backbone_output(out, must3r_out, frame.shape[:2])
+        geo.merged.pin(prompted_frames(inference_state))
         geo.merged[frame_idx] = fused["backbone_fpn"][-1].to(inference_state.storage_device)
         return fused
 
 
+def prompted_frames(state: InferenceState) -> set[int]:
+    """Frames with a prompt (clicks, box or mask) or a conditioning output for any object."""
+    frames: set[int] = set()
+    for container in (state.point_inputs_per_obj, state.mask_inputs_per_obj):
+        for per_frame in container.values():
+            frames.update(per_frame)
+    for bank in state.output_dict_per_obj.values():
+        frames.update(bank[COND])
+    for bank in state.temp_output_dict_per_obj.values():
+        frames.update(bank[COND])
+    return frames
+
+
 def build_3am_predictor(ctx: Any) -> ThreeAMVideoPredictor:
-    """The evaluation runner's 3AM factory; see `threeam.predictor.build.build_eval_predictor`."""
+    """The 3AM factory of the evaluation methods (`threeam.eval.methods`): a predictor from an
+    `threeam.eval.EvalContext`; see `threeam.predictor.build.build_eval_predictor`."""
     from threeam.predictor.build import build_eval_predictor
 
     return build_eval_predictor(ctx, "3am")

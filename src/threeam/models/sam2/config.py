@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 from threeam.errors import InputError
 
@@ -459,6 +459,8 @@ class VideoPredictorConfig:
       passes that need them); None: dropped outputs are gone.
     - `merged_cache_mib`: 3AM only, MiB of merged features kept (LRU, recomputed on a miss); None:
       no limit.
+    - `merged_cache_frames`: 3AM only, merged features kept besides the prompted frames' (LRU);
+      ``"auto"``: twice the memory window (34 frames for the official models); None: no limit.
     - `autocast`: None (default) runs bfloat16 autocast on CUDA and float32 elsewhere; True/False force it
       (True on the CPU is only for tests).
     - `compile`: torch.compile the model's parts with fixed shapes (the official ``vos_optimized``).
@@ -474,6 +476,7 @@ class VideoPredictorConfig:
     keep_all_outputs: bool = False
     spill_dir: Optional[str] = None
     merged_cache_mib: Optional[float] = 1024.0
+    merged_cache_frames: Union[int, str, None] = "auto"
     autocast: Optional[bool] = None
     compile: bool = False
 
