@@ -4,7 +4,7 @@ One object is prompted with a box on frame 0 of a long generated video (default 
 256x256: a disc moving over a textured background), then `propagate_in_video` runs to the end.
 Every ``--every`` frames the script records the process RSS (after a garbage collection) and,
 on CUDA, ``torch.cuda.memory_allocated``, plus the number of per-frame outputs the session holds
-("held"). A ``frames`` run streams the same video through the frame loader alone (no model; "held"
+("held") and, for 3AM, the merged features cached ("merged"). A ``frames`` run streams the same video through the frame loader alone (no model; "held"
 is then the number of cached frames) to show that the loader's memory is flat.
 It reports the growth between frame ``--from`` (default 1,000) and the last frame; the goal
 (issue 11) is under 5%.
@@ -71,6 +71,9 @@ def track(predictor, video, box: list[float], device: str, every: int, progress:
             gc.collect()
             rec = {"frame": done, "rss_mib": rss_mib(), "outputs": held_outputs(state),
                    "seconds": time.perf_counter() - t0}
+            geo = getattr(state, "three_am", None)
+            if geo is not None:
+                rec["merged"] = len(geo.merged)
             if cuda:
                 torch.cuda.synchronize()
                 rec["cuda_alloc_mib"] = torch.cuda.memory_allocated() / 2**20
@@ -103,10 +106,13 @@ def frames_only(video, image_size: int, device: str, every: int) -> list[dict]:
 
 def _report(records: list[dict], start: int) -> None:
     cuda = "cuda_alloc_mib" in records[-1]
-    print(f"  {'frame':>7} {'RSS MiB':>9} {'CUDA MiB':>9} {'held':>8} {'s':>8}")
+    merged = "merged" in records[-1]
+    print(f"  {'frame':>7} {'RSS MiB':>9} {'CUDA MiB':>9} {'held':>8}" + (f" {'merged':>7}" if merged else "")
+          + f" {'s':>8}")
     for r in records:
         c = f"{r['cuda_alloc_mib']:9.1f}" if cuda else f"{'-':>9}"
-        print(f"  {r['frame']:7d} {r['rss_mib']:9.1f} {c} {r['outputs']:8d} {r['seconds']:8.1f}")
+        m = f" {r['merged']:7d}" if merged else ""
+        print(f"  {r['frame']:7d} {r['rss_mib']:9.1f} {c} {r['outputs']:8d}{m} {r['seconds']:8.1f}")
     line = f"  growth frame {start} -> {records[-1]['frame']}: RSS {100 * growth(records, start, 'rss_mib'):+.1f}%"
     if cuda:
         line += f", CUDA allocated {100 * growth(records, start, 'cuda_alloc_mib'):+.1f}%"
@@ -141,7 +147,7 @@ def main() -> None:
     ap.add_argument("--size", default="256x256", help="HxW of the generated video")
     ap.add_argument("--mp4", action="store_true", help="stream from a generated mp4 instead of the lazy array")
     ap.add_argument("--sam2-preset", default=None, help="SAM 2 preset (default: the debug config)")
-    ap.add_argument("--threeam-preset", default="3am_tiny")
+    ap.add_argument("--threeam-preset", dest="three_am_preset", default="3am_tiny")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--progress", action="store_true")
