@@ -7,11 +7,17 @@ import torch
 
 from threeam.errors import InputError
 
-__all__ = ["resolve_device", "DEVICE_HELP"]
+__all__ = ["resolve_device", "is_device_name", "DEVICE_HELP"]
 
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (cuda when available, else cpu)."
 
 _NAME = re.compile(r"^(cpu|cuda|mps|auto)(?::(\d+))?$")
+
+
+def is_device_name(name: object) -> bool:
+    """Whether `name` is spelled like a device (``cpu``, ``cuda``, ``cuda:N``, ``mps``, ``auto``), without
+    asking this machine what it has (configs are checked where they are written, used elsewhere)."""
+    return isinstance(name, str) and _NAME.match(name.strip().lower()) is not None
 
 
 def resolve_device(name: str | torch.device | None, option: str = "--device") -> torch.device:

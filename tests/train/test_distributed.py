@@ -138,3 +138,23 @@ def test_single_process_context_and_env_errors(monkeypatch):
     with pytest.raises(InputError, match="outside"):
         init_distributed("cpu")
     assert [shard_index(p, DistContext(rank=1, world_size=3)) for p in range(3)] == [1, 4, 7]
+
+
+def test_pick_device_goes_through_resolve_device(monkeypatch):
+    from threeam.train.config import RunConfig
+    from threeam.train.distributed import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("CPU ") == torch.device("cpu")
+    with pytest.raises(InputError, match="run.device 'gpu' is not a device"):
+        pick_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    assert pick_device("auto", local_rank=1) == torch.device("cuda", 1)
+    assert pick_device("cuda:1", local_rank=0) == torch.device("cuda", 1)
+    with pytest.raises(InputError, match="2 CUDA device"):
+        pick_device("cuda:2")
+    assert RunConfig(device="cuda:1").device == "cuda:1"
+    with pytest.raises(InputError, match="run.device must be"):
+        RunConfig(device="gpu")

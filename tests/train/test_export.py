@@ -60,7 +60,7 @@ def test_part_weights_move_between_tasks(runs):
 
 
 def test_eval_3am_factory_reads_a_training_run(runs):
-    from threeam.eval.runner import EvalContext
+    from threeam.eval import EvalContext
     from threeam.predictor.build import build_eval_predictor
 
     run_dir, weights = runs["toy-ablation-3am"]

@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from threeam.cli import app
-from threeam.eval.runner import open_scenes
+from threeam.data.discovery import open_scenes
 from threeam.models.must3r.session import Must3rStreamingSession
 from threeam.models.three_am import ThreeAM
 from threeam.train.geometry_cache import GeometryCache, precompute

@@ -23,6 +23,13 @@ OVERWRITE_HELP = "Replace an existing output folder that threeam wrote (never an
 QUIET_HELP = "No progress output."
 
 
+def format_help() -> str:
+    """``--format`` help listing every entry of `threeam.data.discovery.DATA_FORMATS`, in detection order."""
+    from threeam.data.discovery import DATA_FORMATS
+
+    return f"Dataset format: {', '.join(DATA_FORMATS)} (detected from the folder if unset)."
+
+
 def fail(message: Any) -> NoReturn:
     """Exit status 2 with one ``error: ...`` line on stderr."""
     text = " ".join(str(message).split())

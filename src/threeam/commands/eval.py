@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         methods: str = typer.Option("sam2,sam2long,dam4sam", "--methods",
                                     help="Comma-separated methods: sam2, sam2long, dam4sam, 3am, 3am+sam2long, "
                                          "3am+dam4sam (and any registered)."),
-        fmt: str = typer.Option(None, "--format", help="scannetpp, replica, davis or synthetic (guessed if unset)."),
+        fmt: str = typer.Option(None, "--format", help=C.format_help()),
         split: str = typer.Option(None, "--split", help="ScanNet++/DAVIS split file name."),
         model_preset: str = typer.Option(None, "--preset", "--model-preset",
                                          help=f"SAM 2 preset of the SAM 2 methods (default {C.DEFAULT_SAM2_PRESET})."),
@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
         """Run methods on the same object tracks (paper protocol) and write the paper's table."""
         from threeam.devices import resolve_device
         from threeam.errors import InputError, ThreeAMError
-        from threeam.eval.runner import EvalConfig, EvalContext, open_scenes, resolve_methods, run_evaluation
+        from threeam.data.discovery import open_scenes
+        from threeam.eval import EvalConfig, EvalContext, resolve_methods, run_evaluation
         from threeam.io.atomic import check_output_dir
 
         try:

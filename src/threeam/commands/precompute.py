@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", metavar="DIR",
                                  help="Cache folder (one sub-folder per scene, each written whole; complete scenes "
                                       "are kept)."),
-        fmt: Optional[str] = typer.Option(None, "--format", help="scannetpp, replica, davis or synthetic (guessed)."),
+        fmt: Optional[str] = typer.Option(None, "--format", help=C.format_help()),
         preset: str = typer.Option("3am_hiera_l", "--preset", help="3AM preset whose MUSt3R and levels to use."),
         must3r_checkpoint: Optional[str] = typer.Option(None, "--must3r-checkpoint",
                                                         help="Official MUSt3R checkpoint (file or hf://...)."),
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
         from threeam.devices import resolve_device
         from threeam.errors import ThreeAMError
-        from threeam.eval.runner import open_scenes
+        from threeam.data.discovery import open_scenes
         from threeam.io.atomic import check_output_root
         from threeam.models.three_am import ThreeAM
         from threeam.train.geometry_cache import precompute as run

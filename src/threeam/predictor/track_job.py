@@ -342,7 +342,7 @@ def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir:
         for reverse in passes:
             for t, ids, masks in predictor.propagate_in_video(state, start_frame_idx=start, reverse=reverse):
                 if t not in id_maps:
-                    id_maps[t] = _id_map(list(ids), masks.float().cpu()[:, 0])
+                    id_maps[t] = id_map_from_logits(list(ids), masks)
     frames = sorted(id_maps)
     obj_ids = list(state.obj_ids)
     out = Path(out_dir).expanduser()
@@ -382,10 +382,20 @@ def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir:
     return TrackResult(out_dir=out, frames=frames, obj_ids=obj_ids, files=files, fps=rate)
 
 
-def _id_map(ids: list[int], logits: torch.Tensor) -> np.ndarray:
-    """(N, H, W) logits of objects ``ids`` -> (H, W) uint8 id map; overlaps go to the highest logit."""
+def id_map_from_logits(ids: list[int], logits: torch.Tensor) -> np.ndarray:
+    """``(N, H, W)`` or ``(N, 1, H, W)`` mask logits of objects ``ids`` -> ``(H, W)`` uint8 id map.
+
+    A pixel belongs to the object with the highest logit among those above 0, else it is 0
+    (background); no objects give an all-zero map. This is the rule of ``threeam track`` and of the
+    web app (`threeam.serve`).
+    """
     for i in ids:
         check_obj_id(i, "object id")
+    if not ids:
+        return np.zeros(tuple(logits.shape[-2:]), dtype=np.uint8)
+    logits = logits.float().cpu()
+    if logits.dim() == 4:
+        logits = logits[:, 0]
     best = logits.argmax(dim=0)
     fg = (logits > 0).any(dim=0)
     table = torch.tensor(ids, dtype=torch.uint8)

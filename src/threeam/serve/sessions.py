@@ -34,6 +34,7 @@ import torch
 
 from threeam.errors import InputError, ThreeAMError
 from threeam.io.masks import decode_rle, encode_rle, write_palette_png, write_rle_json
+from threeam.predictor.track_job import id_map_from_logits
 from threeam.serve.config import ServeConfig
 from threeam.serve.media import VideoData, encode_jpeg, open_video
 from threeam.serve.security import NotFoundError
@@ -47,15 +48,6 @@ class Busy(InputError):
 
 class ServerFull(ThreeAMError):
     """Too many sessions are open (HTTP 503)."""
-
-
-def id_map_from_logits(ids: list[int], logits: torch.Tensor) -> np.ndarray:
-    """``(N, 1, H, W)`` mask logits of objects ``ids`` -> ``(H, W)`` uint8 id map (the `threeam track` rule)."""
-    from threeam.predictor.track_job import _id_map
-
-    if not ids:
-        return np.zeros(tuple(logits.shape[-2:]), dtype=np.uint8)
-    return _id_map(list(ids), logits.float().cpu()[:, 0])
 
 
 def masks_payload(id_map: Optional[np.ndarray], obj_ids: list[int]) -> dict[str, dict]:

@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal, Sequence
 
+from threeam.devices import is_device_name
 from threeam.errors import InputError
 from threeam.train.losses import LossWeights
 
@@ -247,7 +248,9 @@ class RunConfig:
     """Micro-batches accumulated per optimizer step."""
     amp: Literal["bf16", "none"] = "bf16"
     """Mixed precision: bf16 autocast, applied on CUDA only (CPU always runs float32)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (`threeam.devices`); under torchrun ``cuda`` / ``auto``
+    give every rank ``cuda:LOCAL_RANK``."""
     log_every: int = 10
     """TensorBoard scalars every this many steps."""
     ckpt_every: int = 1000
@@ -268,7 +271,7 @@ class RunConfig:
         _check(self.max_steps >= 1, f"run.max_steps must be >= 1, got {self.max_steps}")
         _check(self.grad_accum_steps >= 1, f"run.grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
         _check(self.amp in ("bf16", "none"), f"run.amp must be 'bf16' or 'none', got {self.amp!r}")
-        _check(self.device in ("auto", "cpu", "cuda"), f"run.device must be auto, cpu or cuda, got {self.device!r}")
+        _check(is_device_name(self.device), f"run.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         _check(self.log_every >= 1, f"run.log_every must be >= 1, got {self.log_every}")
         _check(self.ckpt_every >= 1, f"run.ckpt_every must be >= 1, got {self.ckpt_every}")
         _check(self.keep_last >= 0, f"run.keep_last must be >= 0, got {self.keep_last}")

@@ -51,14 +51,15 @@ class DistContext:
 
 
 def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` = CUDA (``cuda:local_rank``) when available, else CPU."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but CUDA is not available")
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
+    """The training device of this rank, through `threeam.devices.resolve_device` (``cpu``, ``cuda``,
+    ``cuda:N``, ``auto``, checked against this machine). ``cuda`` without an index, and ``auto``
+    on a CUDA machine, mean ``cuda:local_rank``; ``cuda:N`` is that GPU."""
+    from threeam.devices import resolve_device
+
+    dev = resolve_device(device, "run.device")
+    if dev.type == "cuda" and dev.index is None:
+        return torch.device("cuda", local_rank)
+    return dev
 
 
 def _env_int(name: str) -> int:
@@ -85,6 +86,9 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistCon
     if not 0 <= rank < world:
         raise InputError(f"RANK={rank} is outside [0, WORLD_SIZE={world})")
     dev = pick_device(device, local_rank)
+    if dev.type == "cuda" and ":" in str(device):
+        raise InputError(f"run.device {device!r} names one GPU, but WORLD_SIZE={world} processes each need "
+                         "their own: use cuda or auto (rank r gets cuda:LOCAL_RANK)")
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
