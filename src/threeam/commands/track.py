@@ -75,6 +75,9 @@ def register(app: typer.Typer) -> None:
                                             help="Frame rate of overlay.mp4 (default: the source's; 24 for frames "
                                                  "folders)."),
         no_overlay: bool = typer.Option(False, "--no-overlay", help="Do not write overlay.mp4."),
+        check_frames: bool = typer.Option(False, "--check-frames",
+                                          help="Open every file of a frames folder before tracking, so a corrupt "
+                                               "frame is reported up front (default: when tracking reaches it)."),
         overwrite: bool = typer.Option(False, "--overwrite", help=C.OVERWRITE_HELP),
         quiet: bool = typer.Option(False, "--quiet", help=C.QUIET_HELP),
     ) -> None:
@@ -93,13 +96,15 @@ def register(app: typer.Typer) -> None:
             C.check_weights(checkpoint, random_weights)
             dev = resolve_device(device)
             items = cli_prompts(point, neg_point, box, mask, prompts, frame, obj_id)
-            check_track_inputs(video, items, out, direction=direction, overwrite=overwrite, fps=fps)
+            check_track_inputs(video, items, out, direction=direction, overwrite=overwrite, fps=fps,
+                               check_all_frames=check_frames)
             spec = C.resolve_preset(model, preset, model_config)
             say(f"building {model} ({'random weights' if random_weights else checkpoint}) on {dev}")
             predictor = build_predictor(model, preset=spec, checkpoint=checkpoint, device=str(dev),
                                         random_weights=random_weights, seed=seed, progress=not quiet)
             result = track_video(predictor, video, items, out, direction=direction, overlay=not no_overlay,
-                                 overwrite=overwrite, fps=fps, progress=not quiet, log=say)
+                                 overwrite=overwrite, fps=fps, progress=not quiet, log=say,
+                                 check_all_frames=check_frames)
         except ThreeAMError as e:
             C.fail(e)
         typer.echo(f"tracked objects {result.obj_ids} on {len(result.frames)} frames; results in {result.out_dir}")

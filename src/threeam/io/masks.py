@@ -52,6 +52,7 @@ __all__ = [
     "decode_rle",
     "TrackMask",
     "write_rle_json",
+    "TracksWriter",
     "read_rle_json",
 ]
 
@@ -298,6 +299,32 @@ def _split_entry(entry) -> tuple[np.ndarray, float | None]:
     return entry, None
 
 
+def _frame_entry(frame, objects: Mapping, hw: tuple[int, int] | None) -> tuple[dict, tuple[int, int] | None]:
+    """One checked ``{"frame": t, "objects": {...}}`` record of the tracks JSON, and the mask size."""
+    if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer)) or frame < 0:
+        raise InputError(f"frame indices must be integers >= 0, got {frame!r}")
+    objs = {}
+    for obj_id in sorted(objects):
+        if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)):
+            raise InputError(f"object ids must be integers, got {obj_id!r}")
+        mask, score = _split_entry(objects[obj_id])
+        mask = _check_bool_mask(mask, name=f"mask of object {obj_id} on frame {frame}", shape=hw)
+        hw = mask.shape
+        rec: dict = {"rle": encode_rle(mask)}
+        if score is not None:
+            if not np.isfinite(score):
+                raise InputError(f"score of object {obj_id} on frame {frame} is not finite: {score}")
+            rec["score"] = float(score)
+        objs[str(int(obj_id))] = rec
+    return {"frame": int(frame), "objects": objs}, hw
+
+
+def _tracks_head(hw: tuple[int, int] | None) -> str:
+    head = {"format": TRACKS_FORMAT, "version": TRACKS_VERSION,
+            "height": None if hw is None else int(hw[0]), "width": None if hw is None else int(hw[1])}
+    return json.dumps(head)[:-1] + ', "frames": ['
+
+
 def write_rle_json(path: str | os.PathLike,
                    tracks: Mapping[int, Mapping[int, np.ndarray | tuple | TrackMask]],
                    *, overwrite: bool = True) -> None:
@@ -308,31 +335,91 @@ def write_rle_json(path: str | os.PathLike,
         tracks: ``{frame_index: {object_id: mask | (mask, score) | TrackMask}}``; every mask is
             ``(H, W)`` bool with the same ``H, W``.
         overwrite: if False, an existing ``path`` raises :class:`InputError`.
+
+    For a long video, :class:`TracksWriter` writes the same file one frame at a time.
     """
     _refuse_overwrite(path, overwrite)
     frames_out = []
     hw: tuple[int, int] | None = None
     for frame in sorted(tracks):
-        if isinstance(frame, (bool, np.bool_)) or not isinstance(frame, (int, np.integer)) or frame < 0:
-            raise InputError(f"frame indices must be integers >= 0, got {frame!r}")
-        objs = {}
-        for obj_id in sorted(tracks[frame]):
-            if isinstance(obj_id, (bool, np.bool_)) or not isinstance(obj_id, (int, np.integer)):
-                raise InputError(f"object ids must be integers, got {obj_id!r}")
-            mask, score = _split_entry(tracks[frame][obj_id])
-            mask = _check_bool_mask(mask, name=f"mask of object {obj_id} on frame {frame}", shape=hw)
-            hw = mask.shape
-            rec: dict = {"rle": encode_rle(mask)}
-            if score is not None:
-                if not np.isfinite(score):
-                    raise InputError(f"score of object {obj_id} on frame {frame} is not finite: {score}")
-                rec["score"] = float(score)
-            objs[str(int(obj_id))] = rec
-        frames_out.append({"frame": int(frame), "objects": objs})
+        entry, hw = _frame_entry(frame, tracks[frame], hw)
+        frames_out.append(entry)
     doc = {"format": TRACKS_FORMAT, "version": TRACKS_VERSION,
            "height": None if hw is None else int(hw[0]), "width": None if hw is None else int(hw[1]),
            "frames": frames_out}
     atomic_write_text(path, json.dumps(doc))
+
+
+class TracksWriter:
+    """Write the file :func:`write_rle_json` writes, one frame at a time and in any frame order.
+
+    Each frame's record is encoded as it is added and parked in an anonymous temporary file beside
+    `path`; only its offset is kept in memory, so memory does not grow with the video's masks.
+    :meth:`close` writes the file (frames sorted, atomically); the bytes equal
+    ``write_rle_json(path, tracks)`` for the same tracks. As a context manager it closes on
+    success and writes nothing on an exception.
+
+    Args:
+        path: target ``.json`` file.
+        overwrite: if False, an existing ``path`` raises :class:`InputError`.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = True):
+        import tempfile
+
+        _refuse_overwrite(path, overwrite)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._parts = tempfile.TemporaryFile(dir=self.path.parent)
+        self._index: dict[int, tuple[int, int]] = {}
+        self._hw: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, frame: int, objects: Mapping[int, np.ndarray | tuple | TrackMask]) -> None:
+        """Add frame `frame`'s ``{object_id: mask | (mask, score) | TrackMask}`` (once per frame)."""
+        if self._parts is None:
+            raise InputError("this TracksWriter is closed")
+        entry, self._hw = _frame_entry(frame, objects, self._hw)
+        if entry["frame"] in self._index:
+            raise InputError(f"frame {entry['frame']} was already added")
+        data = json.dumps(entry).encode("utf-8")
+        offset = self._parts.seek(0, os.SEEK_END)
+        self._parts.write(data)
+        self._index[entry["frame"]] = (offset, len(data))
+
+    def close(self) -> None:
+        """Write the file and drop the temporary records."""
+        if self._parts is None:
+            return
+        try:
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as out:
+                out.write(_tracks_head(self._hw).encode("utf-8"))
+                for i, frame in enumerate(sorted(self._index)):
+                    offset, length = self._index[frame]
+                    self._parts.seek(offset)
+                    if i:
+                        out.write(b", ")
+                    out.write(self._parts.read(length))
+                out.write(b"]}")
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the temporary records without writing anything."""
+        if self._parts is not None:
+            self._parts.close()
+            self._parts = None
+
+    def __enter__(self) -> "TracksWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
 
 
 def read_rle_json(path: str | os.PathLike) -> dict[int, dict[int, TrackMask]]:

@@ -10,7 +10,7 @@ swapped in at the end, so a failed or interrupted run leaves the previous result
 
 * ``masks/00000.png`` ...: one DAVIS palette PNG per tracked frame at the video's resolution, pixel
   value = object id (where objects overlap, the one with the higher mask logit wins);
-* ``masks.json``: the same masks as COCO RLE (`threeam.io.masks.write_rle_json`);
+* ``masks.json``: the same masks as COCO RLE (the `threeam.io.masks.write_rle_json` format);
 * ``overlay.mp4``: the video with the masks drawn on it at the source's frame rate (unless
   ``overlay=False``; frames folders and arrays have no rate: ``fps``, default 24).
 
@@ -36,7 +36,7 @@ import torch
 
 from threeam.errors import InputError, VideoError
 from threeam.io.atomic import atomic_output_dir, check_output_dir
-from threeam.io.masks import read_palette_png, write_palette_png, write_rle_json
+from threeam.io.masks import TracksWriter, read_palette_png, write_palette_png
 
 MIN_OBJ_ID, MAX_OBJ_ID = 1, 254
 DEFAULT_FPS = 24.0
@@ -78,13 +78,14 @@ class TrackResult:
 # ---------------------------------------------------------------------------------- the video
 
 
-def probe_video(video: Any) -> VideoInfo:
+def probe_video(video: Any, check_all_frames: bool = False) -> VideoInfo:
     """Frame count, size and frame rate of a frames folder, video file or in-memory frames, from
     `threeam.io.frame_sources.open_source` (headers and the container's index; no full decode).
-    VideoError otherwise."""
+    ``check_all_frames``: open every file of a frames folder now, so a file that is not a readable
+    image or has another size is reported before any model runs. VideoError otherwise."""
     from threeam.io.frame_sources import open_source
 
-    source = open_source(video)
+    source = open_source(video, check_all_frames=check_all_frames)
     try:
         n, h, w = int(source.num_frames), int(source.height), int(source.width)
         fps = source.fps
@@ -271,14 +272,15 @@ DIRECTIONS = ("forward", "backward", "both")
 
 
 def check_track_inputs(video: Any, prompts: Sequence[ObjectPrompt], out_dir: str | os.PathLike, *,
-                       direction: str = "both", overwrite: bool = False, fps: Optional[float] = None) -> VideoInfo:
+                       direction: str = "both", overwrite: bool = False, fps: Optional[float] = None,
+                       check_all_frames: bool = False) -> VideoInfo:
     """All checks of :func:`track_video` that need no model (run them before building one)."""
     if direction not in DIRECTIONS:
         raise InputError(f"--direction must be forward, backward or both, got {direction!r}")
     if fps is not None and not (_is_number(fps) and fps > 0):
         raise InputError(f"--fps must be a positive number, got {fps!r}")
     check_output_dir(out_dir, overwrite=overwrite)
-    info = probe_video(video)
+    info = probe_video(video, check_all_frames=check_all_frames)
     check_prompts(prompts, info)
     return info
 
@@ -317,15 +319,21 @@ def _iter_frames(video: Any, frames: Sequence[int]):
 def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir: str | os.PathLike, *,
                 direction: str = "both", overlay: bool = True, overwrite: bool = False,
                 fps: Optional[float] = None, progress: bool = False,
-                log: Optional[Callable[[str], None]] = None) -> TrackResult:
+                log: Optional[Callable[[str], None]] = None, check_all_frames: bool = False) -> TrackResult:
     """Prompt, propagate (forward from the earliest prompted frame, backward from it, or both) and
     write the outputs described in the module docstring.
 
+    Memory does not grow with the video's length: each frame's id map is written as a PNG (and its
+    RLE record parked on disk by `threeam.io.masks.TracksWriter`) as soon as the frame is
+    tracked, and the overlay streams the source's frames and reads the id maps back one at a time.
+
     ``fps``: the overlay's frame rate (default: the source's, 24 for frames folders and arrays).
     ``progress``: progress bars for writing and encoding (tracking uses the predictor's own).
-    ``log``: called with a line at the start of each phase (decoding, tracking, writing, overlay)."""
+    ``log``: called with a line at the start of each phase (decoding, tracking, writing, overlay).
+    ``check_all_frames``: open every file of a frames folder before tracking (see `probe_video`)."""
     say = log or (lambda msg: None)
-    info = check_track_inputs(video, prompts, out_dir, direction=direction, overwrite=overwrite, fps=fps)
+    info = check_track_inputs(video, prompts, out_dir, direction=direction, overwrite=overwrite, fps=fps,
+                              check_all_frames=check_all_frames)
     rate = float(fps) if fps is not None else (info.fps or DEFAULT_FPS)
     say(f"decoding {info.num_frames} frames ({info.width}x{info.height})")
     state = predictor.init_state(video)
@@ -335,31 +343,26 @@ def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir:
     device = getattr(predictor, "device", torch.device("cpu"))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
                 else nullcontext())
-    id_maps: dict[int, np.ndarray] = {}
-    say(f"tracking {len({p.obj_id for p in prompts})} object(s), direction {direction}")
-    with autocast:
-        passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
-        for reverse in passes:
-            for t, ids, masks in predictor.propagate_in_video(state, start_frame_idx=start, reverse=reverse):
-                if t not in id_maps:
-                    id_maps[t] = id_map_from_logits(list(ids), masks)
-    frames = sorted(id_maps)
-    obj_ids = list(state.obj_ids)
     out = Path(out_dir).expanduser()
-    say(f"writing {len(frames)} masks to {out}")
+    written: set[int] = set()
     with atomic_output_dir(out, overwrite=overwrite, kind="track") as tmp:
-        (tmp / "masks").mkdir()
-        bar = _bar(progress, len(frames), "masks")
-        tracks = {}
-        for t in frames:
-            write_palette_png(tmp / "masks" / f"{t:05d}.png", id_maps[t])
-            tracks[t] = {oid: id_maps[t] == oid for oid in obj_ids}
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        write_rle_json(tmp / "masks.json", tracks)
-        del tracks
+        masks_dir = tmp / "masks"
+        masks_dir.mkdir()
+        with TracksWriter(tmp / "masks.json") as rle:
+            say(f"tracking {len({p.obj_id for p in prompts})} object(s), direction {direction}")
+            with autocast:
+                passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+                for reverse in passes:
+                    for t, ids, masks in predictor.propagate_in_video(state, start_frame_idx=start, reverse=reverse):
+                        if t in written:
+                            continue
+                        id_map = id_map_from_logits(list(ids), masks)
+                        write_palette_png(masks_dir / f"{t:05d}.png", id_map)
+                        rle.add(t, {oid: id_map == oid for oid in ids})
+                        written.add(t)
+            frames = sorted(written)
+            say(f"writing {len(frames)} masks to {out}")
+        obj_ids = list(state.obj_ids)
         if overlay:
             from threeam.io.overlay import write_overlay_video
 
@@ -374,7 +377,7 @@ def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir:
 
             try:
                 write_overlay_video(tmp / "overlay.mp4", counted(_iter_frames(video, frames)),
-                                    [id_maps[t] for t in frames], fps=rate)
+                                    (read_palette_png(masks_dir / f"{t:05d}.png") for t in frames), fps=rate)
             finally:
                 if bar is not None:
                     bar.close()

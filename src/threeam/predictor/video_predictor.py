@@ -244,6 +244,7 @@ class VideoPredictor:
         video_size: tuple[int, int] | None = None,
         *,
         video: VideoSource | None = None,
+        check_all_frames: bool = False,
     ) -> InferenceState:
         """Load a video and start a session.
 
@@ -256,6 +257,10 @@ class VideoPredictor:
             video_size: ``(H, W)`` of the original video when the frames given were already resized;
                 prompts are then read, and outputs produced, in that frame. Frames that already
                 are ``S x S`` are never resized again.
+            check_all_frames: for a frames folder, open every file now (as the official
+                synchronous loader does), so that a file that is not a readable image, or a frame
+                of another size, raises `VideoError` here instead of when tracking reaches it.
+                It reads headers only (a few milliseconds per hundred files).
 
         Returns:
             An `InferenceState`; the backbone features of frame 0 are computed and cached.
@@ -268,7 +273,8 @@ class VideoPredictor:
         device = self.device
         frames_device = torch.device("cpu") if offload_video_to_cpu else device
         video_data = load_video_frames(video, self.image_size, video_size=video_size, device=frames_device,
-                                       async_loading_frames=async_loading_frames)
+                                       async_loading_frames=async_loading_frames,
+                                       check_all_frames=bool(check_all_frames))
         state = InferenceState(
             images=video_data.images,
             num_frames=video_data.num_frames,
