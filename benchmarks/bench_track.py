@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 from threeam.models.three_am import ThreeAM
 from threeam.predictor.three_am_predictor import ThreeAMVideoPredictor
 from threeam.predictor.video_predictor import VideoPredictor
@@ -73,10 +73,39 @@ def _run(predictor, video, device: str, objects: int = 1) -> tuple[float, float]
     return n / dt, peak
 
 
+OFFICIAL_FILES = ("sam2/build_sam.py", "sam2/sam2_video_predictor.py", "sam2/configs")
+
+
+def check_official_checkout(path: str, config: str | None = None) -> Path:
+    """The root of an official SAM 2 checkout (the folder holding ``sam2/build_sam.py``), checked
+    before anything is built; `SystemExit` with one clear line otherwise. ``config``: an official
+    config name (``configs/sam2.1/sam2.1_hiera_b+.yaml``) that must exist in the checkout."""
+    root = Path(path).expanduser()
+    hint = "give the root folder of a clone of https://github.com/facebookresearch/sam2"
+    if not root.is_dir():
+        raise SystemExit(f"error: --compare-official {path}: no such folder; {hint}")
+    missing = [rel for rel in OFFICIAL_FILES if not (root / rel).exists()]
+    if missing:
+        raise SystemExit(f"error: --compare-official {path} is not an official SAM 2 checkout "
+                         f"(missing {', '.join(missing)}); {hint}")
+    if config is not None and not (root / "sam2" / config).is_file():
+        raise SystemExit(f"error: --official-config {config} is not in the checkout "
+                         f"(expected {root / 'sam2' / config}); the official names look like "
+                         "configs/sam2.1/sam2.1_hiera_b+.yaml")
+    return root.resolve()
+
+
 def _official(path: str, config: str, checkpoint: str | None, device: str, vos_optimized: bool):
     """The official SAM 2 video predictor from a checkout at `path` (imported, not copied)."""
-    sys.path.insert(0, str(Path(path).expanduser().resolve()))
-    from sam2.build_sam import build_sam2_video_predictor  # noqa: E402  (the user's checkout)
+    root = check_official_checkout(path, config)
+    sys.path.insert(0, str(root))
+    import sam2  # noqa: E402  (the user's checkout)
+
+    where = Path(sam2.__file__).resolve()
+    if root not in where.parents:
+        raise SystemExit(f"error: 'import sam2' found {where.parent}, not the checkout at {root} "
+                         "(an installed sam2 package shadows it; uninstall it or use a clean environment)")
+    from sam2.build_sam import build_sam2_video_predictor  # noqa: E402
 
     return build_sam2_video_predictor(config, checkpoint, device=device, vos_optimized=vos_optimized)
 
@@ -107,7 +136,7 @@ def _best(fn, repeats: int) -> tuple[float, float]:
     return max(runs)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="3am_tiny", help="3AM preset (its SAM 2 part is the baseline)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -121,11 +150,15 @@ def main() -> None:
     ap.add_argument("--compare-official", metavar="PATH", default=None, help="an official SAM 2 checkout")
     ap.add_argument("--official-config", default="configs/sam2.1/sam2.1_hiera_b+.yaml")
     ap.add_argument("--official-checkpoint", default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.compare_official:  # checked before any model is built
+        check_official_checkout(args.compare_official, args.official_config)
+        if not args.device.startswith("cuda"):
+            raise SystemExit("error: --compare-official needs --device cuda (the official predictor runs on CUDA)")
     if args.threads:
         torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.lower().split("x"))
-    scene = generate_scene(synth_config("tiny", n_frames=args.frames, height=h, width=w), seed=0)
+    scene = generate_scene(get_synth_config("tiny", n_frames=args.frames, height=h, width=w), seed=0)
     video = np.stack([scene.frame(i).rgb for i in range(args.frames)])
     torch.manual_seed(0)
     model = ThreeAM(args.preset).to(args.device).eval()
@@ -144,8 +177,6 @@ def main() -> None:
             _run(pred, video[:3], args.device)  # warm-up: compilation
             rows[name] = _best(lambda: _run(pred, video, args.device), args.repeats)
     if args.compare_official:
-        if not args.device.startswith("cuda"):
-            raise SystemExit("--compare-official needs --device cuda (the official predictor runs on CUDA)")
         for name, vos in (("official sam2", False), ("official sam2 (vos_optimized)", True)):
             off = _official(args.compare_official, args.official_config, args.official_checkpoint, args.device, vos)
             _run_official(off, video[:3], args.device)  # warm-up (compilation for vos_optimized)
@@ -169,7 +200,10 @@ def main() -> None:
             first = spf[0]
             extra = [spf[k] - spf[k - 1] for k in range(1, len(spf))]
             cells = "  ".join(f"{k + 2}:{e / first:.2f}" for k, e in enumerate(extra))
+            mean = (spf[-1] - first) / (len(spf) - 1)
             print(f"  sam2 {name:10s} 1 object {first * 1e3:7.1f} ms/frame; extra object / first: {cells}")
+            print(f"  sam2 {name:10s} object {len(spf)}: {extra[-1] * 1e3:.1f} ms/frame = {extra[-1] / first:.2f} of the "
+                  f"first; mean extra object {mean * 1e3:.1f} ms/frame = {mean / first:.2f} of the first")
 
 
 if __name__ == "__main__":
