@@ -17,7 +17,7 @@ import time
 import torch
 
 from threeam.data.sampling import SamplerConfig, measure_sampler_overlap
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 
 
 def main() -> None:
@@ -29,8 +29,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = synth_config("default", device=args.device)
-    generate_scene(synth_config("tiny", device=args.device), seed=0)  # warm-up
+    cfg = get_synth_config("default", device=args.device)
+    generate_scene(get_synth_config("tiny", device=args.device), seed=0)  # warm-up
     t0 = time.perf_counter()
     scene = generate_scene(cfg, seed=0)
     dt = time.perf_counter() - t0

@@ -16,7 +16,7 @@ from threeam.cli import app
 from threeam.errors import InputError
 from threeam.predictor.track_job import MAX_OBJ_ID, MIN_OBJ_ID, VideoInfo, check_prompts, prompts_from_json
 from threeam.train.config import apply_overrides, config_to_json, override_keys
-from threeam.train.recipes import get_preset
+from threeam.train.recipes import get_train_config
 
 INFO = VideoInfo(num_frames=5, height=40, width=60)
 
@@ -83,7 +83,7 @@ def test_near_valid_prompts_keep_their_exact_values(doc):
         assert all(0 <= x <= INFO.width and 0 <= y <= INFO.height for x, y in p.points)
 
 
-BASE = get_preset("toy-engine")
+BASE = get_train_config("toy-engine")
 KEYS = override_keys(BASE)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from threeam.cli import app
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 from threeam.io.masks import read_palette_png, read_rle_json, write_palette_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ T = 6
 @pytest.fixture(scope="module")
 def scene_video(tmp_path_factory):
     """A generated scene as a frames folder and an mp4, with its two largest objects' masks on frame 0."""
-    scene = generate_scene(synth_config("tiny", n_frames=T, height=64, width=96), seed=4)
+    scene = generate_scene(get_synth_config("tiny", n_frames=T, height=64, width=96), seed=4)
     root = tmp_path_factory.mktemp("video")
     folder = root / "frames"
     folder.mkdir()

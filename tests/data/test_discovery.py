@@ -9,7 +9,7 @@ from threeam.data.davis import DavisSequence, write_davis_sequence
 from threeam.data.discovery import DATA_FORMATS, detect_format, open_scenes
 from threeam.data.replica import ReplicaScene, write_replica_sequence
 from threeam.data.scannetpp import ScanNetPPScene, write_scannetpp_scene
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 from threeam.errors import InputError
 
 N = 3  # frames per scene
@@ -17,7 +17,7 @@ N = 3  # frames per scene
 
 @pytest.fixture(scope="module")
 def scene():
-    return generate_scene(synth_config("tiny", n_frames=N, hfov_deg=90.0), seed=4)  # Replica needs 90 degrees
+    return generate_scene(get_synth_config("tiny", n_frames=N, hfov_deg=90.0), seed=4)  # Replica needs 90 degrees
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 from threeam.data.davis import DavisSequence, list_davis_sequences, write_davis_sequence
 from threeam.data.replica import ReplicaScene, write_replica_sequence
 from threeam.data.scannetpp import ScanNetPPScene, list_scannetpp_scenes, vertex_instance_labels, write_scannetpp_scene
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 from threeam.errors import InputError, VideoError
 
 
@@ -68,7 +68,7 @@ def test_scannetpp_missing_files_name_them(tmp_path, tiny_scene):
 
 
 def test_replica_roundtrip_exact(tmp_path):
-    s = generate_scene(synth_config("tiny", hfov_deg=90.0, n_frames=4), seed=2)
+    s = generate_scene(get_synth_config("tiny", hfov_deg=90.0, n_frames=4), seed=2)
     seq = write_replica_sequence(s, tmp_path / "room_0" / "Sequence_1")
     r = ReplicaScene(seq)
     assert len(r) == 4 and r.object_ids() == sorted(set(np.concatenate([np.unique(f.instance_ids) for f in s.frames])) - {0})
@@ -84,7 +84,7 @@ def test_replica_roundtrip_exact(tmp_path):
 def test_replica_rejects_other_fov_and_bad_traj(tmp_path, tiny_scene):
     with pytest.raises(InputError, match="90-degree"):
         write_replica_sequence(tiny_scene, tmp_path / "x")
-    s = generate_scene(synth_config("tiny", hfov_deg=90.0, n_frames=2), seed=2)
+    s = generate_scene(get_synth_config("tiny", hfov_deg=90.0, n_frames=2), seed=2)
     seq = write_replica_sequence(s, tmp_path / "y")
     (seq / "traj_w_c.txt").write_text("1 2 3\n")
     with pytest.raises(InputError, match="traj_w_c.txt"):

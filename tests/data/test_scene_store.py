@@ -7,10 +7,10 @@ import numpy as np
 from threeam.data.eval_scenes import EVAL_SCENE_SETS, eval_scene_seeds
 from threeam.data.scene_store import (TRAIN_SEED_BASE, cached_scene, is_train_seed, load_scene_npz,
                                       train_scene_seed)
-from threeam.data.synth import generate_scene, make_layout, make_trajectory, synth_config
+from threeam.data.synth import generate_scene, make_layout, make_trajectory, get_synth_config
 from threeam.train.clips import open_source_scenes
 from threeam.train.config import apply_overrides
-from threeam.train.recipes import PRESETS, get_preset
+from threeam.train.recipes import TRAIN_PRESETS, get_train_config
 
 
 def _layout_and_path(cfg, seed):
@@ -26,8 +26,8 @@ def test_default_training_seeds_lie_outside_every_evaluation_seed_range():
     eval_seeds = set(range(0, 10_000))  # `threeam eval --data synthetic:N` at its default seed 0, N < 10k
     for name in EVAL_SCENE_SETS:
         eval_seeds |= set(eval_scene_seeds(name))
-    for preset in PRESETS:
-        cfg = get_preset(preset)
+    for preset in TRAIN_PRESETS:
+        cfg = get_train_config(preset)
         for src in cfg.data.sources:
             for j in range(max(cfg.data.scenes_per_source, 64)):
                 s = train_scene_seed(cfg.seed, src.name, j)
@@ -40,7 +40,7 @@ def test_default_training_seeds_lie_outside_every_evaluation_seed_range():
 
 
 def test_training_scenes_share_no_layout_or_camera_path_with_evaluation_scenes():
-    cfg = synth_config("lookalike")
+    cfg = get_synth_config("lookalike")
     train = [_layout_and_path(cfg, train_scene_seed(0, "synthetic", j)) for j in range(6)]
     test = [_layout_and_path(cfg, s) for s in eval_scene_seeds("lookalike")[:6]]
     for lt, pt in train:
@@ -54,7 +54,7 @@ def test_training_scenes_share_no_layout_or_camera_path_with_evaluation_scenes()
 
 
 def test_task_scenes_come_from_the_training_seed_space(tmp_path):
-    cfg = apply_overrides(get_preset("toy-ablation-3am"), ["data.scenes_per_source=2", "data.scene_frames=3",
+    cfg = apply_overrides(get_train_config("toy-ablation-3am"), ["data.scenes_per_source=2", "data.scene_frames=3",
                                                            "data.scene_height=16", "data.scene_width=16",
                                                            f"data.scene_cache={tmp_path}"])
     scenes = open_source_scenes(cfg.data.sources[0], cfg, 0)
@@ -64,7 +64,7 @@ def test_task_scenes_come_from_the_training_seed_space(tmp_path):
 
 
 def test_cache_round_trip_gives_the_generated_frames(tmp_path):
-    cfg = synth_config("tiny", n_frames=3, height=16, width=24)
+    cfg = get_synth_config("tiny", n_frames=3, height=16, width=24)
     fresh = generate_scene(cfg, seed=7)
     first = cached_scene(cfg, 7, tmp_path)
     files = list(tmp_path.rglob("*.npz"))

@@ -3,7 +3,7 @@ import pytest
 
 from threeam.data.geometry import backproject, intrinsics_from_hfov, invert_rigid, look_at, transform_points
 from threeam.data.render import BOX, SPHERE, Primitives, render_pinhole
-from threeam.data.synth import SynthConfig, generate_scene, synth_config
+from threeam.data.synth import SynthConfig, generate_scene, get_synth_config
 from threeam.data.types import check_frame
 from threeam.errors import InputError
 
@@ -70,7 +70,7 @@ def test_distractors_are_exact_copies(tiny_scene):
 
 
 def test_same_seed_is_byte_identical_and_different_seed_differs():
-    cfg = synth_config("tiny", n_frames=3)
+    cfg = get_synth_config("tiny", n_frames=3)
     a, b, c = generate_scene(cfg, seed=4), generate_scene(cfg, seed=4), generate_scene(cfg, seed=5)
     for i in range(3):
         assert a.frame(i).rgb.tobytes() == b.frame(i).rgb.tobytes()
@@ -100,7 +100,7 @@ def test_bad_config_raises():
     with pytest.raises(InputError):
         SynthConfig(height=2)
     with pytest.raises(InputError):
-        synth_config("nope")
+        get_synth_config("nope")
     with pytest.raises(InputError):
         SynthConfig(trajectory="spiral")
 

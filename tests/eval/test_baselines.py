@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 from threeam.errors import InputError
 from threeam.eval.baselines import (DAM4SAMConfig, DAM4SAMPolicy, SAM2LongConfig, SAM2LongPolicy, attach_policy)
 from threeam.eval.baselines.dam4sam import bbox_iou, has_distractor
@@ -37,7 +37,7 @@ def predictor(golden_dir, fill) -> VideoPredictor:
 
 @pytest.fixture(scope="module")
 def video():
-    scene = generate_scene(synth_config("tiny", n_frames=N_FRAMES), seed=0)
+    scene = generate_scene(get_synth_config("tiny", n_frames=N_FRAMES), seed=0)
     frames = np.stack([scene.frame(t).rgb for t in range(len(scene))])
     ids = np.stack([scene.instance_ids(t) for t in range(len(scene))])
     return frames, ids

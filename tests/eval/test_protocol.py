@@ -131,7 +131,7 @@ def test_protocol_with_sam2_on_a_generated_scene(golden_dir, fill):
     """Real SAM 2 (small golden config, fill weights): the conditioning frame reproduces the prompt
     and both directions are tracked."""
     from threeam.data.eval_sequences import build_eval_sequences, EvalSequenceConfig
-    from threeam.data.synth import generate_scene, synth_config
+    from threeam.data.synth import generate_scene, get_synth_config
     from threeam.models.sam2.build import build_sam2_from_state_dict
     from threeam.models.sam2.config import SAM2Config, VideoPredictorConfig
     from threeam.predictor.video_predictor import VideoPredictor
@@ -141,7 +141,7 @@ def test_protocol_with_sam2_on_a_generated_scene(golden_dir, fill):
     vcfg = VideoPredictorConfig.from_official_dict(js["config"])
     model = build_sam2_from_state_dict(cfg, fill.fill_state_dict(js["shapes"], js["overrides_s1_s3"]), video_config=vcfg)
     predictor = VideoPredictor(model, vcfg, progress=False)
-    scene = generate_scene(synth_config("tiny", n_frames=8), seed=1)
+    scene = generate_scene(get_synth_config("tiny", n_frames=8), seed=1)
     frames, ids, unknown = load_sequence(scene)
     seqs = build_eval_sequences(scene, EvalSequenceConfig(min_mask_pixels=50))[:3]
     assert seqs and not unknown

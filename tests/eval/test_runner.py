@@ -205,9 +205,9 @@ def test_open_scenes_reads_each_dataset_layout(tmp_path):
     from threeam.data.replica import write_replica_sequence
     from threeam.data.scannetpp import write_scannetpp_scene
 
-    from threeam.data.synth import generate_scene, synth_config
+    from threeam.data.synth import generate_scene, get_synth_config
 
-    scene = generate_scene(synth_config("tiny", n_frames=3, hfov_deg=90.0), seed=4)  # Replica needs 90 degrees
+    scene = generate_scene(get_synth_config("tiny", n_frames=3, hfov_deg=90.0), seed=4)  # Replica needs 90 degrees
     write_davis_sequence(scene, tmp_path / "davis", "seq_a")
     write_replica_sequence(scene, tmp_path / "replica" / "room0" / "Sequence_1")
     write_scannetpp_scene(scene, tmp_path / "spp", "s0", unposed={1})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 
 
 def make_scene(seed: int, height: int = 64, width: int = 80, frames: int = 20):
@@ -11,6 +11,6 @@ def make_scene(seed: int, height: int = 64, width: int = 80, frames: int = 20):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return generate_scene(synth_config("tiny", height=height, width=width, n_frames=frames), seed=seed)
+        return generate_scene(get_synth_config("tiny", height=height, width=width, n_frames=frames), seed=seed)
     finally:
         torch.set_num_threads(before)

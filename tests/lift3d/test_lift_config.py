@@ -4,14 +4,14 @@ from __future__ import annotations
 import pytest
 
 from threeam.errors import InputError
-from threeam.lift3d.config import LIFT_PRESETS, LiftConfig, lift_config
+from threeam.lift3d.config import LIFT_PRESETS, LiftConfig, get_lift_config
 
 
 def test_presets_are_valid_and_round_trip():
     for name, cfg in LIFT_PRESETS.items():
         assert LiftConfig.from_dict(cfg.to_dict()) == cfg, name
-    assert lift_config("paper").frame_skip == 5 and lift_config("fast").frame_skip == 10
-    assert lift_config("synthetic", erode_px=1).erode_px == 1
+    assert get_lift_config("paper").frame_skip == 5 and get_lift_config("fast").frame_skip == 10
+    assert get_lift_config("synthetic", erode_px=1).erode_px == 1
 
 
 @pytest.mark.parametrize("bad", [dict(frame_skip=0), dict(merge_iou=1.5), dict(keyframe_mode="random"),
@@ -25,6 +25,6 @@ def test_bad_values_raise_input_error(bad):
 
 def test_unknown_names():
     with pytest.raises(InputError, match="unknown lift option"):
-        lift_config("paper", bogus=1)
+        get_lift_config("paper", bogus=1)
     with pytest.raises(InputError, match="unknown lift preset"):
-        lift_config("nope")
+        get_lift_config("nope")

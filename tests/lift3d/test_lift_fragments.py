@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from threeam.lift3d.backproject import frame_visibility
-from threeam.lift3d.config import lift_config
+from threeam.lift3d.config import get_lift_config
 from threeam.lift3d.fragments import WindowLifter
 from threeam.lift3d.proposals import Proposal
 from threeam.lift3d.propagate import TrackStep
@@ -40,7 +40,7 @@ def _square(y0, y1, x0, x1):
 
 def test_vertices_need_the_mask_in_enough_of_their_frames():
     verts = _plane()
-    cfg = lift_config("paper", erode_px=0, min_fragment_vertices=1)
+    cfg = get_lift_config("paper", erode_px=0, min_fragment_vertices=1)
     a, b = _square(10, 20, 10, 20), _square(10, 20, 15, 25)
     got, frags = _lift([a, a, b], cfg, verts)  # columns 10-14: 2 of 3 frames, 20-24: 1 of 3
     cols = {i % W for i in got}
@@ -52,12 +52,12 @@ def test_erosion_cuts_the_rim_and_the_band_rule_grows_it_back():
     verts = _plane()
     mask = _square(10, 30, 10, 30)
     full = {r * W + c for r in range(10, 30) for c in range(10, 30)}
-    pure, _ = _lift([mask] * 3, lift_config("paper", erode_px=2, band_radius=0.0, min_fragment_vertices=1), verts)
+    pure, _ = _lift([mask] * 3, get_lift_config("paper", erode_px=2, band_radius=0.0, min_fragment_vertices=1), verts)
     assert pure == {r * W + c for r in range(12, 28) for c in range(12, 28)}  # the eroded core only
-    grown, _ = _lift([mask] * 3, lift_config("paper", erode_px=2, band_radius=0.08, min_fragment_vertices=1), verts)
+    grown, _ = _lift([mask] * 3, get_lift_config("paper", erode_px=2, band_radius=0.08, min_fragment_vertices=1), verts)
     assert grown == full  # vertex spacing 5 cm: the rim is connected to the core
     # a separate blob in the mask that is too thin to survive the erosion is not connected: it stays out
     blob = mask.copy()
     blob[2:5, 34:37] = True
-    got, _ = _lift([blob] * 3, lift_config("paper", erode_px=2, band_radius=0.08, min_fragment_vertices=1), verts)
+    got, _ = _lift([blob] * 3, get_lift_config("paper", erode_px=2, band_radius=0.08, min_fragment_vertices=1), verts)
     assert got == full

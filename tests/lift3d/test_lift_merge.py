@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from threeam.lift3d.config import lift_config
+from threeam.lift3d.config import get_lift_config
 from threeam.lift3d.fragments import Fragment, Overlap2D
 from threeam.lift3d.merge import build_instances, candidate_pairs, merge_fragments, pair_scores, union_find
 
 V = 100
-CFG = lift_config("paper")
+CFG = get_lift_config("paper")
 
 
 def frag(i, keyframe, verts, frames, **kw):

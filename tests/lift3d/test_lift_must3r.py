@@ -7,7 +7,7 @@ import pytest
 import threeam.lift3d.must3r_geometry as mg
 from threeam.data.geometry import look_at
 from threeam.errors import InputError
-from threeam.lift3d.config import lift_config
+from threeam.lift3d.config import get_lift_config
 from threeam.lift3d.pipeline import lift_scene
 from threeam.lift3d.proposals import GTProposals
 from threeam.lift3d.propagate import GTTracker
@@ -61,7 +61,7 @@ def test_aligned_must3r_geometry_lifts_like_the_sensor(gt_scenes, monkeypatch):
     f3 = aligned.frame(3)
     np.testing.assert_allclose(f3.depth, frames[3].depth, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(f3.cam_to_world, frames[3].cam_to_world, atol=1e-8)
-    cfg = lift_config("synthetic")
+    cfg = get_lift_config("synthetic")
     a = lift_scene(scene, GTProposals(), GTTracker(), cfg)
     b = lift_scene(aligned, GTProposals(), GTTracker(), cfg)
     assert [v.tolist() for v in a.instances] == [v.tolist() for v in b.instances]

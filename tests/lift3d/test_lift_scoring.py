@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from threeam.eval.instance_ap import evaluate_instances
-from threeam.lift3d.config import lift_config
+from threeam.lift3d.config import get_lift_config
 from threeam.lift3d.merge import Instance
 from threeam.lift3d.pipeline import lift_scene
 from threeam.lift3d.proposals import GTProposals, Proposal
@@ -30,7 +30,7 @@ def test_detection_rate_counts_the_keyframes_that_saw_it():
 def test_confidence_is_the_product_of_the_configured_terms():
     inst = Instance(vertices=np.arange(200), fragments=[0], keyframes=[0], score=0.9, stability=0.8,
                     consistency=0.5, detection=0.25)
-    cfg = lift_config("paper")
+    cfg = get_lift_config("paper")
     assert instance_confidence(inst, cfg) == pytest.approx(0.9 * 0.8 * 0.5 * 0.25)
     assert instance_confidence(inst, cfg.replace(confidence_terms=("score",))) == pytest.approx(0.9)
     with_size = cfg.replace(confidence_terms=("size",), size_scale=200.0)
@@ -74,7 +74,7 @@ class _FixedBoxTracker:
 
 
 def test_confidence_ranks_objects_above_spurious_masks(gt_scenes):
-    cfg = lift_config("synthetic")
+    cfg = get_lift_config("synthetic")
     n_spurious = 0
     for scene in gt_scenes:
         res = lift_scene(scene, _WithSpurious(), _FixedBoxTracker(), cfg)
@@ -107,7 +107,7 @@ class _HiddenAsBoxes:
 
 
 def test_ap_rewards_the_ranking_over_constant_confidences(gt_scenes):
-    cfg = lift_config("synthetic")
+    cfg = get_lift_config("synthetic")
     gts, real, ones = {}, {}, {}
     for scene in gt_scenes:
         res = lift_scene(scene, _HiddenAsBoxes(), _FixedBoxTracker(), cfg)

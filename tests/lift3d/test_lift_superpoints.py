@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from threeam.lift3d.config import lift_config
+from threeam.lift3d.config import get_lift_config
 from threeam.lift3d.superpoints import compact_superpoints, superpoint_vote
 
 V = 40
 SP = np.repeat(np.array([7, 3, 11, 5]), 10)  # sparse ids, as ScanNet's segIndices: s0..s3 = 10 vertices each
-CFG = lift_config("paper", min_instance_vertices=5)
+CFG = get_lift_config("paper", min_instance_vertices=5)
 
 
 def r(a, b):

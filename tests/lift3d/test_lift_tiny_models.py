@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from threeam.lift3d.config import lift_config
+from threeam.lift3d.config import get_lift_config
 from threeam.lift3d.pipeline import lift_scene
 from threeam.lift3d.propagate import PredictorTracker, logit_stability
 from threeam.lift3d.proposals import AMGProposals, Proposal
@@ -30,7 +30,7 @@ def _predictor(model: str):
 @pytest.mark.parametrize("model", ["3am", "sam2"])
 def test_tiny_models_run_the_whole_pipeline(small_scene, model):
     scene = from_synthetic(small_scene)
-    cfg = lift_config("synthetic", **TINY)
+    cfg = get_lift_config("synthetic", **TINY)
     p = _predictor(model)
     res = lift_scene(scene, AMGProposals.from_predictor(p, **cfg.amg), PredictorTracker(p), cfg)
     assert res.counts["keyframes"] == 2 and 0 < res.counts["proposals"] <= 6

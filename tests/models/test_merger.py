@@ -6,11 +6,12 @@ import torch
 
 from threeam.errors import InputError
 from threeam.models.merger import (CropGeometry, FeatureMerger, FeatureMergerConfig, Must3rFrameFeatures,
-                                   align_to_sam_grid, merger_parameter_count, sam_grid_in_token_coords)
+                                   align_to_sam_grid, get_merger_config, merger_parameter_count,
+                                   sam_grid_in_token_coords)
 from threeam.models.must3r.rope import grid_positions
 from threeam.models.pe3d import PE3D, pool_to_tokens, ray_map
 
-TINY = FeatureMergerConfig.preset("tiny")
+TINY = get_merger_config("tiny")
 LANDSCAPE = CropGeometry.must3r(480, 640)   # 640x480 frame -> 512x384, tokens 24x32
 PORTRAIT = CropGeometry.must3r(1000, 700)   # 700x1000 frame -> 358x512, cropped to 352x512, tokens 32x22
 
@@ -198,7 +199,7 @@ def test_bad_inputs_raise_input_error():
     with pytest.raises(InputError):
         FeatureMergerConfig(width=30, num_heads=2)
     with pytest.raises(InputError):
-        FeatureMergerConfig.preset("huge")
+        get_merger_config("huge")
 
 
 # ------------------------------------------------------------------ PE3D

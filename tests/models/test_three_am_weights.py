@@ -9,7 +9,7 @@ import torch
 
 from threeam.errors import CheckpointError, InputError, OfflineError
 from threeam.io.atomic import MARKER_NAME
-from threeam.models.merger import FeatureMergerConfig
+from threeam.models.merger import get_merger_config
 from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM, ThreeAMConfig, debug_sam2_config, tiny_must3r_config
 from threeam.models.three_am_weights import load_three_am, save_three_am
 from threeam.predictor.build import build_three_am_model
@@ -96,7 +96,7 @@ def test_mismatch_missing_and_offline_errors(model, tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="invalid 3AM config"):
         load_three_am(out)
     # weights of a merger with other conv widths: the error names the keys and shapes
-    other = ThreeAM(ThreeAMConfig(debug_sam2_config(), tiny_must3r_config(), FeatureMergerConfig.preset("tiny", up_dim=8),
+    other = ThreeAM(ThreeAMConfig(debug_sam2_config(), tiny_must3r_config(), get_merger_config("tiny", up_dim=8),
                                   must3r_res=64))
     save_three_am(other, tmp_path / "other")
     (tmp_path / "other" / "config.json").write_text(good)

@@ -15,7 +15,7 @@ from threeam.io.masks import decode_rle, encode_rle
 from threeam.predictor import amg_utils as U
 from threeam.predictor.image_predictor import ImagePredictor
 from threeam.predictor.mask_generator import (AutomaticMaskGenerator, MaskGeneratorConfig, SAM2AutomaticMaskGenerator,
-                                              mask_generator_preset)
+                                              get_mask_generator_config)
 
 from .image_case import IMAGE_HW, IOU_ATOL, STABILITY_ATOL, call_by_prefix, image_case, one_torch_thread, unpack_masks
 
@@ -269,7 +269,7 @@ def test_bad_image_and_presets(image_case):
     with pytest.raises(InputError, match="uint8"):
         gen.generate(np.zeros((20, 20, 3), np.float64))
     with pytest.raises(InputError, match="preset"):
-        mask_generator_preset("fast")
+        get_mask_generator_config("fast")
     dense = AutomaticMaskGenerator.from_config(image_case.model, "notebook_dense")
     assert (dense.points_per_side, dense.points_per_batch, dense.use_m2m, dense.crop_n_layers,
             dense.min_mask_region_area) == (64, 128, True, 1, 25)

@@ -25,7 +25,7 @@ WORKER = textwrap.dedent('''
     import torch.nn.functional as F
     from threeam.train.config import apply_overrides
     from threeam.train.distributed import cleanup, init_distributed, wrap_model
-    from threeam.train.recipes import ToyRegressor, get_preset, run_training
+    from threeam.train.recipes import ToyRegressor, get_train_config, run_training
 
     out = Path(sys.argv[1])
     ctx = init_distributed("cpu")
@@ -41,7 +41,7 @@ WORKER = textwrap.dedent('''
     torch.save({n: p.grad for n, p in model.named_parameters()}, out / f"grads{ctx.rank}.pt")
 
     # 2) the engine: 4 steps straight, and 2 + resume + 2
-    cfg = apply_overrides(get_preset("toy-engine"), [
+    cfg = apply_overrides(get_train_config("toy-engine"), [
         "run.progress=false", "run.max_steps=4", "run.ckpt_every=2", "run.log_every=1",
         "toy.hidden=16", "toy.dataset_size=16", "data.batch_size=2", "toy.dropout=0.2"])
     full = run_training(cfg, out / "full", ctx=ctx)

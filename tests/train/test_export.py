@@ -8,7 +8,7 @@ import torch
 from threeam.errors import CheckpointError
 from threeam.train.config import apply_overrides
 from threeam.train.export import is_training_checkpoint, load_for_eval, load_part_weights
-from threeam.train.recipes import get_preset, run_training
+from threeam.train.recipes import get_train_config, run_training
 
 SMALL = ["data.scenes_per_source=1", "data.scene_frames=6", "data.scene_height=48", "data.scene_width=64",
          "data.frames_per_clip=2", "run.progress=false", "optim.warmup_steps=0", "run.max_steps=1",
@@ -20,7 +20,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for preset in ("toy-ablation-sam2", "toy-ablation-3am", "must3r-pretrain-synthetic"):
-        trainer = run_training(apply_overrides(get_preset(preset), SMALL), root / preset)
+        trainer = run_training(apply_overrides(get_train_config(preset), SMALL), root / preset)
         out[preset] = (root / preset, trainer.bare_model.state_dict())
     return out
 
@@ -50,7 +50,7 @@ def test_load_for_eval_rebuilds_each_task_from_its_checkpoint(runs):
 def test_part_weights_move_between_tasks(runs):
     from threeam.train.sam2_task import build_sam2_for_training
 
-    cfg = get_preset("toy-ablation-sam2")
+    cfg = get_train_config("toy-ablation-sam2")
     sam2 = build_sam2_for_training(cfg)
     run_dir, weights = runs["toy-ablation-3am"]
     load_part_weights(sam2, run_dir, part="sam2")  # the SAM 2 part of a 3AM run

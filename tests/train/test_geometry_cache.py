@@ -52,10 +52,10 @@ def test_cache_equals_streaming_and_resumes_only_incomplete_scenes(tmp_path):
 def test_fov_clips_read_the_cache_in_the_3am_task(tmp_path):
     from threeam.train.config import apply_overrides
     from threeam.train.distributed import DistContext
-    from threeam.train.recipes import build_task, get_preset
+    from threeam.train.recipes import build_task, get_train_config
 
     out = tmp_path / "cache"
-    cfg = apply_overrides(get_preset("tiny-synthetic"), [
+    cfg = apply_overrides(get_train_config("tiny-synthetic"), [
         "run.progress=false", "data.frames_per_clip=2", "data.sources.synthetic-static.fov_prob=1",
         f"data.sources.synthetic-static.cache={out}"])
     task = build_task(cfg, DistContext())

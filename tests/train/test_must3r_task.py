@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from threeam.data.synth import generate_scene, synth_config
+from threeam.data.synth import generate_scene, get_synth_config
 from threeam.train.config import apply_overrides
 from threeam.train.must3r_task import (build_must3r_for_training, gt_pointmaps, lookalike_picks, pointmap_loss,
                                        stream_clip)
-from threeam.train.recipes import get_preset, run_training
+from threeam.train.recipes import get_train_config, run_training
 
 SMALL = ["data.scenes_per_source=1", "data.scene_frames=8", "data.scene_height=48", "data.scene_width=64",
          "data.frames_per_clip=3", "run.progress=false", "run.log_every=1", "optim.warmup_steps=0",
@@ -17,7 +17,7 @@ SMALL = ["data.scenes_per_source=1", "data.scene_frames=8", "data.scene_height=4
 
 
 def _scene(n=4, seed=3):
-    return generate_scene(synth_config("tiny", n_frames=n, height=48, width=64), seed=seed)
+    return generate_scene(get_synth_config("tiny", n_frames=n, height=48, width=64), seed=seed)
 
 
 def _gt(scene, frames):
@@ -61,7 +61,7 @@ def test_loss_is_minimal_for_the_gt_and_grows_with_error():
 
 
 def test_every_must3r_parameter_gets_a_gradient():
-    cfg = get_preset("must3r-pretrain-synthetic")
+    cfg = get_train_config("must3r-pretrain-synthetic")
     model = build_must3r_for_training(cfg)
     gt = _gt(_scene(), [0, 1, 2, 3])
     pointmap_loss(stream_clip(model, gt.images), gt)["loss"].backward()
@@ -70,7 +70,7 @@ def test_every_must3r_parameter_gets_a_gradient():
 
 
 def test_tiny_must3r_overfits_one_clip(tmp_path):
-    cfg = apply_overrides(get_preset("must3r-pretrain-synthetic"),
+    cfg = apply_overrides(get_train_config("must3r-pretrain-synthetic"),
                           SMALL + ["run.max_steps=40", "data.num_clips=1", "optim.schedule=constant",
                                    "optim.groups.encoder.lr=2e-3", "optim.groups.decoder.lr=2e-3",
                                    "run.ckpt_every=1000"])
@@ -80,7 +80,7 @@ def test_tiny_must3r_overfits_one_clip(tmp_path):
 
 
 def test_lookalike_picks_with_gt_points_are_all_right_and_shuffled_points_are_not():
-    scene = generate_scene(synth_config("lookalike", n_frames=24, height=48, width=64), seed=11)
+    scene = generate_scene(get_synth_config("lookalike", n_frames=24, height=48, width=64), seed=11)
     ids = [scene.frame(t).instance_ids for t in range(len(scene))]
     H, W = ids[0].shape
     world = []

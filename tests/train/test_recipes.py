@@ -12,11 +12,11 @@ from threeam.train import checkpointing
 from threeam.train.config import (TrainConfig, apply_overrides, config_from_dict, config_from_json,
                                   config_to_dict, config_to_json, override_keys)
 from threeam.train.distributed import DistContext
-from threeam.train.recipes import PRESETS, TRAIN_TASKS, build_task, get_preset, register_task
+from threeam.train.recipes import TRAIN_PRESETS, TRAIN_TASKS, build_task, get_train_config, register_task
 
 
 def test_paper_preset_matches_the_paper():
-    cfg = get_preset("paper-scannetpp-ase-mose")
+    cfg = get_train_config("paper-scannetpp-ase-mose")
     assert cfg.task == "3am"
     assert cfg.model.sam2 == "sam2.1_hiera_l"
     lrs = {g.name: (g.prefixes, g.lr) for g in cfg.optim.groups}
@@ -37,15 +37,15 @@ def test_paper_preset_matches_the_paper():
 
 
 def test_presets_are_fresh_and_unknown_names_listed():
-    assert set(PRESETS) == {"paper-scannetpp-ase-mose", "tiny-synthetic", "toy-engine", "sam2-pretrain-synthetic",
+    assert set(TRAIN_PRESETS) == {"paper-scannetpp-ase-mose", "tiny-synthetic", "toy-engine", "sam2-pretrain-synthetic",
                             "must3r-pretrain-synthetic", "toy-ablation-3am", "toy-ablation-sam2"}
-    assert get_preset("toy-engine") == get_preset("toy-engine")
+    assert get_train_config("toy-engine") == get_train_config("toy-engine")
     with pytest.raises(InputError, match="valid presets: paper-scannetpp-ase-mose, tiny-synthetic, toy-engine, "):
-        get_preset("paper")
+        get_train_config("paper")
 
 
 def test_overrides_are_typed():
-    cfg = apply_overrides(get_preset("paper-scannetpp-ase-mose"), [
+    cfg = apply_overrides(get_train_config("paper-scannetpp-ase-mose"), [
         "run.max_steps=2e3", "optim.groups.merger.lr=2e-5", "data.sources.mose.weight=0.5",
         "optim.betas=0.9,0.95", "run.find_unused_parameters=true", "optim.grad_clip_norm=none",
         "data.sources.ase.prompt_kinds=mask,box", "optim.schedule=constant", "model.sam2_checkpoint=/w/sam.pt",
@@ -59,7 +59,7 @@ def test_overrides_are_typed():
     assert cfg.optim.schedule == "constant" and cfg.model.sam2_checkpoint == "/w/sam.pt"
     assert cfg.loss.mask == 10.0 and cfg.seed == 3
     # the preset itself is untouched
-    assert get_preset("paper-scannetpp-ase-mose").run.max_steps == 1_000_000
+    assert get_train_config("paper-scannetpp-ase-mose").run.max_steps == 1_000_000
 
 
 @pytest.mark.parametrize("override, message", [
@@ -81,16 +81,16 @@ def test_overrides_are_typed():
 ])
 def test_bad_overrides_raise_clear_errors(override, message):
     with pytest.raises(InputError, match=message):
-        apply_overrides(get_preset("paper-scannetpp-ase-mose"), [override])
+        apply_overrides(get_train_config("paper-scannetpp-ase-mose"), [override])
 
 
 def test_override_keys_and_json_round_trip():
-    cfg = get_preset("paper-scannetpp-ase-mose")
+    cfg = get_train_config("paper-scannetpp-ase-mose")
     keys = override_keys(cfg)
     assert "optim.groups.merger.lr" in keys and "data.sources.mose.fov_prob" in keys
     assert "optim.groups.merger.name" not in keys and "run.max_steps" in keys and "loss.object_score" in keys
-    for name in PRESETS:
-        c = apply_overrides(get_preset(name), ["optim.grad_clip_norm=none"])
+    for name in TRAIN_PRESETS:
+        c = apply_overrides(get_train_config(name), ["optim.grad_clip_norm=none"])
         assert config_from_json(config_to_json(c)) == c
         assert config_from_dict(json.loads(json.dumps(config_to_dict(c)))) == c
     bad = config_to_dict(cfg)
@@ -110,14 +110,14 @@ def test_task_table_is_explicit():
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "['3am', 'must3r', 'sam2', 'toy-regression'] False"
     for name in ("sam2", "3am", "must3r"):
-        assert get_preset({"sam2": "toy-ablation-sam2", "3am": "toy-ablation-3am",
+        assert get_train_config({"sam2": "toy-ablation-sam2", "3am": "toy-ablation-3am",
                            "must3r": "must3r-pretrain-synthetic"}[name]).task == name
     with pytest.raises(InputError, match="task 'nope' is not registered; registered tasks: 3am, must3r, sam2, "
                                          "toy-regression"):
-        build_task(apply_overrides(get_preset("toy-engine"), ["task=nope"]), DistContext())
+        build_task(apply_overrides(get_train_config("toy-engine"), ["task=nope"]), DistContext())
     with pytest.raises(InputError, match="already registered"):
         register_task("toy-regression")(lambda cfg, ctx: None)
-    task = build_task(get_preset("toy-engine"), DistContext())
+    task = build_task(get_train_config("toy-engine"), DistContext())
     assert set(task.sources) == {"synthetic-static", "synthetic-dynamic"}
 
 
@@ -173,7 +173,7 @@ def test_paper_groups_fit_the_real_3am_model():
     from threeam.train.optim import assign_parameters
 
     model = ThreeAM("3am_hiera_l", device=torch.device("meta"))
-    assignment = assign_parameters(model, get_preset("paper-scannetpp-ase-mose").optim)
+    assignment = assign_parameters(model, get_train_config("paper-scannetpp-ase-mose").optim)
     counts = {g: sum(p.numel() for _, p in params) for g, params in assignment.trainable.items()}
     assert counts == {"memory_attention": sum(p.numel() for p in model.sam2.memory_attention.parameters()),
                       "mask_decoder": sum(p.numel() for p in model.sam2.sam_mask_decoder.parameters()),

@@ -9,7 +9,7 @@ import torch
 from threeam.train.config import apply_overrides
 from threeam.train.distributed import DistContext
 from threeam.train.losses import SAM2Loss
-from threeam.train.recipes import build_task, get_preset, run_training
+from threeam.train.recipes import build_task, get_train_config, run_training
 from threeam.train.trainer import seed_everything
 
 SMALL = ["data.scenes_per_source=1", "data.scene_frames=10", "data.scene_height=48", "data.scene_width=64",
@@ -19,9 +19,9 @@ SMALL = ["data.scenes_per_source=1", "data.scene_frames=10", "data.scene_height=
 
 def _clip(seed: int = 2, n: int = 3):
     """n consecutive frames of a generated scene and the GT masks of an object visible in all of them."""
-    from threeam.data.synth import generate_scene, synth_config
+    from threeam.data.synth import generate_scene, get_synth_config
 
-    scene = generate_scene(synth_config("tiny", n_frames=12, height=48, width=64), seed=seed)
+    scene = generate_scene(get_synth_config("tiny", n_frames=12, height=48, width=64), seed=seed)
     ids = np.stack([scene.frame(i).instance_ids for i in range(len(scene))])
     best = None
     for start in range(len(scene) - n + 1):
@@ -39,7 +39,7 @@ def test_every_trainable_parameter_of_sam2_pretraining_gets_a_gradient():
     from threeam.train.optim import assign_parameters
     from threeam.train.vos import track_clip
 
-    cfg = apply_overrides(get_preset("sam2-pretrain-synthetic"), SMALL)
+    cfg = apply_overrides(get_train_config("sam2-pretrain-synthetic"), SMALL)
     seed_everything(0)
     task = build_task(cfg, DistContext())
     model = task.model
@@ -79,7 +79,7 @@ def test_mask_loss_reads_ungated_logits_when_the_model_says_absent():
     from threeam.train.sam2_task import build_sam2_for_training
     from threeam.train.vos import track_clip
 
-    cfg = get_preset("sam2-pretrain-synthetic")
+    cfg = get_train_config("sam2-pretrain-synthetic")
     model = build_sam2_for_training(cfg)
     head = model.sam_mask_decoder.pred_obj_score_head
     last = head.layers[-1] if hasattr(head, "layers") else head
@@ -98,7 +98,7 @@ def test_mask_loss_reads_ungated_logits_when_the_model_says_absent():
 
 
 def test_sam2_task_builds_no_must3r_and_trains(tmp_path):
-    cfg = apply_overrides(get_preset("toy-ablation-sam2"), SMALL + ["run.max_steps=2", "run.ckpt_every=10"])
+    cfg = apply_overrides(get_train_config("toy-ablation-sam2"), SMALL + ["run.max_steps=2", "run.ckpt_every=10"])
     seed_everything(0)
     task = build_task(cfg, DistContext())
     assert not any("must3r" in n or "merger" in n for n, _ in task.model.named_parameters())
@@ -109,7 +109,7 @@ def test_sam2_task_builds_no_must3r_and_trains(tmp_path):
 def test_3am_task_trains_conv_s0_and_conv_s1():
     from threeam.train.three_am_task import build_model, clip_forward
 
-    cfg = get_preset("toy-ablation-3am")
+    cfg = get_train_config("toy-ablation-3am")
     model = build_model(cfg)
     model.freeze_for_training()
     rgb, masks = _clip()
@@ -124,7 +124,7 @@ def test_3am_task_trains_conv_s0_and_conv_s1():
 def test_held_out_vos_metrics_are_logged(tmp_path):
     import json
 
-    cfg = apply_overrides(get_preset("sam2-pretrain-synthetic"),
+    cfg = apply_overrides(get_train_config("sam2-pretrain-synthetic"),
                           SMALL + ["run.max_steps=2", "run.eval_every=2", "run.eval_items=2", "run.ckpt_every=10"])
     run_training(cfg, tmp_path / "run")
     lines = [json.loads(x) for x in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]

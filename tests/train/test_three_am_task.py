@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from threeam.train.config import apply_overrides
-from threeam.train.recipes import get_preset, run_training
+from threeam.train.recipes import get_train_config, run_training
 from threeam.train.three_am_task import build_model, clip_forward
 
 FAST = ["run.progress=false", "data.frames_per_clip=2", "run.log_every=1", "optim.warmup_steps=0"]
 
 
 def test_resumed_3am_run_reproduces_the_uninterrupted_losses(tmp_path):
-    cfg = apply_overrides(get_preset("tiny-synthetic"), FAST + ["run.max_steps=4", "run.ckpt_every=2"])
+    cfg = apply_overrides(get_train_config("tiny-synthetic"), FAST + ["run.max_steps=4", "run.ckpt_every=2"])
     full = run_training(cfg, tmp_path / "full")
     run_training(cfg, tmp_path / "split", until=2)
     resumed = run_training(cfg, tmp_path / "split", resume=True)
@@ -24,7 +24,7 @@ def test_resumed_3am_run_reproduces_the_uninterrupted_losses(tmp_path):
 
 
 def test_only_merger_memory_attention_and_mask_decoder_change(tmp_path):
-    cfg = apply_overrides(get_preset("tiny-synthetic"), FAST + ["run.max_steps=2", "run.ckpt_every=10"])
+    cfg = apply_overrides(get_train_config("tiny-synthetic"), FAST + ["run.max_steps=2", "run.ckpt_every=10"])
     from threeam.train.distributed import DistContext
     from threeam.train.recipes import build_task
     from threeam.train.trainer import Trainer, seed_everything
@@ -45,12 +45,12 @@ def test_only_merger_memory_attention_and_mask_decoder_change(tmp_path):
 
 
 def test_every_prompt_kind_gives_finite_losses_with_gradients():
-    from threeam.data.synth import generate_scene, synth_config
+    from threeam.data.synth import generate_scene, get_synth_config
     from threeam.train.losses import SAM2Loss
 
-    cfg = get_preset("tiny-synthetic")
+    cfg = get_train_config("tiny-synthetic")
     model = build_model(cfg)
-    scene = generate_scene(synth_config("tiny", n_frames=3, height=48, width=64), seed=2)
+    scene = generate_scene(get_synth_config("tiny", n_frames=3, height=48, width=64), seed=2)
     rgb = torch.stack([torch.from_numpy(scene.frame(i).rgb) for i in range(3)]).numpy()
     oid = scene.object_ids()[0]
     masks = torch.stack([torch.from_numpy(scene.frame(i).instance_ids == oid) for i in range(3)]).numpy()
@@ -65,12 +65,12 @@ def test_every_prompt_kind_gives_finite_losses_with_gradients():
 
 
 def test_corrective_clicks_add_supervised_steps_on_the_prompted_frame():
-    from threeam.data.synth import generate_scene, synth_config
+    from threeam.data.synth import generate_scene, get_synth_config
     from threeam.train.losses import SAM2Loss
 
-    cfg = get_preset("tiny-synthetic")
+    cfg = get_train_config("tiny-synthetic")
     model = build_model(cfg)
-    scene = generate_scene(synth_config("tiny", n_frames=2, height=48, width=64), seed=2)
+    scene = generate_scene(get_synth_config("tiny", n_frames=2, height=48, width=64), seed=2)
     oid = scene.object_ids()[0]
     rgb = torch.stack([torch.from_numpy(scene.frame(i).rgb) for i in range(2)]).numpy()
     masks = torch.stack([torch.from_numpy(scene.frame(i).instance_ids == oid) for i in range(2)]).numpy()

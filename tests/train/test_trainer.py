@@ -18,13 +18,13 @@ from threeam.train.config import OptimConfig, ParamGroupConfig, apply_overrides
 from threeam.train.distributed import DistContext
 from threeam.train.optim import (assign_parameters, build_optimizer, build_scheduler, clip_gradients,
                                  format_summary, lr_factor, summary_rows)
-from threeam.train.recipes import OVERFIT_CHECKS, ToyRegressor, build_task, get_preset, run_training
+from threeam.train.recipes import OVERFIT_CHECKS, ToyRegressor, build_task, get_train_config, run_training
 from threeam.train.trainer import IndexedSource, MixtureSampler, Trainer, seed_everything
 
 
 def toy_config(*overrides: str):
     base = ["run.progress=false", "toy.hidden=16", "toy.dataset_size=24", "data.batch_size=4"]
-    return apply_overrides(get_preset("toy-engine"), base + list(overrides))
+    return apply_overrides(get_train_config("toy-engine"), base + list(overrides))
 
 
 def make_trainer(cfg, out: Path) -> Trainer:
@@ -194,7 +194,7 @@ def test_resume_without_restoring_rng_differs(tmp_path):
 def test_registered_tasks_overfit(task, tmp_path):
     """Every task with an overfit check drives its loss down (toy-regression: by more than 90%)."""
     check = OVERFIT_CHECKS[task]
-    cfg = apply_overrides(get_preset(check.preset), list(check.overrides))
+    cfg = apply_overrides(get_train_config(check.preset), list(check.overrides))
     assert cfg.task == task
     trainer = make_trainer(cfg, tmp_path)
     hist = trainer.fit()

@@ -13,7 +13,7 @@ from threeam.cli import app
 from threeam.train import checkpointing
 from threeam.train.config import apply_overrides
 from threeam.train.distributed import DistContext
-from threeam.train.recipes import build_task, get_preset
+from threeam.train.recipes import build_task, get_train_config
 from threeam.train.trainer import Trainer, TrainingInterrupted, seed_everything
 
 BASE = ["run.progress=false", "toy.hidden=16", "toy.dataset_size=24", "data.batch_size=4", "run.max_steps=9",
@@ -21,7 +21,7 @@ BASE = ["run.progress=false", "toy.hidden=16", "toy.dataset_size=24", "data.batc
 
 
 def _trainer(out, signal_at=None, signum=signal.SIGINT):
-    cfg = apply_overrides(get_preset("toy-engine"), BASE)
+    cfg = apply_overrides(get_train_config("toy-engine"), BASE)
     seed_everything(cfg.seed)
     task = build_task(cfg, DistContext())
     step_fn = task.step_fn

@@ -71,12 +71,10 @@ def resolve_preset(model: str, preset: Optional[str], model_config: Optional[Pat
         from threeam.models.sam2.config import resolve_preset_name
 
         return resolve_preset_name(preset)
-    else:
-        from threeam.models.three_am import three_am_presets
+    from threeam.models.three_am import THREE_AM_PRESETS
+    from threeam.presets import resolve_name
 
-        if preset not in three_am_presets():
-            raise InputError(f"unknown 3AM preset {preset!r}; valid: {', '.join(sorted(three_am_presets()))}")
-    return preset
+    return resolve_name(THREE_AM_PRESETS, preset, "3AM")
 
 
 def read_model_config(path: Path) -> Any:

@@ -97,14 +97,14 @@ def _jobs(data: str, lift, scenes, split, label_space: str, use_depth: bool, syn
                 raise ValueError
         except ValueError:
             raise InputError(f"synthetic data must be synthetic:N with N >= 1, got {data!r}") from None
-        from threeam.data.synth import generate_scene, synth_config
+        from threeam.data.synth import generate_scene, get_synth_config
 
         overrides = {"device": device}
         if synth_frames is not None:
             overrides["n_frames"] = synth_frames
         if synth_size is not None:
             overrides["height"], overrides["width"] = _parse_size(synth_size, "--synth-size")
-        cfg = synth_config(synth_preset, **overrides)
+        cfg = get_synth_config(synth_preset, **overrides)
         names = [f"synth_{seed + k:05d}" for k in range(n)]
         if scenes:
             unknown = [s for s in scenes if s not in names]
@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             from threeam.eval.instance_ap import BENCHMARKS
-            from threeam.lift3d.config import lift_config
+            from threeam.lift3d.config import get_lift_config
             from threeam.lift3d.runner import RunOptions, run_lift3d
 
             if model not in ("sam2", "3am"):
@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
             if benchmark not in BENCHMARKS:
                 raise InputError(f"--benchmark must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}")
             synthetic = data.startswith("synthetic:")
-            lift = lift_config(lift_preset or ("synthetic" if synthetic else "paper"), **_overrides(set_))
+            lift = get_lift_config(lift_preset or ("synthetic" if synthetic else "paper"), **_overrides(set_))
             vh, vw = _parse_size(view_size, "--view-size")
             options = RunOptions(model="gt" if gt_masks else model, depth=depth, gt_masks=gt_masks,
                                  benchmark=benchmark, views=views, view_size=(vh, vw), ply=not no_ply)

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         import time
 
         from threeam.data.scannetpp import write_scannetpp_scene
-        from threeam.data.synth import generate_scene, synth_config
+        from threeam.data.synth import generate_scene, get_synth_config
         from threeam.devices import resolve_device
         from threeam.errors import InputError, ThreeAMError
         from threeam.io.atomic import atomic_output_dir, atomic_write_text, check_output_dir, check_output_root
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
                 overrides["height"], overrides["width"] = _parse_size(size)
             if trajectory is not None:
                 overrides["trajectory"] = trajectory
-            cfg = synth_config(preset, **overrides)
+            cfg = get_synth_config(preset, **overrides)
             if layout not in ("scannetpp", "scannet"):
                 raise InputError(f"--layout must be scannetpp or scannet, got {layout!r}")
             if layout == "scannet":

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         from threeam.errors import CheckpointError, InputError
         from threeam.train import checkpointing
         from threeam.train.config import apply_overrides, config_from_dict, config_to_json, override_keys
-        from threeam.train.recipes import get_preset, preset_names
+        from threeam.train.recipes import get_train_config, train_presets
 
         def fail(msg: str) -> None:
             typer.echo(f"error: {' '.join(str(msg).split())}", err=True)
@@ -51,8 +51,8 @@ def register(app: typer.Typer) -> None:
                     fail(f"--preset {preset!r} differs from the checkpoint's preset {cfg.name!r}")
             else:
                 if preset is None:
-                    fail(f"--preset is required; valid presets: {', '.join(preset_names())}")
-                cfg = get_preset(preset)
+                    fail(f"--preset is required; valid presets: {', '.join(train_presets())}")
+                cfg = get_train_config(preset)
             cfg = apply_overrides(cfg, overrides or [])
             if list_keys:
                 typer.echo("\n".join(override_keys(cfg)))

@@ -3,7 +3,7 @@ clip sampling and evaluation-sequence building. See docs/data.md.
 
 Every reader returns a :class:`~threeam.data.types.Scene` of :class:`~threeam.data.types.PosedFrame`:
 
-* :mod:`threeam.data.synth` - ``generate_scene(config, seed)``, ``synth_config(preset, **overrides)``
+* :mod:`threeam.data.synth` - ``generate_scene(config, seed)``, ``get_synth_config(preset, **overrides)``
 * :mod:`threeam.data.scannetpp` - ``ScanNetPPScene``, ``write_scannetpp_scene``
 * :mod:`threeam.data.replica` - ``ReplicaScene``, ``write_replica_sequence``
 * :mod:`threeam.data.ase` - ``AseScene``, ``write_ase_scene``

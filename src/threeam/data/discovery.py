@@ -202,7 +202,7 @@ def _synthetic(data: str, fmt: str | None, synth_preset: str, synth_frames: int 
         raise InputError(f"use --data synthetic:N (N scenes), got {data!r}")
     if fmt not in (None, "synthetic"):
         raise InputError(f"--data {data} generates synthetic scenes; --format {fmt} does not apply")
-    from threeam.data.synth import generate_scene, synth_config
+    from threeam.data.synth import generate_scene, get_synth_config
 
     n = int(m.group(1) or 1)
     if n < 1:
@@ -210,7 +210,7 @@ def _synthetic(data: str, fmt: str | None, synth_preset: str, synth_frames: int 
     over = {"device": device}
     if synth_frames is not None:
         over["n_frames"] = synth_frames
-    cfg = synth_config(synth_preset, **over)
+    cfg = get_synth_config(synth_preset, **over)
     return [generate_scene(cfg, seed=seed + k, name=f"synth_{seed + k:05d}") for k in range(n)]
 
 

@@ -14,7 +14,7 @@ byte-identical frames.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -24,8 +24,9 @@ from threeam.data.mesh import primitives_to_mesh
 from threeam.data.render import BOX, CYLINDER, SPHERE, TEXTURES, Primitives, render_pinhole
 from threeam.data.types import InMemoryScene, PosedFrame, SceneMesh
 from threeam.errors import InputError
+from threeam.presets import deprecated_alias, lookup
 
-__all__ = ["SynthConfig", "SYNTH_PRESETS", "synth_config", "SceneLayout", "make_layout",
+__all__ = ["SynthConfig", "SYNTH_PRESETS", "get_synth_config", "synth_presets", "SceneLayout", "make_layout",
            "make_trajectory", "generate_scene", "TRAJECTORIES"]
 
 TRAJECTORIES = ("orbit", "walk", "turn")
@@ -88,11 +89,17 @@ SYNTH_PRESETS: dict[str, SynthConfig] = {
 }
 
 
-def synth_config(name: str = "default", **overrides) -> SynthConfig:
+def get_synth_config(name: str = "default", /, **overrides) -> SynthConfig:
     """A named preset (``default``, ``small``, ``tiny``, ``lookalike``) with field overrides."""
-    if name not in SYNTH_PRESETS:
-        raise InputError(f"unknown synthetic preset {name!r}; choose one of {sorted(SYNTH_PRESETS)}")
-    return replace(SYNTH_PRESETS[name], **overrides)
+    return lookup(SYNTH_PRESETS, name, "synthetic", overrides)
+
+
+def synth_presets() -> list[str]:
+    """The synthetic-scene preset names."""
+    return list(SYNTH_PRESETS)
+
+
+synth_config = deprecated_alias(get_synth_config, "synth_config")
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,7 +416,7 @@ def generate_scene(config: SynthConfig | str = "default", seed: int = 0, name: s
         ``meta`` = {"seed", "trajectory", "room", "objects": [...]}.
     """
     if isinstance(config, str):
-        config = synth_config(config)
+        config = get_synth_config(config)
     rng = np.random.default_rng(seed)
     layout = make_layout(config, rng)
     kind = config.trajectory if config.trajectory != "mixed" else TRAJECTORIES[int(rng.integers(3))]

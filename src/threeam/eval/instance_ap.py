@@ -41,8 +41,10 @@ import numpy as np
 from threeam.data.scannet.labels import SCANNET18_IDS, SCANNET18_NAMES, SCANNET198_IDS, SCANNET198_NAMES
 from threeam.errors import InputError
 from threeam.io.atomic import atomic_write_bytes, atomic_write_text
+from threeam.presets import lookup
 
-__all__ = ["OVERLAPS", "MIN_REGION_SIZE", "Benchmark", "BENCHMARKS", "APConfig", "ScenePrediction",
+__all__ = ["OVERLAPS", "MIN_REGION_SIZE", "Benchmark", "BENCHMARKS", "APConfig", "AP_PRESETS", "get_ap_config",
+           "ap_presets", "ScenePrediction",
            "APResult", "InstanceAPEvaluator", "evaluate_instances", "evaluate_submission",
            "average_precision", "gt_instances", "write_submission", "read_submission", "read_scene_prediction",
            "Submission", "read_gt_file", "write_gt_file", "read_gt_folder", "MASK_SUBDIR"]
@@ -111,14 +113,21 @@ class APConfig:
     overlaps: tuple[float, ...] = OVERLAPS
     min_region_size: int = MIN_REGION_SIZE
 
-    @classmethod
-    def preset(cls, name: str = "benchmark") -> "APConfig":
-        """``"benchmark"``: the defaults; ``"no_min_size"``: keep every region (for debugging)."""
-        if name == "benchmark":
-            return cls()
-        if name == "no_min_size":
-            return cls(min_region_size=1)
-        raise InputError(f"APConfig preset {name!r} is not one of benchmark, no_min_size")
+
+AP_PRESETS: dict[str, APConfig] = {
+    "benchmark": APConfig(),  # the benchmark's constants
+    "no_min_size": APConfig(min_region_size=1),  # keep every region (for debugging)
+}
+
+
+def get_ap_config(name: str = "benchmark", /, **overrides) -> APConfig:
+    """A named `APConfig` (``benchmark``, ``no_min_size``), fields replaced."""
+    return lookup(AP_PRESETS, name, "AP", overrides)
+
+
+def ap_presets() -> list[str]:
+    """The AP preset names."""
+    return list(AP_PRESETS)
 
 
 @dataclass

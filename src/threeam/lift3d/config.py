@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from threeam.errors import InputError
+from threeam.presets import lookup, with_overrides
 
-__all__ = ["LiftConfig", "LIFT_PRESETS", "lift_config", "AMG_DEFAULTS", "AMG_TUNED"]
+__all__ = ["LiftConfig", "LIFT_PRESETS", "get_lift_config", "lift_presets", "AMG_DEFAULTS", "AMG_TUNED"]
 
 # The official SAM 2 automatic-mask-generator defaults, and the tuned set of the official notebook
 # that SAM2Object and others use (64 points per side, one crop layer, mask-to-mask refinement).
@@ -187,11 +188,7 @@ class LiftConfig:
 
     def replace(self, **overrides: Any) -> "LiftConfig":
         """A copy with some fields changed (unknown names raise `InputError`)."""
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise InputError(f"unknown lift option(s) {unknown}; valid: {sorted(names)}")
-        return dataclasses.replace(self, **overrides)
+        return with_overrides(self, overrides, what="lift")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -220,8 +217,11 @@ LIFT_PRESETS: dict[str, LiftConfig] = {
 }
 
 
-def lift_config(name: str = "paper", **overrides: Any) -> LiftConfig:
+def get_lift_config(name: str = "paper", /, **overrides: Any) -> LiftConfig:
     """A named preset (``paper``, ``fast``, ``synthetic``) with field overrides."""
-    if name not in LIFT_PRESETS:
-        raise InputError(f"unknown lift preset {name!r}; choose one of {sorted(LIFT_PRESETS)}")
-    return LIFT_PRESETS[name].replace(**overrides)
+    return lookup(LIFT_PRESETS, name, "lift", overrides, what="lift")
+
+
+def lift_presets() -> list[str]:
+    """The lift preset names."""
+    return list(LIFT_PRESETS)

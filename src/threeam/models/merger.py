@@ -27,7 +27,7 @@ Key names are our own (no official 3AM code exists).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -37,10 +37,13 @@ from torch import nn
 from threeam.errors import InputError
 from threeam.models.must3r.rope import RoPE2D, grid_positions
 from threeam.models.pe3d import PE3D
+from threeam.presets import lookup
 
 __all__ = [
     "FeatureMergerConfig",
     "MERGER_PRESETS",
+    "get_merger_config",
+    "merger_presets",
     "CropGeometry",
     "Must3rFrameFeatures",
     "FeatureMerger",
@@ -105,17 +108,6 @@ class FeatureMergerConfig:
     def num_levels(self) -> int:
         return len(self.must3r_levels)
 
-    @classmethod
-    def preset(cls, name: str, **overrides) -> "FeatureMergerConfig":
-        """A named preset (``paper``, ``tiny``), optionally with fields overridden."""
-        if name not in MERGER_PRESETS:
-            raise InputError(f"unknown merger preset {name!r}; choose one of {sorted(MERGER_PRESETS)}")
-        valid = {f.name for f in fields(cls)}
-        bad = set(overrides) - valid
-        if bad:
-            raise InputError(f"unknown FeatureMergerConfig fields {sorted(bad)}")
-        return replace(MERGER_PRESETS[name], **overrides)
-
 
 MERGER_PRESETS: dict[str, FeatureMergerConfig] = {
     # 3AM as described: MUSt3R ViT-L encoder (1024) and ViT-B decoder (768), SAM 2 width 256.
@@ -124,6 +116,16 @@ MERGER_PRESETS: dict[str, FeatureMergerConfig] = {
     "tiny": FeatureMergerConfig(enc_dim=48, width=32, num_heads=2, sam_dim=16, up_dim=16, fuse_dim=16,
                                 norm_groups=4, pe3d_freqs=2),
 }
+
+
+def get_merger_config(name: str, /, **overrides) -> FeatureMergerConfig:
+    """A named preset (``paper``, ``tiny``), optionally with fields overridden."""
+    return lookup(MERGER_PRESETS, name, "merger", overrides)
+
+
+def merger_presets() -> list[str]:
+    """The merger preset names."""
+    return list(MERGER_PRESETS)
 
 
 # --------------------------------------------------------------------------------------
@@ -349,7 +351,7 @@ class FeatureMerger(nn.Module):
 
     def __init__(self, config: FeatureMergerConfig | str = "paper") -> None:
         super().__init__()
-        cfg = FeatureMergerConfig.preset(config) if isinstance(config, str) else config
+        cfg = get_merger_config(config) if isinstance(config, str) else config
         self.config = cfg
         rope = RoPE2D(freq=cfg.rope_freq, F0=cfg.rope_f0)
         self.enc_proj = nn.Linear(cfg.enc_dim, cfg.width)

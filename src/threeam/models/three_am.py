@@ -19,16 +19,18 @@ import torch
 from torch import nn
 
 from threeam.errors import InputError
-from threeam.models.merger import CropGeometry, FeatureMerger, FeatureMergerConfig, Must3rFrameFeatures
+from threeam.models.merger import (CropGeometry, FeatureMerger, FeatureMergerConfig, Must3rFrameFeatures,
+                                   get_merger_config)
 from threeam.models.must3r.config import (
     Must3rConfig,
     Must3rDecoderConfig,
     Must3rEncoderConfig,
-    get_preset as get_must3r_preset,
+    get_must3r_config,
 )
 from threeam.models.must3r.model import Must3r
 from threeam.models.must3r.session import Must3rFrameOutput, Must3rStreamConfig
 from threeam.models.sam2.config import SAM2Config, get_sam2_config
+from threeam.presets import lookup
 
 # Modules the paper trains (memory attention 5e-6, mask decoder 5e-6, merger 1e-5); the rest is frozen.
 TRAINABLE_PREFIXES = ("merger.", "sam2.memory_attention.", "sam2.sam_mask_decoder.")
@@ -114,8 +116,8 @@ class ThreeAMConfig:
     def resolved(self) -> tuple[SAM2Config, Must3rConfig, FeatureMergerConfig, Must3rStreamConfig]:
         """Typed configs of the three parts, with the merger widths taken from the backbones."""
         sam2 = get_sam2_config(self.sam2) if isinstance(self.sam2, str) else self.sam2
-        must3r = get_must3r_preset(self.must3r) if isinstance(self.must3r, str) else self.must3r
-        merger = FeatureMergerConfig.preset(self.merger) if isinstance(self.merger, str) else self.merger
+        must3r = get_must3r_config(self.must3r) if isinstance(self.must3r, str) else self.must3r
+        merger = get_merger_config(self.merger) if isinstance(self.merger, str) else self.merger
         sam_dim = sam2.memory_attention.d_model
         merger = dataclasses.replace(merger, enc_dim=must3r.encoder.embed_dim, width=must3r.decoder.embed_dim,
                                      sam_dim=sam_dim)
@@ -165,25 +167,26 @@ def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
-def three_am_presets() -> dict[str, ThreeAMConfig]:
-    """Named 3AM configurations."""
-    return {
-        # the paper: SAM 2.1 Large, MUSt3R 512 (decoder levels 4, 7, 11), merger as docs/merger.md
-        "3am_hiera_l": ThreeAMConfig("sam2.1_hiera_l", "must3r_512", "paper"),
-        "3am_hiera_b+": ThreeAMConfig("sam2.1_hiera_b+", "must3r_512", "paper"),
-        "3am_hiera_t": ThreeAMConfig("sam2.1_hiera_t", "must3r_512", "paper"),
-        # tests and demos: debug SAM 2 at 256, tiny MUSt3R at 64, tiny merger
-        "3am_tiny": ThreeAMConfig(debug_sam2_config(), tiny_must3r_config(), "tiny", must3r_res=64,
-                                  stream=Must3rStreamConfig(keyframe_interval=2, max_keyframes=8,
-                                                            compute_camera=False)),
-    }
+THREE_AM_PRESETS: dict[str, ThreeAMConfig] = {
+    # the paper: SAM 2.1 Large, MUSt3R 512 (decoder levels 4, 7, 11), merger as docs/merger.md
+    "3am_hiera_l": ThreeAMConfig("sam2.1_hiera_l", "must3r_512", "paper"),
+    "3am_hiera_b+": ThreeAMConfig("sam2.1_hiera_b+", "must3r_512", "paper"),
+    "3am_hiera_t": ThreeAMConfig("sam2.1_hiera_t", "must3r_512", "paper"),
+    # tests and demos: debug SAM 2 at 256, tiny MUSt3R at 64, tiny merger
+    "3am_tiny": ThreeAMConfig(debug_sam2_config(), tiny_must3r_config(), "tiny", must3r_res=64,
+                              stream=Must3rStreamConfig(keyframe_interval=2, max_keyframes=8, compute_camera=False)),
+}
+"""Named 3AM configurations."""
 
 
-def get_three_am_config(name: str) -> ThreeAMConfig:
-    presets = three_am_presets()
-    if name not in presets:
-        raise InputError(f"unknown 3AM preset {name!r}; valid presets: {', '.join(presets)}")
-    return presets[name]
+def get_three_am_config(name: str, /, **overrides: Any) -> ThreeAMConfig:
+    """A fresh copy of a named 3AM configuration, fields (``sam2``, ``must3r``, ``merger``, ...) replaced."""
+    return lookup(THREE_AM_PRESETS, name, "3AM", overrides)
+
+
+def three_am_presets() -> list[str]:
+    """The 3AM preset names."""
+    return list(THREE_AM_PRESETS)
 
 
 class ThreeAM(nn.Module):

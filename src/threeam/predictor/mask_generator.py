@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from threeam.errors import InputError
+from threeam.presets import lookup
 from threeam.predictor.amg_utils import (
     MaskData,
     area_from_rle,
@@ -103,11 +104,14 @@ MASK_GENERATOR_PRESETS: dict[str, MaskGeneratorConfig] = {
 }
 
 
-def mask_generator_preset(name: str) -> MaskGeneratorConfig:
-    """A copy of a named `MaskGeneratorConfig` (``"default"``, ``"notebook_dense"``)."""
-    if name not in MASK_GENERATOR_PRESETS:
-        raise InputError(f"unknown mask generator preset {name!r}; valid: {sorted(MASK_GENERATOR_PRESETS)}")
-    return dataclasses.replace(MASK_GENERATOR_PRESETS[name])
+def get_mask_generator_config(name: str, /, **overrides: Any) -> MaskGeneratorConfig:
+    """A copy of a named `MaskGeneratorConfig` (``"default"``, ``"notebook_dense"``), fields replaced."""
+    return lookup(MASK_GENERATOR_PRESETS, name, "mask generator", overrides)
+
+
+def mask_generator_presets() -> list[str]:
+    """The mask-generator preset names."""
+    return list(MASK_GENERATOR_PRESETS)
 
 
 def _real(name: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
@@ -243,7 +247,7 @@ class AutomaticMaskGenerator:
     def from_config(cls, model_or_predictor: Any, config: MaskGeneratorConfig | str) -> "AutomaticMaskGenerator":
         """A generator from a `MaskGeneratorConfig` or a preset name (see `MASK_GENERATOR_PRESETS`)."""
         if isinstance(config, str):
-            config = mask_generator_preset(config)
+            config = get_mask_generator_config(config)
         if not isinstance(config, MaskGeneratorConfig):
             raise InputError(f"config must be a MaskGeneratorConfig or a preset name, got {type(config).__name__}")
         return cls(model_or_predictor, **config.as_kwargs())

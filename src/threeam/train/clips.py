@@ -32,10 +32,10 @@ def scene_seed(config: TrainConfig) -> int:
 
 
 def synthetic_scene_config(config: TrainConfig):
-    from threeam.data.synth import synth_config
+    from threeam.data.synth import get_synth_config
 
     d = config.data
-    return synth_config(d.scene_preset, n_frames=d.scene_frames, height=d.scene_height, width=d.scene_width)
+    return get_synth_config(d.scene_preset, n_frames=d.scene_frames, height=d.scene_height, width=d.scene_width)
 
 
 def open_source_scenes(source: DataSourceConfig, config: TrainConfig, source_index: int) -> list:

@@ -302,7 +302,7 @@ class ToyTaskConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A complete training run. Build one with :func:`threeam.train.recipes.get_preset`."""
+    """A complete training run. Build one with :func:`threeam.train.recipes.get_train_config`."""
 
     name: str
     """Preset name this config was derived from."""

@@ -42,11 +42,11 @@ CONF_ALPHA = 0.2
 
 
 def must3r_config_for(config: TrainConfig):
-    from threeam.models.must3r.config import get_preset
+    from threeam.models.must3r.config import get_must3r_config
     from threeam.models.three_am import tiny_must3r_config
 
     name = config.model.must3r
-    return tiny_must3r_config() if name.lower() == "tiny" else get_preset(name.lower())
+    return tiny_must3r_config() if name.lower() == "tiny" else get_must3r_config(name)
 
 
 def stream_res(config: TrainConfig) -> int:

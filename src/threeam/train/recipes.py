@@ -1,21 +1,20 @@
-"""Named training presets and the registry of training tasks.
+"""Named training presets and the table of training tasks.
 
-Presets (:data:`PRESETS`, :func:`get_preset`):
+Presets (:data:`TRAIN_PRESETS`, :func:`get_train_config`, :func:`train_presets`; the idiom of
+`threeam.presets`), each built by the function of the same name, which documents it:
 
 * ``paper-scannetpp-ase-mose``: the 3AM paper's recipe (arXiv 2601.08831 v5, Sec. 4 and
-  appendix C). Field by field, what the paper states and what is our choice, is documented in
-  :func:`paper_scannetpp_ase_mose` and docs/training.md. Its task is ``3am``, which is **not
-  registered yet** (the 3AM model is wired later); running it raises a clear InputError.
-* ``tiny-synthetic``: a small, fast configuration meant for generated scenes and a tiny model on
-  one GPU in under an hour. Until the 3AM task exists it trains the ``toy-regression`` task.
+  appendix C); field by field, what the paper states and what is our choice is in
+  :func:`paper_scannetpp_ase_mose` and docs/training.md. Task ``3am``.
+* ``tiny-synthetic``: 3AM with tiny models on generated scenes, one GPU in under an hour.
+* ``toy-engine``: the engine's own test recipe (task ``toy-regression``).
+* ``sam2-pretrain-synthetic``, ``must3r-pretrain-synthetic``, ``toy-ablation-3am``,
+  ``toy-ablation-sam2``: the toy experiment's pretraining and ablation arms (docs/evidence.md).
 
-Tasks (:data:`TRAIN_TASKS`): ``name -> factory(config, ctx) -> TrainTask``. A task builds the
-model (whose parameter names the preset's optimizer groups refer to), the ``step_fn`` and the
-data sources named in ``config.data.sources``. Register new ones with :func:`register_task`.
-
-Registered now: ``toy-regression`` only (a small MLP regressing a fixed random linear map; it
-exists to test and demonstrate the engine, and its modules carry the names of the 3AM model's
-trainable and frozen parts so the paper's freeze rules apply to it unchanged).
+Tasks (:data:`TRAIN_TASKS`, one explicit table): ``name -> factory(config, ctx) -> TrainTask``. A
+task builds the model (whose parameter names the preset's optimizer groups refer to), the
+``step_fn`` and the data sources named in ``config.data.sources``: ``toy-regression``, ``sam2``,
+``3am``, ``must3r``. Extensions add entries with :func:`register_task`.
 """
 from __future__ import annotations
 
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from threeam.errors import InputError
+from threeam.presets import deprecated_alias, lookup
 from threeam.train.config import (DataConfig, DataSourceConfig, ModelConfig, OptimConfig, ParamGroupConfig,
                                   RunConfig, ToyTaskConfig, TrainConfig)
 from threeam.train.distributed import DistContext
@@ -39,9 +39,9 @@ from threeam.train.losses import LossWeights
 from threeam.train.trainer import IndexedSource, SourceFactory, StepFn, Trainer, seed_everything
 
 __all__ = [
-    "PRESETS",
-    "get_preset",
-    "preset_names",
+    "TRAIN_PRESETS",
+    "get_train_config",
+    "train_presets",
     "paper_scannetpp_ase_mose",
     "tiny_synthetic",
     "TrainTask",
@@ -59,6 +59,26 @@ __all__ = [
 log = logging.getLogger("threeam.train")
 
 # ------------------------------------------------------------------------------------ presets
+
+
+def _paper_parts(lr: float, merger_lr: float | None, prefix: str = "sam2.") -> tuple[ParamGroupConfig, ...]:
+    """The parts the 3AM paper trains: memory attention and mask decoder at ``lr``, the Feature Merger
+    at ``merger_lr`` (None: no merger). ``prefix`` is where SAM 2 sits in the task's model
+    (``sam2.`` in `ThreeAM`, empty for a bare SAM 2 or the toy model)."""
+    groups = (ParamGroupConfig("memory_attention", (f"{prefix}memory_attention",), lr=lr),
+              ParamGroupConfig("mask_decoder", (f"{prefix}sam_mask_decoder",), lr=lr))
+    return groups if merger_lr is None else groups + (ParamGroupConfig("merger", ("merger",), lr=merger_lr),)
+
+
+def _paper_optim(lr: float, merger_lr: float | None, prefix: str = "sam2.", **options) -> OptimConfig:
+    """AdamW on :func:`_paper_parts`, the image encoder (and MUSt3R, when SAM 2 sits under ``prefix``)
+    frozen; ``options`` are the other `OptimConfig` fields."""
+    frozen = (f"{prefix}image_encoder", "must3r") if prefix else ("image_encoder",)
+    return OptimConfig(groups=_paper_parts(lr, merger_lr, prefix), frozen_prefixes=frozen, **options)
+
+
+_TINY_MODELS = ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny")
+"""The debug SAM 2 (image 256), the tiny MUSt3R and the tiny merger."""
 
 
 def paper_scannetpp_ase_mose() -> TrainConfig:
@@ -87,21 +107,8 @@ def paper_scannetpp_ase_mose() -> TrainConfig:
     return TrainConfig(
         name="paper-scannetpp-ase-mose",
         task="3am",
-        seed=0,
         model=ModelConfig(sam2="sam2.1_hiera_l", must3r="MUSt3R_512", merger="paper"),
-        optim=OptimConfig(
-            groups=(
-                ParamGroupConfig("memory_attention", ("sam2.memory_attention",), lr=5e-6),
-                ParamGroupConfig("mask_decoder", ("sam2.sam_mask_decoder",), lr=5e-6),
-                ParamGroupConfig("merger", ("merger",), lr=1e-5),
-            ),
-            frozen_prefixes=("sam2.image_encoder", "must3r"),
-            weight_decay=0.1,
-            schedule="cosine",
-            warmup_steps=0,
-            min_lr_ratio=0.1,
-            grad_clip_norm=0.1,
-        ),
+        optim=_paper_optim(5e-6, 1e-5, weight_decay=0.1, warmup_steps=0, grad_clip_norm=0.1),
         loss=LossWeights(mask=20.0, dice=1.0, iou=1.0, object_score=1.0),
         data=DataConfig(
             sources=(
@@ -109,13 +116,9 @@ def paper_scannetpp_ase_mose() -> TrainConfig:
                 DataSourceConfig("ase", weight=0.4, fov_prob=0.8, prompt_kinds=("mask",)),
                 DataSourceConfig("mose", weight=0.2, fov_prob=0.0, prompt_kinds=("point", "box", "mask")),
             ),
-            frames_per_clip=8,
-            batch_size=1,
-            fov_tau=0.25,
-            image_size=1024,
+            frames_per_clip=8, batch_size=1, fov_tau=0.25, image_size=1024,
         ),
-        run=RunConfig(max_steps=1_000_000, grad_accum_steps=1, amp="bf16", log_every=50,
-                      ckpt_every=10_000, keep_last=3),
+        run=RunConfig(max_steps=1_000_000, amp="bf16", log_every=50, ckpt_every=10_000, keep_last=3),
     )
 
 
@@ -131,33 +134,16 @@ def tiny_synthetic() -> TrainConfig:
     return TrainConfig(
         name="tiny-synthetic",
         task="3am",
-        seed=0,
-        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
-        optim=OptimConfig(
-            groups=(
-                ParamGroupConfig("memory_attention", ("sam2.memory_attention",), lr=1e-3),
-                ParamGroupConfig("mask_decoder", ("sam2.sam_mask_decoder",), lr=1e-3),
-                ParamGroupConfig("merger", ("merger",), lr=2e-3),
-            ),
-            frozen_prefixes=("sam2.image_encoder", "must3r"),
-            weight_decay=0.0,
-            schedule="cosine",
-            warmup_steps=20,
-            min_lr_ratio=0.1,
-            grad_clip_norm=1.0,
-        ),
-        loss=LossWeights(),
+        model=_TINY_MODELS,
+        optim=_paper_optim(1e-3, 2e-3, weight_decay=0.0, warmup_steps=20, grad_clip_norm=1.0),
         data=DataConfig(
             sources=(
                 DataSourceConfig("synthetic-static", weight=0.8, fov_prob=0.8, prompt_kinds=("mask",)),
                 DataSourceConfig("synthetic-dynamic", weight=0.2, fov_prob=0.0, prompt_kinds=("point", "box", "mask")),
             ),
-            frames_per_clip=4,
-            batch_size=1,
-            image_size=256,
-            correction_clicks=2,
+            frames_per_clip=4, batch_size=1, image_size=256, correction_clicks=2,
         ),
-        run=RunConfig(max_steps=2000, grad_accum_steps=1, amp="bf16", log_every=10, ckpt_every=500, keep_last=2),
+        run=RunConfig(max_steps=2000, amp="bf16", log_every=10, ckpt_every=500, keep_last=2),
     )
 
 
@@ -166,13 +152,9 @@ def toy_engine() -> TrainConfig:
     carry SAM 2's top-level module names, not a segmentation model) with ``tiny-synthetic``'s
     sources and schedule. Used by the engine's tests (resume, DDP, CLI); it trains nothing useful."""
     base = tiny_synthetic()
-    optim = replace(base.optim, groups=(
-        ParamGroupConfig("memory_attention", ("memory_attention",), lr=3e-3),
-        ParamGroupConfig("mask_decoder", ("sam_mask_decoder",), lr=3e-3),
-        ParamGroupConfig("merger", ("merger",), lr=6e-3),
-    ), frozen_prefixes=("image_encoder",))
+    optim = replace(base.optim, groups=_paper_parts(3e-3, 6e-3, prefix=""), frozen_prefixes=("image_encoder",))
     return replace(base, name="toy-engine", task="toy-regression", optim=optim,
-                               data=replace(base.data, batch_size=8), toy=ToyTaskConfig())
+                   data=replace(base.data, batch_size=8), toy=ToyTaskConfig())
 
 
 SAM2_TOP_LEVEL = ("image_encoder", "mask_downsample", "maskmem_tpos_enc", "memory_attention", "memory_encoder",
@@ -184,6 +166,12 @@ which SAM 2.1 (``directly_add_no_mem_embed``) never reads, so it would get no gr
 TOY_SCENES = dict(scene_preset="lookalike", scene_frames=48, scene_height=96, scene_width=128)
 """Generated training scenes of the toy experiment: the distribution of the ``lookalike`` evaluation
 scenes (`threeam.data.eval_scenes`), from the disjoint training seed space."""
+
+_TOY_DATA = DataConfig(frames_per_clip=8, batch_size=1, image_size=256, scenes_per_source=32, **TOY_SCENES)
+"""What the toy experiment's recipes share: 8-frame clips at 256 from 32 ``lookalike`` scenes per source."""
+
+_TOY_RUN = RunConfig(max_steps=20_000, amp="bf16", log_every=20, ckpt_every=250, keep_last=2, eval_every=500)
+"""The pretraining recipes' loop: 20k steps, held-out evaluation every 500."""
 
 
 def sam2_pretrain_synthetic() -> TrainConfig:
@@ -200,17 +188,11 @@ def sam2_pretrain_synthetic() -> TrainConfig:
     return TrainConfig(
         name="sam2-pretrain-synthetic",
         task="sam2",
-        seed=0,
-        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
-        optim=OptimConfig(groups=groups, weight_decay=0.01, schedule="cosine", warmup_steps=200, min_lr_ratio=0.1,
-                          grad_clip_norm=1.0),
-        loss=LossWeights(),
-        data=DataConfig(
-            sources=(DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, prompt_kinds=("mask", "point", "box")),),
-            frames_per_clip=8, batch_size=1, image_size=256, correction_clicks=7, scenes_per_source=32,
-            min_present_frac=0.5, **TOY_SCENES),
-        run=RunConfig(max_steps=20_000, amp="bf16", log_every=20, ckpt_every=250, keep_last=2, eval_every=500,
-                      eval_items=8),
+        model=_TINY_MODELS,
+        optim=OptimConfig(groups=groups, weight_decay=0.01, warmup_steps=200, grad_clip_norm=1.0),
+        data=replace(_TOY_DATA, correction_clicks=7, min_present_frac=0.5, sources=(
+            DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, prompt_kinds=("mask", "point", "box")),)),
+        run=replace(_TOY_RUN, eval_items=8),
     )
 
 
@@ -223,19 +205,15 @@ def must3r_pretrain_synthetic() -> TrainConfig:
     1/10, clip norm 1.0; the scenes of ``sam2-pretrain-synthetic``. Held-out pointmap error,
     relative depth error and look-alike pick rate every 500 steps.
     """
+    groups = (ParamGroupConfig("encoder", ("encoder",), lr=5e-4), ParamGroupConfig("decoder", ("decoder",), lr=5e-4))
     return TrainConfig(
         name="must3r-pretrain-synthetic",
         task="must3r",
-        seed=0,
-        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
-        optim=OptimConfig(groups=(ParamGroupConfig("encoder", ("encoder",), lr=5e-4),
-                                  ParamGroupConfig("decoder", ("decoder",), lr=5e-4)),
-                          weight_decay=0.05, schedule="cosine", warmup_steps=200, min_lr_ratio=0.1, grad_clip_norm=1.0),
-        data=DataConfig(
-            sources=(DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, sampler="random", prompt_kinds=("mask",)),),
-            frames_per_clip=8, batch_size=1, image_size=256, scenes_per_source=32, **TOY_SCENES),
-        run=RunConfig(max_steps=20_000, amp="bf16", log_every=20, ckpt_every=250, keep_last=2, eval_every=500,
-                      eval_items=16),
+        model=_TINY_MODELS,
+        optim=OptimConfig(groups=groups, weight_decay=0.05, warmup_steps=200, grad_clip_norm=1.0),
+        data=replace(_TOY_DATA, sources=(
+            DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, sampler="random", prompt_kinds=("mask",)),)),
+        run=replace(_TOY_RUN, eval_items=16),
     )
 
 
@@ -251,20 +229,11 @@ def toy_ablation_3am() -> TrainConfig:
     return TrainConfig(
         name="toy-ablation-3am",
         task="3am",
-        seed=0,
-        model=ModelConfig(sam2="sam2.1_debug_256", must3r="tiny", merger="tiny"),
-        optim=OptimConfig(
-            groups=(ParamGroupConfig("memory_attention", ("sam2.memory_attention",), lr=2e-4),
-                    ParamGroupConfig("mask_decoder", ("sam2.sam_mask_decoder",), lr=2e-4),
-                    ParamGroupConfig("merger", ("merger",), lr=5e-4)),
-            frozen_prefixes=("sam2.image_encoder", "must3r"),
-            weight_decay=0.0, schedule="cosine", warmup_steps=50, min_lr_ratio=0.1, grad_clip_norm=1.0),
-        loss=LossWeights(),
-        data=DataConfig(
-            sources=(DataSourceConfig("synthetic", weight=1.0, fov_prob=0.8, prompt_kinds=("mask",)),),
-            frames_per_clip=8, batch_size=1, image_size=256, correction_clicks=0, scenes_per_source=32,
-            min_present_frac=0.5, **TOY_SCENES),
-        run=RunConfig(max_steps=1000, amp="bf16", log_every=20, ckpt_every=250, keep_last=1, eval_every=0),
+        model=_TINY_MODELS,
+        optim=_paper_optim(2e-4, 5e-4, weight_decay=0.0, warmup_steps=50, grad_clip_norm=1.0),
+        data=replace(_TOY_DATA, correction_clicks=0, min_present_frac=0.5, sources=(
+            DataSourceConfig("synthetic", weight=1.0, fov_prob=0.8, prompt_kinds=("mask",)),)),
+        run=replace(_TOY_RUN, max_steps=1000, keep_last=1, eval_every=0),
     )
 
 
@@ -272,33 +241,28 @@ def toy_ablation_sam2() -> TrainConfig:
     """The "SAM 2 fine-tuned alone" arm: ``toy-ablation-3am`` with the ``sam2`` task (no MUSt3R is
     built or run), the same trainable SAM 2 parts, rates, data and steps."""
     base = toy_ablation_3am()
-    optim = replace(base.optim, groups=(
-        ParamGroupConfig("memory_attention", ("memory_attention",), lr=2e-4),
-        ParamGroupConfig("mask_decoder", ("sam_mask_decoder",), lr=2e-4)), frozen_prefixes=("image_encoder",))
+    optim = replace(base.optim, groups=_paper_parts(2e-4, None, prefix=""), frozen_prefixes=("image_encoder",))
     return replace(base, name="toy-ablation-sam2", task="sam2", optim=optim)
 
 
-PRESETS: dict[str, Callable[[], TrainConfig]] = {
-    "paper-scannetpp-ase-mose": paper_scannetpp_ase_mose,
-    "tiny-synthetic": tiny_synthetic,
-    "toy-engine": toy_engine,
-    "sam2-pretrain-synthetic": sam2_pretrain_synthetic,
-    "must3r-pretrain-synthetic": must3r_pretrain_synthetic,
-    "toy-ablation-3am": toy_ablation_3am,
-    "toy-ablation-sam2": toy_ablation_sam2,
-}
-"""Preset name -> function building a fresh TrainConfig."""
+TRAIN_PRESETS: dict[str, TrainConfig] = {c.name: c for c in (
+    paper_scannetpp_ase_mose(), tiny_synthetic(), toy_engine(), sam2_pretrain_synthetic(), must3r_pretrain_synthetic(),
+    toy_ablation_3am(), toy_ablation_sam2())}
+"""The training presets by name (each built by the function of that name)."""
 
 
-def preset_names() -> list[str]:
-    return list(PRESETS)
+def get_train_config(name: str, /, **overrides) -> TrainConfig:
+    """A fresh copy of the named preset, top-level fields replaced; InputError listing the valid names otherwise.
+    (``key.sub=value`` overrides: `threeam.train.config.apply_overrides`.)"""
+    return lookup(TRAIN_PRESETS, name, "training", overrides)
 
 
-def get_preset(name: str) -> TrainConfig:
-    """The named preset; InputError listing the valid names otherwise."""
-    if name not in PRESETS:
-        raise InputError(f"unknown training preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return PRESETS[name]()
+def train_presets() -> list[str]:
+    """The training preset names."""
+    return list(TRAIN_PRESETS)
+
+
+get_preset = deprecated_alias(get_train_config, "get_preset")
 
 
 # ------------------------------------------------------------------------------------ tasks

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from threeam.errors import InputError
-from threeam.models.must3r.config import PRESETS, Must3rDecoderConfig, get_preset
+from threeam.models.must3r.config import MUST3R_PRESETS, Must3rDecoderConfig, get_must3r_config, must3r_presets
 from threeam.models.must3r.model import build_must3r
 
 
@@ -39,10 +39,12 @@ def test_parameter_counts():
 
 
 def test_preset_names_and_errors():
-    assert get_preset("MUSt3R-512") is PRESETS["must3r_512"]
-    assert get_preset("must3r_512_cvpr") is PRESETS["must3r_512"]
+    assert must3r_presets() == list(MUST3R_PRESETS)
+    assert get_must3r_config("MUSt3R-512") == MUST3R_PRESETS["must3r_512"]
+    assert get_must3r_config("must3r_512") is not MUST3R_PRESETS["must3r_512"]  # a fresh copy
+    assert get_must3r_config("must3r_512_cvpr") == MUST3R_PRESETS["must3r_512"]
     with pytest.raises(InputError, match="must3r_512"):
-        get_preset("must3r_1024")
+        get_must3r_config("must3r_1024")
     with pytest.raises(InputError, match="memory_mode"):
         Must3rDecoderConfig(memory_mode="fast")
     with pytest.raises(InputError, match="feedback_type"):

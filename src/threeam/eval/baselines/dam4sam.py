@@ -36,8 +36,10 @@ from threeam.errors import InputError
 from threeam.eval.baselines.policy import MemoryPolicy, bank_view, candidate_output, candidate_step
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.predictor.state import COND
+from threeam.presets import lookup
 
-__all__ = ["DAM4SAMConfig", "DAM4SAM_PRESETS", "DAM4SAMPolicy", "has_distractor", "bbox_iou"]
+__all__ = ["DAM4SAMConfig", "DAM4SAM_PRESETS", "get_dam4sam_config", "dam4sam_presets", "DAM4SAMPolicy",
+           "has_distractor", "bbox_iou"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,16 @@ DAM4SAM_PRESETS: dict[str, DAM4SAMConfig] = {
     "default": DAM4SAMConfig(),
     "sam2_equivalent": DAM4SAMConfig(ram_size=None, ram_every=1, ram_skip_absent=False, drm_size=0),
 }
+
+
+def get_dam4sam_config(name: str = "default", /, **overrides) -> DAM4SAMConfig:
+    """A named `DAM4SAMConfig` (``default``: the paper's; ``sam2_equivalent``: plain SAM 2), fields replaced."""
+    return lookup(DAM4SAM_PRESETS, name, "DAM4SAM", overrides)
+
+
+def dam4sam_presets() -> list[str]:
+    """The DAM4SAM preset names."""
+    return list(DAM4SAM_PRESETS)
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -147,11 +159,7 @@ class DAM4SAMPolicy(MemoryPolicy):
 
     def __init__(self, config: DAM4SAMConfig | str = "default") -> None:
         super().__init__()
-        if isinstance(config, str):
-            if config not in DAM4SAM_PRESETS:
-                raise InputError(f"unknown DAM4SAM preset {config!r}; choose one of {sorted(DAM4SAM_PRESETS)}")
-            config = DAM4SAM_PRESETS[config]
-        self.config = config
+        self.config = get_dam4sam_config(config) if isinstance(config, str) else config
         self.objects: dict[int, _ObjectMemory] = {}
 
     def begin_pass(self, predictor, state, reverse: bool) -> None:

@@ -36,8 +36,9 @@ import torch
 from threeam.errors import InputError
 from threeam.eval.baselines.policy import Candidates, MemoryPolicy, bank_view, candidate_output, candidate_step
 from threeam.predictor.state import COND
+from threeam.presets import lookup
 
-__all__ = ["SAM2LongConfig", "SAM2LONG_PRESETS", "SAM2LongPolicy"]
+__all__ = ["SAM2LongConfig", "SAM2LONG_PRESETS", "get_sam2long_config", "sam2long_presets", "SAM2LongPolicy"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,16 @@ SAM2LONG_PRESETS: dict[str, SAM2LongConfig] = {
 }
 
 
+def get_sam2long_config(name: str = "default", /, **overrides) -> SAM2LongConfig:
+    """A named `SAM2LongConfig` (``default``: the paper's; ``sam2_equivalent``: plain SAM 2), fields replaced."""
+    return lookup(SAM2LONG_PRESETS, name, "SAM2Long", overrides)
+
+
+def sam2long_presets() -> list[str]:
+    """The SAM2Long preset names."""
+    return list(SAM2LONG_PRESETS)
+
+
 @dataclass
 class _Pathway:
     score: float = 0.0
@@ -94,11 +105,7 @@ class SAM2LongPolicy(MemoryPolicy):
 
     def __init__(self, config: SAM2LongConfig | str = "default") -> None:
         super().__init__()
-        if isinstance(config, str):
-            if config not in SAM2LONG_PRESETS:
-                raise InputError(f"unknown SAM2Long preset {config!r}; choose one of {sorted(SAM2LONG_PRESETS)}")
-            config = SAM2LONG_PRESETS[config]
-        self.config = config
+        self.config = get_sam2long_config(config) if isinstance(config, str) else config
         self.paths: dict[int, list[_Pathway]] = {}
 
     def begin_pass(self, predictor, state, reverse: bool) -> None:

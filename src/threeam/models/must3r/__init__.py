@@ -13,12 +13,13 @@ Main entry points:
 
 from threeam.models.must3r.checkpoint import load_must3r, read_must3r_checkpoint
 from threeam.models.must3r.config import (
-    PRESETS,
+    MUST3R_PRESETS,
     Must3rConfig,
     Must3rDecoderConfig,
     Must3rEncoderConfig,
     from_checkpoint_args,
-    get_preset,
+    get_must3r_config,
+    must3r_presets,
 )
 from threeam.models.must3r.decoder import Must3rDecoder, Must3rDecoderOutput, Must3rMemory
 from threeam.models.must3r.encoder import Must3rEncoder
@@ -42,7 +43,7 @@ from threeam.models.must3r.session import (
 
 __all__ = [
     "DEFAULT_FEATURE_LEVELS",
-    "PRESETS",
+    "MUST3R_PRESETS",
     "Must3r",
     "Must3rConfig",
     "Must3rDecoder",
@@ -61,9 +62,10 @@ __all__ = [
     "estimate_focal",
     "estimate_pose",
     "from_checkpoint_args",
-    "get_preset",
+    "get_must3r_config",
     "grid_positions",
     "load_must3r",
+    "must3r_presets",
     "postprocess",
     "preprocess_frame",
     "rays_from_pointmap",

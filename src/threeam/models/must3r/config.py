@@ -31,6 +31,7 @@ from typing import Any, Mapping, Optional
 
 from threeam.errors import CheckpointError, InputError
 from threeam.models.must3r.rope import parse_rope_name
+from threeam.presets import lookup
 
 __all__ = [
     "MEMORY_MODES",
@@ -38,8 +39,9 @@ __all__ = [
     "Must3rEncoderConfig",
     "Must3rDecoderConfig",
     "Must3rConfig",
-    "PRESETS",
-    "get_preset",
+    "MUST3R_PRESETS",
+    "get_must3r_config",
+    "must3r_presets",
     "parse_constructor_string",
     "from_checkpoint_args",
 ]
@@ -123,22 +125,29 @@ def _preset(img: int, feedback: Optional[str]) -> Must3rConfig:
     )
 
 
-PRESETS: dict[str, Must3rConfig] = {
+MUST3R_PRESETS: dict[str, Must3rConfig] = {
     "must3r_512": _preset(512, "single_mlp"),
     "must3r_512_nofeedback": _preset(512, None),
     "must3r_224": _preset(224, "single_mlp"),
     "must3r_224_nofeedback": _preset(224, None),
 }
 
+_ALIASES = {"must3r_512_cvpr": "must3r_512", "must3r_224_cvpr": "must3r_224"}
 
-def get_preset(name: str) -> Must3rConfig:
-    """The named preset (case-insensitive; ``-`` and ``_`` are interchangeable)."""
-    key = name.lower().replace("-", "_")
-    aliases = {"must3r_512_cvpr": "must3r_512", "must3r_224_cvpr": "must3r_224"}
-    key = aliases.get(key, key)
-    if key not in PRESETS:
-        raise InputError(f"unknown MUSt3R preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return PRESETS[key]
+
+def _spelling(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def get_must3r_config(name: str, /, **overrides: Any) -> Must3rConfig:
+    """The named preset (case-insensitive; ``-`` and ``_`` are interchangeable; the checkpoint names
+    ``MUSt3R_512`` / ``MUSt3R_512_cvpr`` work), with top-level fields (``encoder``, ``decoder``) replaced."""
+    return lookup(MUST3R_PRESETS, name, "MUSt3R", overrides, aliases=_ALIASES, normalize=_spelling)
+
+
+def must3r_presets() -> list[str]:
+    """The MUSt3R preset names."""
+    return list(MUST3R_PRESETS)
 
 
 # --------------------------------------------------------------------------- safe parsing

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from threeam.errors import InputError
-from threeam.models.must3r.config import Must3rConfig, get_preset
+from threeam.models.must3r.config import Must3rConfig, get_must3r_config
 from threeam.models.must3r.decoder import Must3rDecoder, Must3rDecoderOutput, Must3rMemory
 from threeam.models.must3r.encoder import Must3rEncoder
 
@@ -95,7 +95,7 @@ def build_must3r(config: "Must3rConfig | str" = "must3r_512", *, memory_mode: Op
                  device=None) -> Must3r:
     """Build a (randomly initialised) model from a config or preset name; pass ``device="meta"`` for
     a shape-only model."""
-    cfg = get_preset(config) if isinstance(config, str) else config
+    cfg = get_must3r_config(config) if isinstance(config, str) else config
     if memory_mode is not None:
         cfg = cfg.with_memory_mode(memory_mode)
     if device is not None:

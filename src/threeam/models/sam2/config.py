@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
 from threeam.errors import InputError
+from threeam.presets import lookup, resolve_name, with_overrides
 
 __all__ = [
     "PositionEncodingConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "SAM2_PRESETS",
     "SAM2_PRESET_ALIASES",
     "get_sam2_config",
+    "sam2_presets",
     "resolve_preset_name",
 ]
 
@@ -377,13 +379,8 @@ class SAM2Config:
         return kw
 
     def copy(self, **changes: Any) -> "SAM2Config":
-        """A deep copy, with top-level fields replaced by `changes`."""
-        out = copy.deepcopy(self)
-        for key, value in changes.items():
-            if not hasattr(out, key) or key.startswith("_"):
-                raise InputError(f"SAM2Config has no option {key!r}")
-            setattr(out, key, value)
-        return out
+        """A deep copy, with top-level fields replaced by `changes` (`threeam.presets.with_overrides`)."""
+        return with_overrides(self, changes)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict of every option (tuples as lists), e.g. to store next to a checkpoint."""
@@ -583,33 +580,32 @@ SAM2_PRESET_ALIASES: dict[str, str] = {
 """Long names (``sam2.1_hiera_tiny``, ``..._small``, ``..._base_plus``, ``..._large``) -> preset names."""
 
 
+def _spelling(name: str) -> str:
+    """``configs/sam2.1/sam2.1_hiera_t.yaml``, ``facebook/sam2.1-hiera-large`` -> ``sam2.1_hiera_t``, ..."""
+    key = name.strip().lower().rsplit("/", 1)[-1]
+    for suffix in (".yaml", ".yml", ".pt"):
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+    return key.replace("-", "_")
+
+
 def resolve_preset_name(name: str) -> str:
     """Canonical preset name for `name` (preset, alias, ``.yaml`` file name or hub-style spelling).
 
     Accepts e.g. ``sam2.1_hiera_b+``, ``sam2.1_hiera_base_plus``, ``configs/sam2.1/sam2.1_hiera_t.yaml``,
     ``sam2.1-hiera-large``, ``facebook/sam2.1-hiera-large``. Unknown names raise InputError listing the presets.
     """
-    if not isinstance(name, str):
-        raise InputError(f"a SAM 2 preset name must be a string, got {type(name).__name__}")
-    key = name.strip().lower()
-    key = key.rsplit("/", 1)[-1]
-    for suffix in (".yaml", ".yml", ".pt"):
-        if key.endswith(suffix):
-            key = key[: -len(suffix)]
-    key = key.replace("-", "_")
-    if key in SAM2_PRESETS:
-        return key
-    if key in SAM2_PRESET_ALIASES:
-        return SAM2_PRESET_ALIASES[key]
-    raise InputError(
-        f"unknown SAM 2 preset {name!r}; valid presets: {', '.join(SAM2_PRESETS)} "
-        f"(aliases: {', '.join(SAM2_PRESET_ALIASES)})"
-    )
+    return resolve_name(SAM2_PRESETS, name, "SAM 2", aliases=SAM2_PRESET_ALIASES, normalize=_spelling)
 
 
-def get_sam2_config(name: str) -> SAM2Config:
-    """A fresh (deep-copied) :class:`SAM2Config` for a preset name or alias."""
-    return copy.deepcopy(SAM2_PRESETS[resolve_preset_name(name)])
+def get_sam2_config(name: str, /, **overrides: Any) -> SAM2Config:
+    """A fresh (deep-copied) :class:`SAM2Config` for a preset name or alias, top-level fields replaced."""
+    return lookup(SAM2_PRESETS, name, "SAM 2", overrides, aliases=SAM2_PRESET_ALIASES, normalize=_spelling)
+
+
+def sam2_presets() -> list[str]:
+    """The SAM 2 preset names (aliases not included)."""
+    return list(SAM2_PRESETS)
 
 
 def load_sam2_config_file(path) -> SAM2Config:
