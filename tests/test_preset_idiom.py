@@ -32,6 +32,7 @@ def test_every_family_follows_the_idiom(module, family, label):
     get = getattr(mod, f"get_{family}_config")
     names = getattr(mod, f"{family}_presets")()
     assert names == list(presets) and names
+    assert (get.__name__, get.__module__) == (f"get_{family}_config", module)  # documented as the module's own
     for name in names:
         cfg = get(name)
         assert cfg == presets[name] and cfg is not presets[name]  # a fresh copy: the table is never handed out

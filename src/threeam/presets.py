@@ -1,7 +1,12 @@
 """Named presets of typed dataclass configs: the one idiom every config family follows.
 
 A family's config module exposes three names (``<family>`` as in ``sam2``, ``must3r``, ``merger``,
-``three_am``, ``synth``, ``train``, ``lift``, ``mask_generator``, ``ap``, ``sam2long``, ``dam4sam``):
+``three_am``, ``synth``, ``train``, ``lift``, ``mask_generator``, ``ap``, ``sam2long``, ``dam4sam``),
+the two functions made by :func:`preset_functions`::
+
+    LIFT_PRESETS: dict[str, LiftConfig] = {"paper": LiftConfig(...), ...}
+    get_lift_config, lift_presets = preset_functions(LIFT_PRESETS, "lift", default="paper")
+
 
 * ``<FAMILY>_PRESETS: dict[str, Config]`` - the named configs, in the order they are listed to users;
   module constants that are never handed out (so never mutated);
@@ -10,23 +15,24 @@ A family's config module exposes three names (``<family>`` as in ``sam2``, ``mus
   ``name`` is positional-only so that a config with a ``name`` field can still override it);
 * ``<family>_presets() -> list[str]`` - the names.
 
-The functions are one line each: they call :func:`lookup` here, so every family answers an unknown
-name with the same one-line `InputError` (``unknown SAM 2 preset 'x'; valid presets: a, b, c``)
-and an unknown override with the config class's valid field names. A family whose names have
-spellings (SAM 2's ``sam2.1_hiera_base_plus``, file names, hub ids) passes ``aliases`` and a
-``normalize`` function. See docs/DEVELOPING.md ("Presets").
+Both go through :func:`lookup`, so every family answers an unknown name with the same one-line
+`InputError` (``unknown SAM 2 preset 'x'; valid presets: a, b, c``) and an unknown override with
+the config class's valid field names. A family whose names have other spellings (SAM 2's
+``sam2.1_hiera_base_plus``, file names, hub ids) passes ``aliases`` and a ``normalize`` function.
+See docs/DEVELOPING.md ("Presets").
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import functools
+import sys
 import warnings
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from threeam.errors import InputError
 
-__all__ = ["lookup", "resolve_name", "with_overrides", "deprecated_alias"]
+__all__ = ["preset_functions", "lookup", "resolve_name", "with_overrides", "deprecated_alias"]
 
 C = TypeVar("C")
 
@@ -78,6 +84,42 @@ def lookup(presets: Mapping[str, C], name: Any, family: str, overrides: Optional
     (:func:`resolve_name`, then :func:`with_overrides`)."""
     key = resolve_name(presets, name, family, aliases=aliases, normalize=normalize)
     return with_overrides(presets[key], overrides, what=what)
+
+
+def preset_functions(presets: Mapping[str, C], family: str, label: Optional[str] = None, *,
+                     default: Optional[str] = None, aliases: Optional[Mapping[str, str]] = None,
+                     normalize: Optional[Callable[[str], str]] = None,
+                     what: Optional[str] = None) -> tuple[Callable[..., C], Callable[[], list[str]]]:
+    """``(get_<family>_config, <family>_presets)`` for the table `presets`.
+
+    Args:
+        family: the name part of the two functions (``"lift"`` -> ``get_lift_config``, ``lift_presets``).
+        label: how messages name the family (``"SAM 2"``, ``"training"``); default `family`.
+        default: the preset ``get_<family>_config()`` returns without a name (None: a name is needed).
+        aliases, normalize: other spellings of the names (:func:`resolve_name`).
+        what: how messages name the options (:func:`with_overrides`).
+    Returns:
+        ``get(name=default, /, **overrides) -> Config`` (:func:`lookup`) and ``names() -> list[str]``,
+        named and documented as the family's own functions of the calling module.
+    """
+    label = label or family
+
+    def get(name: str = default, /, **overrides: Any) -> C:
+        return lookup(presets, name, label, overrides, aliases=aliases, normalize=normalize, what=what)
+
+    def names() -> list[str]:
+        return list(presets)
+
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+    kind = type(next(iter(presets.values()))).__name__
+    for func, name, doc in (
+            (get, f"get_{family}_config", f"A fresh copy of the named {label} preset (a `{kind}`; "
+                                          f"{', '.join(presets)}), with fields replaced by ``overrides``."),
+            (names, f"{family}_presets", f"The {label} preset names: {', '.join(presets)}.")):
+        func.__name__ = func.__qualname__ = name
+        func.__module__ = module
+        func.__doc__ = doc
+    return get, names
 
 
 def deprecated_alias(func: Callable, old: str) -> Callable:

@@ -41,7 +41,7 @@ import numpy as np
 from threeam.data.scannet.labels import SCANNET18_IDS, SCANNET18_NAMES, SCANNET198_IDS, SCANNET198_NAMES
 from threeam.errors import InputError
 from threeam.io.atomic import atomic_write_bytes, atomic_write_text
-from threeam.presets import lookup
+from threeam.presets import preset_functions
 
 __all__ = ["OVERLAPS", "MIN_REGION_SIZE", "Benchmark", "BENCHMARKS", "APConfig", "AP_PRESETS", "get_ap_config",
            "ap_presets", "ScenePrediction",
@@ -120,14 +120,7 @@ AP_PRESETS: dict[str, APConfig] = {
 }
 
 
-def get_ap_config(name: str = "benchmark", /, **overrides) -> APConfig:
-    """A named `APConfig` (``benchmark``, ``no_min_size``), fields replaced."""
-    return lookup(AP_PRESETS, name, "AP", overrides)
-
-
-def ap_presets() -> list[str]:
-    """The AP preset names."""
-    return list(AP_PRESETS)
+get_ap_config, ap_presets = preset_functions(AP_PRESETS, "ap", "AP", default="benchmark")
 
 
 @dataclass

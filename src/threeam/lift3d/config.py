@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from threeam.errors import InputError
-from threeam.presets import lookup, with_overrides
+from threeam.presets import preset_functions, with_overrides
 
 __all__ = ["LiftConfig", "LIFT_PRESETS", "get_lift_config", "lift_presets", "AMG_DEFAULTS", "AMG_TUNED"]
 
@@ -217,11 +217,4 @@ LIFT_PRESETS: dict[str, LiftConfig] = {
 }
 
 
-def get_lift_config(name: str = "paper", /, **overrides: Any) -> LiftConfig:
-    """A named preset (``paper``, ``fast``, ``synthetic``) with field overrides."""
-    return lookup(LIFT_PRESETS, name, "lift", overrides, what="lift")
-
-
-def lift_presets() -> list[str]:
-    """The lift preset names."""
-    return list(LIFT_PRESETS)
+get_lift_config, lift_presets = preset_functions(LIFT_PRESETS, "lift", default="paper", what="lift")

@@ -37,7 +37,7 @@ from torch import nn
 from threeam.errors import InputError
 from threeam.models.must3r.rope import RoPE2D, grid_positions
 from threeam.models.pe3d import PE3D
-from threeam.presets import lookup
+from threeam.presets import preset_functions
 
 __all__ = [
     "FeatureMergerConfig",
@@ -118,14 +118,7 @@ MERGER_PRESETS: dict[str, FeatureMergerConfig] = {
 }
 
 
-def get_merger_config(name: str, /, **overrides) -> FeatureMergerConfig:
-    """A named preset (``paper``, ``tiny``), optionally with fields overridden."""
-    return lookup(MERGER_PRESETS, name, "merger", overrides)
-
-
-def merger_presets() -> list[str]:
-    """The merger preset names."""
-    return list(MERGER_PRESETS)
+get_merger_config, merger_presets = preset_functions(MERGER_PRESETS, "merger")
 
 
 # --------------------------------------------------------------------------------------

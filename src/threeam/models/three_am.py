@@ -30,7 +30,7 @@ from threeam.models.must3r.config import (
 from threeam.models.must3r.model import Must3r
 from threeam.models.must3r.session import Must3rFrameOutput, Must3rStreamConfig
 from threeam.models.sam2.config import SAM2Config, get_sam2_config
-from threeam.presets import lookup
+from threeam.presets import preset_functions
 
 # Modules the paper trains (memory attention 5e-6, mask decoder 5e-6, merger 1e-5); the rest is frozen.
 TRAINABLE_PREFIXES = ("merger.", "sam2.memory_attention.", "sam2.sam_mask_decoder.")
@@ -179,14 +179,7 @@ THREE_AM_PRESETS: dict[str, ThreeAMConfig] = {
 """Named 3AM configurations."""
 
 
-def get_three_am_config(name: str, /, **overrides: Any) -> ThreeAMConfig:
-    """A fresh copy of a named 3AM configuration, fields (``sam2``, ``must3r``, ``merger``, ...) replaced."""
-    return lookup(THREE_AM_PRESETS, name, "3AM", overrides)
-
-
-def three_am_presets() -> list[str]:
-    """The 3AM preset names."""
-    return list(THREE_AM_PRESETS)
+get_three_am_config, three_am_presets = preset_functions(THREE_AM_PRESETS, "three_am", "3AM")
 
 
 class ThreeAM(nn.Module):

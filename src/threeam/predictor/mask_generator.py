@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from threeam.errors import InputError
-from threeam.presets import lookup
+from threeam.presets import preset_functions
 from threeam.predictor.amg_utils import (
     MaskData,
     area_from_rle,
@@ -104,14 +104,8 @@ MASK_GENERATOR_PRESETS: dict[str, MaskGeneratorConfig] = {
 }
 
 
-def get_mask_generator_config(name: str, /, **overrides: Any) -> MaskGeneratorConfig:
-    """A copy of a named `MaskGeneratorConfig` (``"default"``, ``"notebook_dense"``), fields replaced."""
-    return lookup(MASK_GENERATOR_PRESETS, name, "mask generator", overrides)
-
-
-def mask_generator_presets() -> list[str]:
-    """The mask-generator preset names."""
-    return list(MASK_GENERATOR_PRESETS)
+get_mask_generator_config, mask_generator_presets = preset_functions(MASK_GENERATOR_PRESETS, "mask_generator",
+                                                                     "mask generator", default="default")
 
 
 def _real(name: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:

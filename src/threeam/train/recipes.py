@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from threeam.errors import InputError
-from threeam.presets import deprecated_alias, lookup
+from threeam.presets import deprecated_alias, preset_functions
 from threeam.train.config import (DataConfig, DataSourceConfig, ModelConfig, OptimConfig, ParamGroupConfig,
                                   RunConfig, ToyTaskConfig, TrainConfig)
 from threeam.train.distributed import DistContext
@@ -251,15 +251,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {c.name: c for c in (
 """The training presets by name (each built by the function of that name)."""
 
 
-def get_train_config(name: str, /, **overrides) -> TrainConfig:
-    """A fresh copy of the named preset, top-level fields replaced; InputError listing the valid names otherwise.
-    (``key.sub=value`` overrides: `threeam.train.config.apply_overrides`.)"""
-    return lookup(TRAIN_PRESETS, name, "training", overrides)
-
-
-def train_presets() -> list[str]:
-    """The training preset names."""
-    return list(TRAIN_PRESETS)
+# ``key.sub=value`` overrides of nested fields: `threeam.train.config.apply_overrides`
+get_train_config, train_presets = preset_functions(TRAIN_PRESETS, "train", "training")
 
 
 get_preset = deprecated_alias(get_train_config, "get_preset")

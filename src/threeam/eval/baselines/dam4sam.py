@@ -36,7 +36,7 @@ from threeam.errors import InputError
 from threeam.eval.baselines.policy import MemoryPolicy, bank_view, candidate_output, candidate_step
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.predictor.state import COND
-from threeam.presets import lookup
+from threeam.presets import preset_functions
 
 __all__ = ["DAM4SAMConfig", "DAM4SAM_PRESETS", "get_dam4sam_config", "dam4sam_presets", "DAM4SAMPolicy",
            "has_distractor", "bbox_iou"]
@@ -82,14 +82,8 @@ DAM4SAM_PRESETS: dict[str, DAM4SAMConfig] = {
 }
 
 
-def get_dam4sam_config(name: str = "default", /, **overrides) -> DAM4SAMConfig:
-    """A named `DAM4SAMConfig` (``default``: the paper's; ``sam2_equivalent``: plain SAM 2), fields replaced."""
-    return lookup(DAM4SAM_PRESETS, name, "DAM4SAM", overrides)
-
-
-def dam4sam_presets() -> list[str]:
-    """The DAM4SAM preset names."""
-    return list(DAM4SAM_PRESETS)
+# ``default``: the paper's settings; ``sam2_equivalent``: tracks exactly as plain SAM 2
+get_dam4sam_config, dam4sam_presets = preset_functions(DAM4SAM_PRESETS, "dam4sam", "DAM4SAM", default="default")
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -36,7 +36,7 @@ import torch
 from threeam.errors import InputError
 from threeam.eval.baselines.policy import Candidates, MemoryPolicy, bank_view, candidate_output, candidate_step
 from threeam.predictor.state import COND
-from threeam.presets import lookup
+from threeam.presets import preset_functions
 
 __all__ = ["SAM2LongConfig", "SAM2LONG_PRESETS", "get_sam2long_config", "sam2long_presets", "SAM2LongPolicy"]
 
@@ -70,14 +70,8 @@ SAM2LONG_PRESETS: dict[str, SAM2LongConfig] = {
 }
 
 
-def get_sam2long_config(name: str = "default", /, **overrides) -> SAM2LongConfig:
-    """A named `SAM2LongConfig` (``default``: the paper's; ``sam2_equivalent``: plain SAM 2), fields replaced."""
-    return lookup(SAM2LONG_PRESETS, name, "SAM2Long", overrides)
-
-
-def sam2long_presets() -> list[str]:
-    """The SAM2Long preset names."""
-    return list(SAM2LONG_PRESETS)
+# ``default``: the paper's settings; ``sam2_equivalent``: tracks exactly as plain SAM 2
+get_sam2long_config, sam2long_presets = preset_functions(SAM2LONG_PRESETS, "sam2long", "SAM2Long", default="default")
 
 
 @dataclass

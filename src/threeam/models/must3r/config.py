@@ -31,7 +31,7 @@ from typing import Any, Mapping, Optional
 
 from threeam.errors import CheckpointError, InputError
 from threeam.models.must3r.rope import parse_rope_name
-from threeam.presets import lookup
+from threeam.presets import preset_functions
 
 __all__ = [
     "MEMORY_MODES",
@@ -139,15 +139,9 @@ def _spelling(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-def get_must3r_config(name: str, /, **overrides: Any) -> Must3rConfig:
-    """The named preset (case-insensitive; ``-`` and ``_`` are interchangeable; the checkpoint names
-    ``MUSt3R_512`` / ``MUSt3R_512_cvpr`` work), with top-level fields (``encoder``, ``decoder``) replaced."""
-    return lookup(MUST3R_PRESETS, name, "MUSt3R", overrides, aliases=_ALIASES, normalize=_spelling)
-
-
-def must3r_presets() -> list[str]:
-    """The MUSt3R preset names."""
-    return list(MUST3R_PRESETS)
+# names are case-insensitive, ``-`` and ``_`` interchangeable; the checkpoint names (``MUSt3R_512_cvpr``) work
+get_must3r_config, must3r_presets = preset_functions(MUST3R_PRESETS, "must3r", "MUSt3R", aliases=_ALIASES,
+                                                     normalize=_spelling)
 
 
 # --------------------------------------------------------------------------- safe parsing

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
 from threeam.errors import InputError
-from threeam.presets import lookup, resolve_name, with_overrides
+from threeam.presets import preset_functions, resolve_name, with_overrides
 
 __all__ = [
     "PositionEncodingConfig",
@@ -598,14 +598,8 @@ def resolve_preset_name(name: str) -> str:
     return resolve_name(SAM2_PRESETS, name, "SAM 2", aliases=SAM2_PRESET_ALIASES, normalize=_spelling)
 
 
-def get_sam2_config(name: str, /, **overrides: Any) -> SAM2Config:
-    """A fresh (deep-copied) :class:`SAM2Config` for a preset name or alias, top-level fields replaced."""
-    return lookup(SAM2_PRESETS, name, "SAM 2", overrides, aliases=SAM2_PRESET_ALIASES, normalize=_spelling)
-
-
-def sam2_presets() -> list[str]:
-    """The SAM 2 preset names (aliases not included)."""
-    return list(SAM2_PRESETS)
+get_sam2_config, sam2_presets = preset_functions(SAM2_PRESETS, "sam2", "SAM 2", aliases=SAM2_PRESET_ALIASES,
+                                                 normalize=_spelling)
 
 
 def load_sam2_config_file(path) -> SAM2Config:
