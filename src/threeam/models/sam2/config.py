@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -45,15 +46,41 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- parsing helper
-def _from_tree(cls, tree: Any, where: str, nested: Mapping[str, Any] | None = None, ignore: tuple[str, ...] = ()):
+class _OfficialTree:
+    """Base of the config dataclasses: ``from_official_dict(tree, where)`` reads one official (hydra)
+    sub-tree; `where` (default: the class name) names it in messages. Keys in ``_IGNORE`` are
+    official options that do not change the module (skipped); fields whose type is another
+    `_OfficialTree` are parsed with it, at ``where.<field>``."""
+
+    _IGNORE: tuple[str, ...] = ()
+
+    @classmethod
+    def from_official_dict(cls, tree: Mapping, where: Optional[str] = None):
+        return _from_tree(cls, tree, where or cls.__name__, ignore=cls._IGNORE)
+
+
+def _nested_parsers(cls) -> dict[str, Any]:
+    """``{field: parser}`` for the fields of `cls` typed as another `_OfficialTree` (or Optional of one)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if typing.get_origin(kind) is Union:
+            kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        if isinstance(kind, type) and issubclass(kind, _OfficialTree):
+            out[f.name] = kind.from_official_dict
+    return out
+
+
+def _from_tree(cls, tree: Any, where: str, ignore: tuple[str, ...] = ()):
     """Build dataclass `cls` from an official config mapping (``_target_`` and keys in `ignore` skipped).
 
     Unknown keys raise InputError naming the key and where it was found. Lists become tuples for
-    tuple-typed fields; `nested` maps field names to parser functions ``(subtree, where) -> value``.
+    tuple-typed fields; sub-configs (:func:`_nested_parsers`) are parsed at ``where.<key>``.
     """
     if not isinstance(tree, Mapping):
         raise InputError(f"{where}: expected a mapping of {cls.__name__} options, got {type(tree).__name__}")
-    nested = nested or {}
+    nested = _nested_parsers(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in tree.items():
@@ -81,7 +108,7 @@ def _kwargs(cfg: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- image encoder
 @dataclass
-class PositionEncodingConfig:
+class PositionEncodingConfig(_OfficialTree):
     """``PositionEmbeddingSine``: `num_pos_feats` output channels (sine/cosine of y then x)."""
 
     num_pos_feats: int = 256
@@ -89,13 +116,11 @@ class PositionEncodingConfig:
     normalize: bool = True
     scale: Optional[float] = None
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "position_encoding") -> "PositionEncodingConfig":
-        return _from_tree(cls, tree, where, ignore=("warmup_cache", "image_size", "strides"))
+    _IGNORE = ("warmup_cache", "image_size", "strides")  # official options that change nothing here
 
 
 @dataclass
-class HieraConfig:
+class HieraConfig(_OfficialTree):
     """``Hiera`` trunk. Defaults are the official constructor's (the Hiera-B+ layout)."""
 
     embed_dim: int = 96
@@ -121,13 +146,11 @@ class HieraConfig:
             widths.append(dim)
         return widths[::-1] if self.return_interm_layers else widths[-1:]
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "trunk") -> "HieraConfig":
-        return _from_tree(cls, tree, where, ignore=("weights_path",))
+    _IGNORE = ("weights_path",)  # the official loader's pretrained-trunk file: weights come from the checkpoint
 
 
 @dataclass
-class FpnNeckConfig:
+class FpnNeckConfig(_OfficialTree):
     """``FpnNeck``: lateral 1x1 convs to `d_model`, top-down fusion on `fpn_top_down_levels`."""
 
     position_encoding: PositionEncodingConfig = field(default_factory=PositionEncodingConfig)
@@ -140,32 +163,19 @@ class FpnNeckConfig:
     fuse_type: str = "sum"
     fpn_top_down_levels: Optional[tuple[int, ...]] = None
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "neck") -> "FpnNeckConfig":
-        return _from_tree(cls, tree, where, nested={"position_encoding": PositionEncodingConfig.from_official_dict})
-
 
 @dataclass
-class ImageEncoderConfig:
+class ImageEncoderConfig(_OfficialTree):
     """``ImageEncoder(trunk, neck, scalp)``; `scalp` drops that many lowest-resolution levels."""
 
     trunk: HieraConfig = field(default_factory=HieraConfig)
     neck: FpnNeckConfig = field(default_factory=FpnNeckConfig)
     scalp: int = 0
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "image_encoder") -> "ImageEncoderConfig":
-        return _from_tree(
-            cls,
-            tree,
-            where,
-            nested={"trunk": HieraConfig.from_official_dict, "neck": FpnNeckConfig.from_official_dict},
-        )
-
 
 # --------------------------------------------------------------------------- memory attention
 @dataclass
-class RoPEAttentionConfig:
+class RoPEAttentionConfig(_OfficialTree):
     """``RoPEAttention`` (attention with 2-D axial rotary encoding). `feat_sizes` is (W, H) of the stride-16 map."""
 
     embedding_dim: int = 256
@@ -177,13 +187,9 @@ class RoPEAttentionConfig:
     rope_k_repeat: bool = False
     feat_sizes: tuple[int, int] = (64, 64)
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "attention") -> "RoPEAttentionConfig":
-        return _from_tree(cls, tree, where)
-
 
 @dataclass
-class MemoryAttentionLayerConfig:
+class MemoryAttentionLayerConfig(_OfficialTree):
     """``MemoryAttentionLayer``: self-attention, cross-attention to memory, feed-forward."""
 
     activation: str = "relu"
@@ -202,21 +208,9 @@ class MemoryAttentionLayerConfig:
         )
     )
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "layer") -> "MemoryAttentionLayerConfig":
-        return _from_tree(
-            cls,
-            tree,
-            where,
-            nested={
-                "self_attention": RoPEAttentionConfig.from_official_dict,
-                "cross_attention": RoPEAttentionConfig.from_official_dict,
-            },
-        )
-
 
 @dataclass
-class MemoryAttentionConfig:
+class MemoryAttentionConfig(_OfficialTree):
     """``MemoryAttention``: `num_layers` copies of `layer`, then a LayerNorm."""
 
     d_model: int = 256
@@ -225,14 +219,10 @@ class MemoryAttentionConfig:
     num_layers: int = 4
     batch_first: bool = True
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "memory_attention") -> "MemoryAttentionConfig":
-        return _from_tree(cls, tree, where, nested={"layer": MemoryAttentionLayerConfig.from_official_dict})
-
 
 # --------------------------------------------------------------------------- memory encoder
 @dataclass
-class MaskDownSamplerConfig:
+class MaskDownSamplerConfig(_OfficialTree):
     """``MaskDownSampler``: strided convs taking a mask to the stride-`total_stride` grid with `embed_dim` channels."""
 
     embed_dim: int = 256
@@ -241,13 +231,9 @@ class MaskDownSamplerConfig:
     padding: int = 0
     total_stride: int = 16
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "mask_downsampler") -> "MaskDownSamplerConfig":
-        return _from_tree(cls, tree, where)
-
 
 @dataclass
-class CXBlockConfig:
+class CXBlockConfig(_OfficialTree):
     """``CXBlock`` (ConvNeXt block) used by the memory fuser."""
 
     dim: int = 256
@@ -257,13 +243,9 @@ class CXBlockConfig:
     layer_scale_init_value: float = 1e-6
     use_dwconv: bool = True
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "fuser.layer") -> "CXBlockConfig":
-        return _from_tree(cls, tree, where)
-
 
 @dataclass
-class FuserConfig:
+class FuserConfig(_OfficialTree):
     """``Fuser``: `num_layers` CXBlocks (optional 1x1 input projection)."""
 
     layer: CXBlockConfig = field(default_factory=CXBlockConfig)
@@ -271,13 +253,9 @@ class FuserConfig:
     dim: Optional[int] = None
     input_projection: bool = False
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "fuser") -> "FuserConfig":
-        return _from_tree(cls, tree, where, nested={"layer": CXBlockConfig.from_official_dict})
-
 
 @dataclass
-class MemoryEncoderConfig:
+class MemoryEncoderConfig(_OfficialTree):
     """``MemoryEncoder``: fuses the stride-16 image feature (`in_dim`) with a mask into `out_dim` memory channels."""
 
     out_dim: int = 64
@@ -288,23 +266,10 @@ class MemoryEncoderConfig:
     fuser: FuserConfig = field(default_factory=FuserConfig)
     in_dim: int = 256
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "memory_encoder") -> "MemoryEncoderConfig":
-        return _from_tree(
-            cls,
-            tree,
-            where,
-            nested={
-                "position_encoding": PositionEncodingConfig.from_official_dict,
-                "mask_downsampler": MaskDownSamplerConfig.from_official_dict,
-                "fuser": FuserConfig.from_official_dict,
-            },
-        )
-
 
 # --------------------------------------------------------------------------- whole model
 @dataclass
-class MaskDecoderExtraArgs:
+class MaskDecoderExtraArgs(_OfficialTree):
     """``sam_mask_decoder_extra_args``: the dynamic multimask fallback of the mask decoder.
 
     With `dynamic_multimask_via_stability`, a single-mask answer whose stability score is below
@@ -315,10 +280,6 @@ class MaskDecoderExtraArgs:
     dynamic_multimask_stability_delta: float = 0.05
     dynamic_multimask_stability_thresh: float = 0.98
 
-    @classmethod
-    def from_official_dict(cls, tree: Mapping, where: str = "sam_mask_decoder_extra_args") -> "MaskDecoderExtraArgs":
-        return _from_tree(cls, tree, where)
-
 
 # Top-level options of the official tree that belong to the video predictor, not to SAM2Base.
 _VIDEO_PREDICTOR_ONLY = ("fill_hole_area", "non_overlap_masks", "clear_non_cond_mem_around_input",
@@ -326,7 +287,7 @@ _VIDEO_PREDICTOR_ONLY = ("fill_hole_area", "non_overlap_masks", "clear_non_cond_
 
 
 @dataclass
-class SAM2Config:
+class SAM2Config(_OfficialTree):
     """A whole SAM 2 model: sub-module configs plus every ``SAM2Base`` keyword (official defaults).
 
     ``image_encoder`` / ``memory_attention`` / ``memory_encoder`` describe the three sub-modules;
@@ -402,19 +363,7 @@ class SAM2Config:
         ``non_overlap_masks``, ...; see :class:`VideoPredictorConfig`). Unknown options raise
         InputError naming the option and where it was found.
         """
-        tree = _model_tree(tree)
-        return _from_tree(
-            cls,
-            tree,
-            "model",
-            nested={
-                "image_encoder": ImageEncoderConfig.from_official_dict,
-                "memory_attention": MemoryAttentionConfig.from_official_dict,
-                "memory_encoder": MemoryEncoderConfig.from_official_dict,
-                "sam_mask_decoder_extra_args": MaskDecoderExtraArgs.from_official_dict,
-            },
-            ignore=_VIDEO_PREDICTOR_ONLY,
-        )
+        return _from_tree(cls, _model_tree(tree), "model", ignore=_VIDEO_PREDICTOR_ONLY)
 
     @classmethod
     def from_dict(cls, tree: Mapping) -> "SAM2Config":
