@@ -142,7 +142,7 @@ def test_pil_image_same_as_array(image_case, predictor):
 
 def test_feature_sizes_follow_the_model_image_size():
     torch.manual_seed(0)
-    p = ImagePredictor.from_pretrained(debug_sam2_config().copy(image_size=128))
+    p = ImagePredictor.from_pretrained(debug_sam2_config().copy(image_size=128), random_weights=True)
     assert p._bb_feat_sizes == [(32, 32), (16, 16), (8, 8)]
     p.set_image(np.zeros((50, 70, 3), dtype=np.uint8))
     assert tuple(p.get_image_embedding().shape) == (1, 64, 8, 8)

@@ -1,6 +1,7 @@
 """SAM 2 on single images: the image predictor SAM 2 users know (``SAM2ImagePredictor``).
 
     predictor = ImagePredictor.from_pretrained("sam2.1_hiera_l", checkpoint="sam2.1_hiera_large.pt")
+    # or ImagePredictor.from_pretrained("facebook/sam2.1-hiera-large") (downloaded)
     predictor.set_image(image)                                   # (H, W, 3) uint8 RGB or a PIL image
     masks, ious, low_res = predictor.predict(point_coords=[[500, 375]], point_labels=[1])
 
@@ -14,7 +15,8 @@ to [-32, 32]) can be fed back as ``mask_input``.
 Differences, all on the friendly side:
 
 * the feature sizes follow the model's image size (the official hard-codes them for 1024);
-* ``from_pretrained(preset, checkpoint=..., device=...)`` and ``from_video_predictor(vp)``; the
+* ``from_pretrained(preset, checkpoint=..., device=...)`` (weights required: a checkpoint, a hub id
+  as the preset, or ``random_weights=True``) and ``from_video_predictor(vp)``; the
   latter shares the video predictor's model object (no second copy of the weights);
 * hole filling and sprinkle removal (``max_hole_area``, ``max_sprinkle_area``) run on any device
   (CPU connected components); the official skips them without its CUDA extension;
@@ -102,18 +104,23 @@ class ImagePredictor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, preset: Any = "sam2.1_hiera_l", checkpoint: Any = None,
-                        device: str | torch.device = "cpu", **kwargs: Any) -> "ImagePredictor":
-        """Build the model with `threeam.models.sam2.build.build_sam2` and wrap it.
+                        device: str | torch.device = "cpu", random_weights: bool = False, seed: int = 0,
+                        **kwargs: Any) -> "ImagePredictor":
+        """Build the model with `threeam.predictor.build.build_sam2_model` (the one builder) and wrap it.
 
         Args:
-            preset: a preset name such as ``"sam2.1_hiera_t"`` or a `SAM2Config`.
-            checkpoint: a checkpoint path or hub id; None keeps random weights.
+            preset: a preset name such as ``"sam2.1_hiera_t"``, an official hub id
+                (``"facebook/sam2.1-hiera-tiny"``: downloaded, or a clear `OfflineError` offline) or
+                a `SAM2Config`.
+            checkpoint: a checkpoint path or hub id.
             device: where the model runs.
+            random_weights, seed: deterministic random weights, only when asked for by name
+                (neither a checkpoint nor ``random_weights=True`` is an `InputError`).
             **kwargs: ``mask_threshold``, ``max_hole_area``, ``max_sprinkle_area``.
         """
-        from threeam.models.sam2.build import build_sam2
+        from threeam.predictor.build import build_sam2_model
 
-        return cls(build_sam2(preset, checkpoint=checkpoint, device=device), **kwargs)
+        return cls(build_sam2_model(preset, checkpoint, device, random_weights, seed), **kwargs)
 
     @classmethod
     def from_video_predictor(cls, video_predictor: Any, **kwargs: Any) -> "ImagePredictor":

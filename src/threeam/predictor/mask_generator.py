@@ -248,12 +248,14 @@ class AutomaticMaskGenerator:
 
     @classmethod
     def from_pretrained(cls, preset: Any = "sam2.1_hiera_l", checkpoint: Any = None,
-                        device: str | torch.device = "cpu", **kwargs: Any) -> "AutomaticMaskGenerator":
-        """Build the SAM 2 model (`threeam.models.sam2.build.build_sam2`) and a generator on it;
-        ``kwargs`` are the generator's parameters."""
-        from threeam.models.sam2.build import build_sam2
+                        device: str | torch.device = "cpu", random_weights: bool = False, seed: int = 0,
+                        **kwargs: Any) -> "AutomaticMaskGenerator":
+        """Build the SAM 2 model (`threeam.predictor.build.build_sam2_model`, the one builder: a
+        checkpoint, a hub id as `preset` (downloaded) or ``random_weights=True`` by name; neither is
+        an `InputError`) and a generator on it; ``kwargs`` are the generator's parameters."""
+        from threeam.predictor.build import build_sam2_model
 
-        return cls(build_sam2(preset, checkpoint=checkpoint, device=device), **kwargs)
+        return cls(build_sam2_model(preset, checkpoint, device, random_weights, seed), **kwargs)
 
     @property
     def model(self) -> torch.nn.Module:
