@@ -31,7 +31,7 @@ import numpy as np
 
 from threeam.data._io import depth_to_mm, read_json, read_png16, read_rgb, write_jpg, write_json, write_png16
 from threeam.data.geometry import invert_rigid, matrix_to_quat_wxyz, quat_wxyz_to_matrix
-from threeam.data.types import PosedFrame, Scene, SceneMesh
+from threeam.data.types import PosedFrame, Scene, SceneMesh, frame_index
 from threeam.errors import InputError, VideoError
 from threeam.io.atomic import atomic_write_text
 
@@ -226,9 +226,7 @@ class AseScene(Scene):
         return len(self.numbers)
 
     def _n(self, i: int) -> int:
-        if not -len(self.numbers) <= i < len(self.numbers):
-            raise InputError(f"frame index {i} out of range for {self.name} ({len(self.numbers)} frames)")
-        return self.numbers[i]
+        return self.numbers[frame_index(i, len(self.numbers), self.name)]
 
     def calibration(self, size: int) -> Fisheye624:
         return self._calib if self._calib is not None else ase_rgb_calibration(size)

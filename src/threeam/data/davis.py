@@ -20,7 +20,7 @@ import numpy as np
 
 from threeam.data._io import read_rgb
 from threeam.data.geometry import intrinsics_from_hfov
-from threeam.data.types import PosedFrame, Scene, SceneMesh
+from threeam.data.types import PosedFrame, Scene, SceneMesh, frame_index
 from threeam.errors import InputError, VideoError
 
 __all__ = ["DavisSequence", "list_davis_sequences", "write_davis_sequence"]
@@ -77,9 +77,7 @@ class DavisSequence(Scene):
         return len(self.files)
 
     def _f(self, i: int) -> Path:
-        if not -len(self.files) <= i < len(self.files):
-            raise InputError(f"frame index {i} out of range for {self.name} ({len(self.files)} frames)")
-        return self.files[i]
+        return self.files[frame_index(i, len(self.files), self.name)]
 
     def instance_ids(self, i: int) -> np.ndarray | None:
         p = self.anno_dir / (self._f(i).stem + ".png")

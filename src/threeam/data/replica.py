@@ -21,7 +21,7 @@ import numpy as np
 
 from threeam.data._io import depth_to_mm, read_png16, read_rgb, write_png16, write_png_rgb
 from threeam.data.geometry import intrinsics_from_hfov
-from threeam.data.types import PosedFrame, Scene, SceneMesh
+from threeam.data.types import PosedFrame, Scene, SceneMesh, frame_index
 from threeam.errors import InputError, VideoError
 from threeam.io.atomic import atomic_write_text
 
@@ -74,9 +74,7 @@ class ReplicaScene(Scene):
         return len(self.indices)
 
     def _i(self, i: int) -> int:
-        if not -len(self.indices) <= i < len(self.indices):
-            raise InputError(f"frame index {i} out of range for {self.name} ({len(self.indices)} frames)")
-        return self.indices[i]
+        return self.indices[frame_index(i, len(self.indices), self.name)]
 
     def instance_ids(self, i: int) -> np.ndarray:
         k = self._i(i)

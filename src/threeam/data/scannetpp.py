@@ -35,7 +35,7 @@ from threeam.data._io import (depth_to_mm, read_json, read_png16, read_rgb, resi
 from threeam.data.colmap import colmap_camera_to_K, read_cameras_txt, read_images_txt, write_colmap_model
 from threeam.data.geometry import invert_rigid
 from threeam.data.mesh import rasterize, read_ply, write_ply
-from threeam.data.types import PosedFrame, Scene, SceneMesh
+from threeam.data.types import PosedFrame, Scene, SceneMesh, frame_index
 from threeam.errors import InputError, VideoError
 from threeam.io.atomic import atomic_write_bytes
 
@@ -212,9 +212,7 @@ class ScanNetPPScene(Scene):
         return len(self.files)
 
     def _idx(self, i: int) -> int:
-        if not -len(self.files) <= i < len(self.files):
-            raise InputError(f"frame index {i} out of range for {self.name} ({len(self.files)} frames)")
-        return i % len(self.files)
+        return frame_index(i, len(self.files), self.name)
 
     def mesh(self) -> SceneMesh:
         if self._mesh is None:

@@ -17,7 +17,18 @@ import numpy as np
 
 from threeam.errors import InputError
 
-__all__ = ["PosedFrame", "SceneMesh", "Scene", "InMemoryScene", "check_frame"]
+__all__ = ["PosedFrame", "SceneMesh", "Scene", "InMemoryScene", "check_frame", "frame_index"]
+
+
+def frame_index(index: int, n: int, scene: str) -> int:
+    """`index` (negative counts from the end, as in a list) as a position in ``range(n)``.
+
+    Raises:
+        InputError: outside ``[-n, n)``; the message names `scene` and its frame count.
+    """
+    if not -n <= index < n:
+        raise InputError(f"frame index {index} out of range for {scene} ({n} frames)")
+    return index % n
 
 
 @dataclass
@@ -124,10 +135,7 @@ class InMemoryScene:
         return len(self.frames)
 
     def _check_index(self, index: int) -> int:
-        if not -len(self.frames) <= index < len(self.frames):
-            raise InputError(f"frame index {index} out of range for scene {self.name!r} "
-                             f"with {len(self.frames)} frames")
-        return index % len(self.frames)
+        return frame_index(index, len(self.frames), f"scene {self.name!r}")
 
     def frame(self, index: int) -> PosedFrame:
         return self.frames[self._check_index(index)]
