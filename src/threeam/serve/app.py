@@ -46,7 +46,7 @@ from threeam.serve.config import ServeConfig
 from threeam.serve.schemas import (ExportRequest, ObjectFrameRequest, ObjectRequest, OpenRequest, PromptRequest,
                                    PropagateRequest)
 from threeam.serve.security import (AccessDenied, BodyLimit, BodyTooLarge, HostOriginGuard, NotFoundError, TooLarge,
-                                    list_videos, resolve_under_root, safe_filename)
+                                    allowed_host_names, list_videos, resolve_under_root, safe_filename)
 from threeam.serve.sessions import EXPORT_NAMES, Busy, ServerFull, SessionManager
 
 log = logging.getLogger("threeam.serve")
@@ -308,9 +308,7 @@ def safe_stem(stem: str) -> str:
 
 def with_guards(app: FastAPI, config: ServeConfig):
     """The app behind the Host/Origin guard and the body-size limit; ``.state`` still reaches the app."""
-    hosts = {"127.0.0.1", "localhost", "::1", config.host, *config.allowed_hosts}
-    if config.host in ("0.0.0.0", "::", ""):
-        hosts.add("*")  # listening on every interface: any address of this machine may be used
+    hosts = allowed_host_names(config.host, config.allowed_hosts)  # a wildcard bind: this machine's names
     guarded = HostOriginGuard(BodyLimit(app, JSON_LIMIT, config.max_upload_bytes), hosts)
     guarded.state = app.state
     guarded.fastapi = app

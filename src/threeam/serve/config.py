@@ -22,8 +22,9 @@ class ServeConfig:
     max_sessions: the most sessions open at once (a new one beyond that gets 503).
     jpeg_quality: quality of the frames sent to the page.
     offload_video_to_cpu, offload_state_to_cpu: passed to ``init_state`` (useful on a GPU for long videos).
-    allowed_hosts: extra Host header values accepted besides the bound host, localhost and 127.0.0.1
-        (a guard against DNS rebinding).
+    allowed_hosts: extra Host header values accepted besides the bound host, localhost, 127.0.0.1 and
+        ::1 (a guard against DNS rebinding); with a wildcard bind (``0.0.0.0``, ``::``) the bound
+        host is replaced by this machine's own names (`threeam.serve.security.allowed_host_names`).
     """
 
     root: Path = field(default_factory=Path.cwd)

@@ -8,6 +8,9 @@
   the client sent a ``Content-Length``, so an oversized upload never reaches the disk in full.
 * `HostOriginGuard` answers 400 to a ``Host`` header that is not the server's (DNS rebinding) and
   403 to a cross-site ``Origin`` on any request or WebSocket (another web page driving the API).
+  The server's names are `allowed_host_names`: loopback, the bound address, ``--allowed-host``
+  values and, when bound to every interface, this machine's own names (`local_host_names`); never
+  "any host".
 
 Nothing here (nor anywhere in `threeam.serve`) evaluates or unpickles client data: requests are
 JSON validated by pydantic models, uploads are decoded by PIL / PyAV only.
@@ -245,6 +248,57 @@ def _host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def local_host_names() -> set[str]:
+    """Names a browser may use for this machine when the server listens on every interface.
+
+    Loopback names, the host name and fully qualified name, every address they resolve to, and
+    the address of the interface that holds the default route (found by connecting a UDP socket,
+    which sends nothing). Lower case, IPv6 without brackets. Other addresses (a second network
+    card, a name in DNS) must be given with ``--allowed-host``.
+    """
+    import socket
+
+    names = set(LOOPBACK_NAMES)
+    for name in {socket.gethostname(), socket.getfqdn()}:
+        if not name:
+            continue
+        names.add(name.lower())
+        try:
+            for info in socket.getaddrinfo(name, None):
+                names.add(str(info[4][0]).split("%", 1)[0].lower())
+        except OSError:
+            pass
+    for family, probe in ((socket.AF_INET, ("192.0.2.1", 9)), (socket.AF_INET6, ("2001:db8::1", 9))):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect(probe)
+                names.add(str(s.getsockname()[0]).split("%", 1)[0].lower())
+        except OSError:
+            pass
+    return names - set(WILDCARD_HOSTS)
+
+
+def allowed_host_names(bind_host: str, extra: Iterable[str] = ()) -> set[str]:
+    """The Host names the guard accepts: loopback, the bound address (or, for a wildcard bind,
+    `local_host_names`) and ``extra`` (``--allowed-host``). A ``*`` is an `InputError`: every name
+    has to be given, since accepting any Host turns the DNS-rebinding guard off."""
+    extra = [str(h).strip().lower().strip("[]") for h in extra]
+    if any(h in ("*", "") or "*" in h for h in extra):
+        raise InputError("--allowed-host takes host names or addresses, not '*' (accepting any Host header "
+                         "would let a DNS-rebinding page use the API); name each host")
+    hosts = set(LOOPBACK_NAMES) | set(extra)
+    bind = str(bind_host).strip().lower().strip("[]")
+    if bind in WILDCARD_HOSTS:
+        hosts |= local_host_names()
+    else:
+        hosts.add(bind)
+    return hosts
+
+
 class HostOriginGuard:
     """ASGI middleware: only our own Host names, and no cross-site Origin (HTTP and WebSocket)."""
 
@@ -257,10 +311,12 @@ class HostOriginGuard:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = _host_name(headers.get("host", ""))
-        if "*" not in self.allowed and host not in self.allowed:
-            return await self._refuse(scope, receive, send, 400, f"Host {host!r} is not served here")
+        if host not in self.allowed:
+            return await self._refuse(scope, receive, send, 400, f"Host {host!r} is not served here "
+                                      "(see --allowed-host)")
         origin = headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc.lower() != headers.get("host", "").strip().lower():
+        if origin is not None and (urlsplit(origin).netloc.lower() != headers.get("host", "").strip().lower()
+                                   or _host_name(urlsplit(origin).netloc) not in self.allowed):
             return await self._refuse(scope, receive, send, 403,
                                       f"cross-origin request from {origin[:80]!r} refused (only this page may use the API)")
         return await self.app(scope, receive, send)
