@@ -40,12 +40,17 @@ class Must3rMemory:
         labels: (B, M) int64, the image index of each memory token.
         num_images: how many images were ever written (the next image gets this label).
         memory_mode: the stored form of ``layers``.
+        spans: ``[(label, token_count), ...]`` of the images in storage order, kept on the host
+            so that listing and removing images never reads ``labels`` back from the device (no
+            host synchronisation in a streaming loop); None for a memory built elsewhere (then
+            ``labels`` is read).
     """
 
     layers: list[Tensor]
     labels: Tensor
     num_images: int
     memory_mode: str
+    spans: Optional[list[tuple[int, int]]] = None
 
     @property
     def num_tokens(self) -> int:
@@ -53,6 +58,8 @@ class Must3rMemory:
 
     def image_labels(self) -> list[int]:
         """Labels of the images present in memory, in storage order."""
+        if self.spans is not None:
+            return [lab for lab, _ in self.spans]
         if self.labels.numel() == 0:
             return []
         return list(dict.fromkeys(self.labels[0].tolist()))
@@ -61,9 +68,28 @@ class Must3rMemory:
         """A memory without the tokens of the images ``labels`` (all batch items share labels)."""
         if not len(labels):
             return self
+        gone = {int(lab) for lab in labels}
+        if self.spans is not None:
+            # contiguous token ranges of the kept images, from the host-side spans
+            keep_ranges, spans, start = [], [], 0
+            for lab, count in self.spans:
+                if lab not in gone:
+                    if keep_ranges and keep_ranges[-1][1] == start:
+                        keep_ranges[-1] = (keep_ranges[-1][0], start + count)
+                    else:
+                        keep_ranges.append((start, start + count))
+                    spans.append((lab, count))
+                start += count
+
+            def take(t: Tensor) -> Tensor:
+                parts = [t[:, a:b] for a, b in keep_ranges]
+                return torch.cat(parts, dim=1) if parts else t[:, :0]
+
+            return Must3rMemory([take(m) for m in self.layers], take(self.labels), self.num_images,
+                                self.memory_mode, spans)
         drop = torch.zeros_like(self.labels[0], dtype=torch.bool)
-        for lab in labels:
-            drop |= self.labels[0] == int(lab)
+        for lab in gone:
+            drop |= self.labels[0] == lab
         keep = ~drop
         return Must3rMemory([m[:, keep] for m in self.layers], self.labels[:, keep], self.num_images, self.memory_mode)
 
@@ -134,7 +160,7 @@ class Must3rDecoder(nn.Module):
 
     def empty_memory(self, batch: int, device=None, dtype=torch.float32) -> Must3rMemory:
         layers = [torch.zeros(batch, 0, self.memory_width, device=device, dtype=dtype) for _ in self.blocks_dec]
-        return Must3rMemory(layers, torch.zeros(batch, 0, dtype=torch.long, device=device), 0, self.memory_mode)
+        return Must3rMemory(layers, torch.zeros(batch, 0, dtype=torch.long, device=device), 0, self.memory_mode, [])
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -220,12 +246,17 @@ class Must3rDecoder(nn.Module):
         # which memory columns each written frame may read: old memory + the other new frames
         gather = [None] * len(groups)
         if not render and (Nm > 0 or n_total > 1):
-            cols = torch.arange(Nm + new_tokens, device=device)
+            # every column but the frame's own tokens, in order (built from host integers: no
+            # boolean indexing, so no host synchronisation)
+            total = Nm + new_tokens
             offset = Nm
             for gi, (n, N, _, _) in enumerate(sizes):
-                starts = offset + torch.arange(n, device=device)[:, None] * N
-                own = (cols[None, :] >= starts) & (cols[None, :] < starts + N)
-                gather[gi] = cols.expand(n, -1)[~own].reshape(n, Nm + new_tokens - N)
+                rows = []
+                for i in range(n):
+                    s0 = offset + i * N
+                    rows.append(torch.cat([torch.arange(0, s0, device=device),
+                                           torch.arange(s0 + N, total, device=device)]))
+                gather[gi] = torch.stack(rows)
                 offset += n * N
 
         written: list[Tensor] = []
@@ -259,10 +290,13 @@ class Must3rDecoder(nn.Module):
             new_layers = [torch.cat([m, blk.to_memory(w)], dim=1)
                           for m, blk, w in zip(memory.layers, self.blocks_dec, written)]
             label_parts, next_label = [], memory.num_images
+            spans = None if memory.spans is None else list(memory.spans)
             for n, N, _, _ in sizes:
                 label_parts.append((torch.arange(n, device=device, dtype=torch.long) + next_label).repeat_interleave(N))
+                if spans is not None:
+                    spans.extend((next_label + i, N) for i in range(n))
                 next_label += n
             new_labels = torch.cat(label_parts)[None].expand(B, new_tokens)
             labels = torch.cat([memory.labels, new_labels], dim=1)
-            memory = Must3rMemory(new_layers, labels, next_label, self.memory_mode)
+            memory = Must3rMemory(new_layers, labels, next_label, self.memory_mode, spans)
         return [Must3rDecoderOutput(memory, raws[gi], feats[gi]) for gi in range(len(groups))]
