@@ -43,8 +43,8 @@ from fastapi.staticfiles import StaticFiles
 from threeam.errors import InputError, ThreeAMError
 from threeam.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from threeam.serve.config import ServeConfig
-from threeam.serve.schemas import (ExportRequest, ObjectFrameRequest, ObjectRequest, OpenRequest, PromptRequest,
-                                   PropagateRequest)
+from threeam.serve.schemas import (MAX_SIDE, ExportRequest, ObjectFrameRequest, ObjectRequest, OpenRequest,
+                                   PromptRequest, PropagateRequest)
 from threeam.serve.security import (AccessDenied, BodyLimit, BodyTooLarge, HostOriginGuard, NotFoundError, TooLarge,
                                     allowed_host_names, list_videos, resolve_under_root, safe_filename)
 from threeam.serve.sessions import EXPORT_NAMES, Busy, ServerFull, SessionManager
@@ -78,6 +78,8 @@ def create_app(predictor: Any, config: Optional[ServeConfig] = None, model_name:
     root = Path(config.root).resolve()
     if not root.is_dir():
         raise InputError(f"--root {config.root} is not a folder")
+    if not 1 <= config.max_side <= MAX_SIDE:
+        raise InputError(f"--max-side must be 1..{MAX_SIDE} pixels, got {config.max_side}")
     manager = SessionManager(predictor, config)
 
     @contextlib.asynccontextmanager

@@ -3,7 +3,8 @@
 Coordinates are video pixels (x to the right, y down, as `threeam track` and the predictor take
 them); frame indices start at 0; object ids are 1..254 (the ids a DAVIS palette PNG can hold).
 Checks that need the video (x <= width, frame < number of frames, mask size) happen in the
-session and answer 400 with the allowed range.
+session and answer 400 with the allowed range; a mask's ``size`` is checked before its counts are
+decoded.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_POINTS = 64
 MAX_ID = 254
+MAX_SIDE = 16384  # the largest --max-side the server accepts; a mask is checked against the video's size
 
 Coord = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
 FrameIndex = Annotated[int, Field(ge=0, le=10**7)]
@@ -32,7 +34,7 @@ class OpenRequest(_Strict):
 class RLE(_Strict):
     """A COCO RLE mask: ``{"size": [H, W], "counts": "..."}`` (compressed counts string)."""
 
-    size: tuple[Annotated[int, Field(ge=1, le=100_000)], Annotated[int, Field(ge=1, le=100_000)]]
+    size: tuple[Annotated[int, Field(ge=1, le=MAX_SIDE)], Annotated[int, Field(ge=1, le=MAX_SIDE)]]
     counts: str = Field(max_length=20_000_000)
 
 

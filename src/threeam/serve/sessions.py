@@ -34,6 +34,7 @@ import torch
 
 from threeam.errors import InputError, ThreeAMError
 from threeam.io.masks import decode_rle, encode_rle, write_palette_png, write_rle_json
+from threeam.models.sam2.tracking import COND
 from threeam.predictor.track_job import id_map_from_logits
 from threeam.serve.config import ServeConfig
 from threeam.serve.media import VideoData, encode_jpeg, open_video
@@ -159,9 +160,15 @@ class SessionManager:
         """Decode ``path`` (a video file or frames folder), start a predictor session on it.
 
         ``root_checked``: the path came through `resolve_under_root` (frames inside must then also
-        stay in the root); uploads live in the session's own folder instead.
+        stay in the root); uploads live in the session's own folder instead. ``workdir`` (with
+        ``sid``) is removed on any failure, a full server (`ServerFull`) included.
         """
-        self._reserve()
+        try:
+            self._reserve()
+        except BaseException:
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+            raise
         if sid is None:
             sid, workdir = self.new_workdir()
         try:
@@ -240,10 +247,13 @@ class SessionManager:
         session.check_frame(frame)
         mask = None
         if mask_rle is not None:
+            size = mask_rle.get("size") if isinstance(mask_rle, dict) else None
+            want = [session.video.height, session.video.width]
+            if not isinstance(size, (list, tuple)) or [int(v) for v in size] != want:
+                # checked before decoding: a few bytes of RLE may claim gigabytes of pixels
+                raise InputError(f"mask has size {list(size) if isinstance(size, (list, tuple)) else size!r} "
+                                 f"but the video frames are [H, W] = {want}; send a mask at the video's size")
             mask = decode_rle(mask_rle)
-            if mask.shape != (session.video.height, session.video.width):
-                raise InputError(f"mask has size {list(mask.shape)} but the video frames are "
-                                 f"[H, W] = [{session.video.height}, {session.video.width}]")
         async with session.lock:
             self._editable(session)
             p, state = self.predictor, session.state
@@ -404,8 +414,10 @@ class SessionManager:
 
 
 def _earliest_prompt(state) -> int:
-    frames = [t for d in state.output_dict_per_obj.values() for k in d.values() for t in k]
-    frames += [t for d in state.temp_output_dict_per_obj.values() for k in d.values() for t in k]
+    """The earliest conditioning (prompted) frame, the official default start of a propagation;
+    tracked frames' outputs do not count (temporary outputs are prompts not yet consolidated)."""
+    frames = [t for d in state.output_dict_per_obj.values() for t in d.get(COND, {})]
+    frames += [t for d in state.temp_output_dict_per_obj.values() for t in d.get(COND, {})]
     return min(frames) if frames else 0
 
 
