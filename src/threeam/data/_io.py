@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from threeam.errors import InputError, VideoError
+from threeam.io import jsonio
 from threeam.io.atomic import atomic_write_bytes, atomic_write_text
 
 JPEG_QUALITY = 95
@@ -81,13 +82,8 @@ def depth_to_mm(depth: np.ndarray) -> np.ndarray:
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file"):
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except Exception as e:
-        raise InputError(f"cannot parse {what} {path}: {e}") from e
+    """`threeam.io.jsonio.read_json` (InputError naming `what`)."""
+    return jsonio.read_json(path, what)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -41,6 +41,7 @@ import numpy as np
 
 from threeam.errors import InputError
 from threeam.io.atomic import atomic_path, atomic_write_text
+from threeam.io.jsonio import read_json
 
 __all__ = [
     "davis_palette",
@@ -429,12 +430,7 @@ def read_rle_json(path: str | os.PathLike) -> dict[int, dict[int, TrackMask]]:
         ``{frame_index: {object_id: TrackMask}}``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"tracks file not found: {path}")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path} is not valid JSON: {e}") from e
+    doc = read_json(path, "tracks file")
     if not isinstance(doc, dict) or doc.get("format") != TRACKS_FORMAT:
         raise InputError(f"{path} is not a threeam tracks file (missing \"format\": \"{TRACKS_FORMAT}\")")
     if doc.get("version") != TRACKS_VERSION:

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from threeam.errors import CheckpointError, InputError, OfflineError
 from threeam.io.atomic import atomic_output_dir, check_output_dir
+from threeam.io.jsonio import read_json
 from threeam.models.three_am import TRAINABLE_PREFIXES, ThreeAM, ThreeAMConfig
 
 FORMAT = "threeam"
@@ -88,14 +89,8 @@ def resolve_three_am_dir(source: str | os.PathLike) -> Path:
 def read_three_am_config(folder: Path) -> dict[str, Any]:
     """``config.json`` of a 3AM checkpoint folder, checked field by field (CheckpointError, one line)."""
     path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"{folder} is not a 3AM checkpoint: {CONFIG_NAME} is missing")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    meta = read_json(path, "3AM config", error=CheckpointError,
+                     missing=f"{folder} is not a 3AM checkpoint: {CONFIG_NAME} is missing")
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got a {type(meta).__name__}")
     if meta.get("format") != FORMAT:

@@ -30,6 +30,7 @@ from torch import nn
 
 from threeam.errors import CheckpointError
 from threeam.io.atomic import atomic_output_dir, atomic_write_text, clean_stale
+from threeam.io.jsonio import read_json
 
 __all__ = [
     "FORMAT_VERSION",
@@ -167,12 +168,8 @@ def find_latest(out_dir: str | os.PathLike) -> Path | None:
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
     """The ``state.json`` of checkpoint folder ``path``."""
     f = Path(path) / STATE_FILE
-    if not f.is_file():
-        raise CheckpointError(f"{path} is not a training checkpoint (no {STATE_FILE})")
-    try:
-        state = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot read {f}: {e}") from None
+    state = read_json(f, "checkpoint state", error=CheckpointError,
+                      missing=f"{path} is not a training checkpoint (no {STATE_FILE})")
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{f}: checkpoint format {state.get('format')!r}, this version reads {FORMAT_VERSION}")
     return state

@@ -554,16 +554,9 @@ get_sam2_config, sam2_presets = preset_functions(SAM2_PRESETS, "sam2", "SAM 2", 
 def load_sam2_config_file(path) -> SAM2Config:
     """A SAM 2 config from a JSON file holding an official-style config tree (optionally under
     ``"config"`` or ``"model"``); InputError for a missing file or invalid JSON."""
-    import json
-    from pathlib import Path
+    from threeam.io.jsonio import read_json
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"SAM 2 config file {path}: no such file")
-    try:
-        tree = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"SAM 2 config file {path} is not valid JSON: {e}") from None
+    tree = read_json(path, "SAM 2 config file", missing=f"SAM 2 config file {path}: no such file")
     if isinstance(tree, dict) and "config" in tree:
         tree = tree["config"]
     return SAM2Config.from_official_dict(tree)
