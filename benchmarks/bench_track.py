@@ -192,19 +192,34 @@ def main(argv: list[str] | None = None) -> None:
             for ours in [k for k in rows if "ours" in k]:
                 print(f"  {ours} / {ref} FPS = {rows[ours][0] / rows[ref][0]:.2f}")
     if args.objects > 1:
-        print(f"\n  objects: seconds per frame, and the k-th object's extra cost / the first object's cost")
-        for name, batched in (("batched", True), ("per object", False)):
-            pred = VideoPredictor(model.sam2, progress=False, autocast=autocast, batch_objects=batched)
-            spf = [1.0 / _best(lambda: _run(pred, video, args.device, k), args.repeats)[0]
-                   for k in range(1, args.objects + 1)]
-            first = spf[0]
-            extra = [spf[k] - spf[k - 1] for k in range(1, len(spf))]
-            cells = "  ".join(f"{k + 2}:{e / first:.2f}" for k, e in enumerate(extra))
-            mean = (spf[-1] - first) / (len(spf) - 1)
-            print(f"  sam2 {name:10s} 1 object {first * 1e3:7.1f} ms/frame; extra object / first: {cells}")
-            print(f"  sam2 {name:10s} object {len(spf)}: {extra[-1] * 1e3:.1f} ms/frame = {extra[-1] / first:.2f} of the "
-                  f"first; mean extra object {mean * 1e3:.1f} ms/frame = {mean / first:.2f} of the first")
+        object_costs(model, video, args.device, args.objects, args.repeats, autocast)
 
+
+def object_costs(model: ThreeAM, video: np.ndarray, device: str, n: int, repeats: int, autocast) -> None:
+    """Seconds per frame with 1..n objects, batched and per object, interleaved (each repeat runs
+    every (mode, k) once, in turn, so machine load hits both alike; the fastest repeat counts).
+    Prints each extra object's cost and the least-squares slope (per extra object) over 1..n,
+    relative to the first object's cost."""
+    modes = {"batched": True, "per object": False}
+    preds = {name: VideoPredictor(model.sam2, progress=False, autocast=autocast, batch_objects=b)
+             for name, b in modes.items()}
+    spf = {name: [float("inf")] * n for name in modes}
+    for _ in range(repeats):
+        for k in range(1, n + 1):
+            for name, pred in preds.items():
+                spf[name][k - 1] = min(spf[name][k - 1], 1.0 / _run(pred, video, device, k)[0])
+    print(f"\n  objects (sam2, fastest of {repeats} interleaved repeats): ms/frame for 1..{n} objects, "
+          "then each extra object's cost / the first object's cost")
+    ks = np.arange(1, n + 1, dtype=float)
+    for name in modes:
+        t = np.array(spf[name])
+        first = t[0]
+        extra = np.diff(t)
+        slope = float(np.polyfit(ks, t, 1)[0])
+        print(f"  {name:10s} ms/frame: " + " ".join(f"{k}:{v * 1e3:.0f}" for k, v in zip(range(1, n + 1), t)))
+        print(f"  {name:10s} extra / first: " + " ".join(f"{k + 2}:{e / first:.2f}" for k, e in enumerate(extra)))
+        print(f"  {name:10s} object {n}: {extra[-1] / first:.2f} of the first; fitted cost per extra object "
+              f"{slope * 1e3:.1f} ms/frame = {slope / first:.2f} of the first; {n} objects = {t[-1] / first:.2f}x one")
 
 if __name__ == "__main__":
     main()
