@@ -310,6 +310,7 @@ def test_corrupt_and_oversized_uploads_are_refused_and_the_server_keeps_serving(
         assert str(c.app.state.manager.workdir) not in r.json()["detail"]  # no server paths in messages
         r = c.post("/api/sessions/upload", files=[("files", ("f0.png", b"\x89PNG\r\n\x1a\n" + junk[:500], "image/png"))])
         assert r.status_code == 400 and "f0.png" in r.json()["detail"]
+        assert str(c.app.state.manager.workdir) not in r.json()["detail"]
         r = c.post("/api/sessions/upload", files=[("files", ("run.sh", b"rm -rf /", "text/x-sh"))])
         assert r.status_code == 400 and "unsupported upload" in r.json()["detail"]
         big = b"\x00" * int(0.06 * 1024 * 1024)

@@ -1,5 +1,5 @@
 """Session edge cases: a mask RLE's size is checked before it is decoded, a refused upload leaves
-no files, and ``propagate {}``
+no files, uploaded frames keep the order of the numbers in their names, and ``propagate {}``
 starts at the earliest prompted frame (the real tiny SAM 2, random weights)."""
 from __future__ import annotations
 
@@ -76,6 +76,25 @@ def test_a_refused_upload_leaves_no_files(predictor, served, tmp_path):
         r = c.post("/api/sessions", json={"path": "square"})
         assert r.status_code == 503
         assert list(c.app.state.manager.workdir.iterdir()) == []
+
+
+def test_uploaded_frames_keep_the_order_of_the_numbers_in_their_names(predictor, served):
+    root, _ = served
+    colours = {"frame_5.jpg": (230, 20, 20), "frame_7.jpg": (20, 230, 20), "cover.jpg": (20, 20, 230)}
+    parts = []
+    for name in ("cover.jpg", "frame_7.jpg", "frame_5.jpg"):
+        buf = io.BytesIO()
+        Image.fromarray(np.full((H, W, 3), colours[name], np.uint8)).save(buf, format="JPEG", quality=95)
+        parts.append(("files", (name, buf.getvalue(), "image/jpeg")))
+    with TestClient(create_app(predictor, ServeConfig(root=root, allowed_hosts=("testserver",)))) as c:
+        r = c.post("/api/sessions/upload", files=parts)
+        assert r.status_code == 200, r.text
+        sid = r.json()["id"]
+        shown = []
+        for t in range(3):
+            img = np.asarray(Image.open(io.BytesIO(c.get(f"/api/sessions/{sid}/frames/{t}").content)))
+            shown.append(min(colours, key=lambda n: np.abs(img.astype(int) - colours[n]).mean()))
+        assert shown == ["frame_5.jpg", "frame_7.jpg", "cover.jpg"]
 
 
 def test_propagate_without_start_begins_at_the_earliest_prompted_frame(predictor, tmp_path):

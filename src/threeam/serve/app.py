@@ -163,13 +163,19 @@ def create_app(predictor: Any, config: Optional[ServeConfig] = None, model_name:
     async def upload(request: Request):
         sid, workdir = manager.new_workdir()
         try:
-            target, name = await _save_upload(request, workdir / "upload", config)
+            target, name, stored = await _save_upload(request, workdir / "upload", config)
         except BaseException:
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        session = await manager.open(target, name=name, root_checked=False, sid=sid, workdir=workdir)
+        try:
+            session = await manager.open(target, name=name, root_checked=False, sid=sid, workdir=workdir)
+        except InputError as e:  # name the client's files, not the stored ones
+            message = _STORED_NAME.sub(lambda m: stored.get(m.group(0), m.group(0)), str(e))
+            if message == str(e):
+                raise
+            raise type(e)(message) from None
         return session.info()
 
     @app.get("/api/sessions/{sid}")
@@ -317,9 +323,17 @@ def with_guards(app: FastAPI, config: ServeConfig):
     return guarded
 
 
-async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> tuple[Path, str]:
-    """Store an upload: one video file, or the image frames of a folder (names reduced to safe base
-    names). Returns the video file or the frames folder, and the name to show for it."""
+_STORED_NAME = re.compile(r"\b\d{5}\.[a-z0-9]{1,10}\b")
+
+
+async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> tuple[Path, str, dict[str, str]]:
+    """Store an upload: one video file, or the image frames of a folder.
+
+    Frames are stored as ``00000.png``, ``00001.jpg``, ... in the order of the numbers in their
+    original names (`_frame_order`), so the frames-folder reader (which orders by the last number
+    in a name) reads them in that order whatever the original names were (``cover.jpg`` after
+    ``frame_7.jpg``). Returns the video file or the frames folder, the name to show for it, and
+    ``{stored name: the client's safe base name}`` for messages."""
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise InputError("upload must be multipart/form-data with one or more 'files'")
@@ -349,12 +363,15 @@ async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> t
         if videos:
             target = folder / safe_filename(names[0], 0)
             await _copy(files[0], target)
-            return target, target.name.split("_", 1)[1]
-        # keep the order of the numbers in the original names (the frames folder rule)
+            return target, target.name.split("_", 1)[1], {}
+        # keep the order of the numbers in the original names (the frames folder rule); stored
+        # under the rank alone, so the folder reader (by the last number in a name) keeps that order
         order = sorted(range(len(files)), key=lambda i: _frame_order(names[i]))
+        stored = {}
         for rank, i in enumerate(order):
-            await _copy(files[i], folder / safe_filename(names[i], rank))
-        return folder, f"uploaded frames ({len(files)})"
+            await _copy(files[i], folder / f"{rank:05d}{suffixes[i]}")
+            stored[f"{rank:05d}{suffixes[i]}"] = safe_filename(names[i], rank).split("_", 1)[1]
+        return folder, f"uploaded frames ({len(files)})", stored
     finally:
         await form.close()
 

@@ -113,7 +113,7 @@ def probe_frames_folder(folder: Path, max_frames: int, max_side: int, root: Opti
             with Image.open(f) as im:
                 w, h = im.size
         except Exception as e:  # PIL raises many classes on corrupt headers
-            raise VideoError(f"frame {f.name} is not a readable image: {e}") from None
+            raise VideoError(f"frame {f.name} is not a readable image: {_clean(str(e), f, f.name)}") from None
         _check_size(w, h, max_side, f"frame {f.name}")
     return files
 
