@@ -166,7 +166,7 @@ class FolderSource(FrameSource):
             try:
                 with Image.open(path) as img:
                     w, h = img.size
-            except (OSError, ValueError, SyntaxError) as exc:
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 raise VideoError(f"cannot read frame {path}: {exc}") from None
             if (h, w) != (self.height, self.width):
                 raise VideoError(
