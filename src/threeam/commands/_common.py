@@ -57,14 +57,21 @@ def check_model(model: str) -> str:
 
 
 def resolve_preset(model: str, preset: Optional[str], model_config: Optional[Path]) -> Any:
-    """The ``preset`` argument of `build_predictor`: a preset name, or the SAM 2 config read from
-    ``--model-config`` (for 3AM: the 3AM configuration that goes with it)."""
+    """The ``preset`` argument of `build_predictor` for ``--model``, ``--preset`` and ``--model-config``:
+    a checked preset name, or the SAM 2 config read from ``--model-config`` (for 3AM: the 3AM
+    preset, default ``3am_tiny``, with that SAM 2 config in place of its own)."""
     from threeam.errors import InputError
 
+    check_model(model)
     if model_config is not None:
         if preset is not None and model == "sam2":
             raise InputError("--preset and --model-config exclude each other (the config file is the SAM 2 preset)")
-        return read_model_config(model_config)
+        sam2 = read_model_config(model_config)
+        if model == "sam2":
+            return sam2
+        from threeam.models.three_am import get_three_am_config
+
+        return get_three_am_config(resolve_preset("3am", preset or "3am_tiny", None), sam2=sam2)
     if preset is None:
         return DEFAULT_SAM2_PRESET if model == "sam2" else DEFAULT_3AM_PRESET
     if model == "sam2":

@@ -17,31 +17,22 @@ def describe_model(model: str = "sam2", preset: Optional[str] = None, model_conf
     The models are built on the meta device (no memory, no weights): counting needs no predictor,
     so this does not go through `build_predictor`; presets and ``--model-config`` are resolved
     exactly as ``threeam track`` resolves them."""
-    import dataclasses
-
     import torch
 
     from threeam.commands import _common as C
 
-    C.check_model(model)
-    sam2_config = C.read_model_config(model_config) if model_config is not None else None
+    spec = C.resolve_preset(model, preset, model_config)  # exactly as `threeam track`
     if model == "sam2":
         from threeam.models.sam2.build import build_sam2
 
-        name = C.resolve_preset("sam2", preset, None) if sam2_config is None else sam2_config
-        net = build_sam2(name, device="meta")
-        sam2 = net
-        info = {"model": "sam2", "preset": name if sam2_config is None else str(model_config)}
+        net = sam2 = build_sam2(spec, device="meta")
+        info = {"model": "sam2", "preset": spec if model_config is None else str(model_config)}
     else:
-        from threeam.models.three_am import ThreeAM, get_three_am_config
+        from threeam.models.three_am import ThreeAM
 
-        name = C.resolve_preset("3am", preset if sam2_config is None or preset else "3am_tiny", None)
-        config = get_three_am_config(name)
-        if sam2_config is not None:  # as `threeam track --model 3am --model-config`: the tiny MUSt3R and merger
-            config = dataclasses.replace(config, sam2=sam2_config)
-        net = ThreeAM(config, device=torch.device("meta"))
+        net = ThreeAM(spec, device=torch.device("meta"))
         sam2 = net.sam2
-        info = {"model": "3am", "preset": name if sam2_config is None else f"{name} + {model_config}"}
+        info = {"model": "3am", "preset": spec if model_config is None else f"{preset or '3am_tiny'} + {model_config}"}
     parts = {
         "sam2.image_encoder": _count(sam2.image_encoder),
         "sam2.memory_attention": _count(sam2.memory_attention),

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from threeam.commands import _common as C
+
 
 def _overrides(items: List[str]) -> dict:
     """``key=value`` strings -> dict (values parsed as JSON when they can be, else kept as text)."""
@@ -39,36 +41,21 @@ def _parse_size(text: str, what: str) -> tuple[int, int]:
 
 
 class _Models:
-    """Builds the predictor and MUSt3R lazily, once (a finished run builds nothing)."""
+    """Builds the predictor and MUSt3R lazily, once (a finished run builds nothing). `spec` is the
+    checked ``preset`` of `build_predictor` (`_common.resolve_preset`)."""
 
-    def __init__(self, model, preset, model_config, checkpoint, random_weights, seed, device, must3r_checkpoint):
-        self.args = dict(model=model, preset=preset, model_config=model_config, checkpoint=checkpoint,
-                         random_weights=random_weights, seed=seed, device=device)
+    def __init__(self, model, spec, checkpoint, random_weights, seed, device, must3r_checkpoint):
+        self.args = dict(model=model, preset=spec, checkpoint=checkpoint, random_weights=random_weights, seed=seed,
+                         device=device)
         self.must3r_checkpoint = must3r_checkpoint
         self._predictor = None
         self._must3r = None
 
     def predictor(self):
         if self._predictor is None:
-            import dataclasses
-
             from threeam.predictor.build import build_predictor
 
-            a = self.args
-            preset = a["preset"]
-            if a["model_config"] is not None:
-                from threeam.models.sam2.config import load_sam2_config_file
-
-                sam2_cfg = load_sam2_config_file(a["model_config"])
-                if a["model"] == "sam2":
-                    preset = sam2_cfg
-                else:
-                    from threeam.models.three_am import get_three_am_config
-
-                    preset = dataclasses.replace(get_three_am_config(preset or "3am_tiny"), sam2=sam2_cfg)
-            self._predictor = build_predictor(a["model"], preset=preset, checkpoint=a["checkpoint"],
-                                              device=a["device"], random_weights=a["random_weights"], seed=a["seed"],
-                                              progress=False)
+            self._predictor = build_predictor(**self.args, progress=False)
         return self._predictor
 
     def must3r(self):
@@ -138,15 +125,14 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Output folder (resumable: finished scenes are skipped)."),
         scene: List[str] = typer.Option(None, "--scene", help="Only this scene id (repeatable)."),
         split: Optional[Path] = typer.Option(None, "--split", help="ScanNet split file (e.g. scannetv2_val.txt)."),
-        model: str = typer.Option("sam2", "--model", help="sam2 or 3am: tracker (and SAM 2 for the mask generator)."),
-        preset: Optional[str] = typer.Option(None, "--preset",
-                                             help="SAM 2 preset (sam2.1_hiera_l, ...) or 3AM preset (3am_hiera_l, 3am_tiny)."),
-        model_config: Optional[Path] = typer.Option(None, "--model-config", help="SAM 2 config JSON (official tree)."),
-        checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                                 help="SAM 2 checkpoint (file or hub id) or 3AM checkpoint folder."),
-        random_weights: bool = typer.Option(False, "--random-weights", help="Deterministic random weights (smoke test)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of --random-weights and of generated scenes."),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        model: str = typer.Option(C.DEFAULT_MODEL, "--model",
+                                  help="sam2 or 3am: the tracker (and the SAM 2 of the mask generator)."),
+        preset: Optional[str] = typer.Option(None, "--preset", help=C.PRESET_HELP),
+        model_config: Optional[Path] = typer.Option(None, "--model-config", metavar="JSON", help=C.MODEL_CONFIG_HELP),
+        checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help=C.CHECKPOINT_HELP),
+        random_weights: bool = typer.Option(False, "--random-weights", help=C.RANDOM_WEIGHTS_HELP),
+        seed: int = typer.Option(0, "--seed", help=C.SEED_HELP),
+        device: str = typer.Option("cpu", "--device", help=C.DEVICE_HELP),
         depth: str = typer.Option("sensor", "--depth", help="sensor, or must3r (RGB-only: MUSt3R depth and poses)."),
         must3r_checkpoint: Optional[str] = typer.Option(None, "--must3r-checkpoint",
                                                         help="MUSt3R checkpoint for --depth must3r with --model sam2."),
@@ -175,8 +161,10 @@ def register(app: typer.Typer) -> None:
             from threeam.lift3d.config import get_lift_config
             from threeam.lift3d.runner import RunOptions, run_lift3d
 
-            if model not in ("sam2", "3am"):
-                raise InputError(f"--model must be sam2 or 3am, got {model!r}")
+            from threeam.devices import resolve_device
+
+            spec = C.resolve_preset(model, preset, model_config)
+            device = str(resolve_device(device))
             if depth not in ("sensor", "must3r"):
                 raise InputError(f"--depth must be sensor or must3r, got {depth!r}")
             if not gt_masks and checkpoint is None and not random_weights:
@@ -191,7 +179,7 @@ def register(app: typer.Typer) -> None:
                                  benchmark=benchmark, views=views, view_size=(vh, vw), ply=not no_ply)
             jobs = _jobs(data, lift, scene, split, BENCHMARKS[benchmark].label_space, depth == "sensor",
                          synth_preset, synth_frames, synth_size, seed, device, gt_masks)
-            models = _Models(model, preset, model_config, checkpoint, random_weights, seed, device, must3r_checkpoint)
+            models = _Models(model, spec, checkpoint, random_weights, seed, device, must3r_checkpoint)
 
             def make_sources():
                 from threeam.lift3d.propagate import GTTracker, PredictorTracker
@@ -218,8 +206,7 @@ def register(app: typer.Typer) -> None:
             summary = run_lift3d(jobs, out, lift, options, make_sources, geometry=geometry, model_record=record,
                                  overwrite=overwrite, progress=not quiet)
         except ThreeAMError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
+            C.fail(e)
         typer.echo((summary.out_dir / "results.md").read_text(), nl=False)
         ran = len(summary.scenes) - len(summary.skipped)
         typer.echo(f"{ran} scene(s) lifted, {len(summary.skipped)} finished earlier; results in {summary.out_dir}")

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from threeam.commands import _common as C
+
 
 def build_serve_predictor(model: str, preset: Optional[str], model_config: Optional[Path], checkpoint: Optional[str],
                           random_weights: bool, seed: int, device: str, corrections_as_cond: bool = True):
@@ -20,38 +22,24 @@ def build_serve_predictor(model: str, preset: Optional[str], model_config: Optio
     Returns:
         ``(predictor, description)``.
     """
-    import dataclasses
-
+    from threeam.devices import resolve_device
     from threeam.errors import InputError
     from threeam.predictor.build import build_predictor
 
-    if model not in ("sam2", "3am"):
-        raise InputError(f"--model must be sam2 or 3am, got {model!r}")
+    C.check_model(model)
+    device = str(resolve_device(device))
     if checkpoint is None and not random_weights:
         raise InputError("no weights: pass --checkpoint (a file, folder or hub id) or --random-weights "
                          "(the bundled tiny model, random weights: for trying the app out)")
-    config = None
-    if model_config is not None:
-        from threeam.models.sam2.config import load_sam2_config_file
+    bundled = random_weights and preset is None and model_config is None
+    if bundled:  # the tiny models, so that the app runs offline
+        from threeam.models.three_am import debug_sam2_config
 
-        config = load_sam2_config_file(model_config)
-    if model == "sam2":
-        if config is None and random_weights and preset is None:
-            from threeam.models.three_am import debug_sam2_config
-
-            config, preset = debug_sam2_config(), "debug (tiny)"
-        spec = config if config is not None else preset
-        label = f"sam2 {preset or (model_config.name if model_config else 'sam2.1_hiera_l')}"
+        spec, preset = (debug_sam2_config(), "debug (tiny)") if model == "sam2" else ("3am_tiny", "3am_tiny")
     else:
-        from threeam.models.three_am import get_three_am_config
-
-        if config is not None:
-            spec = dataclasses.replace(get_three_am_config("3am_tiny"), sam2=config)
-        elif random_weights and preset is None:
-            spec, preset = "3am_tiny", "3am_tiny"
-        else:
-            spec = preset
-        label = f"3am {preset or (model_config.name if model_config else '3am_hiera_l')}"
+        spec = C.resolve_preset(model, preset, model_config)
+    default = C.DEFAULT_SAM2_PRESET if model == "sam2" else C.DEFAULT_3AM_PRESET
+    label = f"{model} {preset or (model_config.name if model_config else default)}"
     predictor = build_predictor(model, preset=spec, checkpoint=None if random_weights else checkpoint,
                                 device=device, random_weights=random_weights, seed=seed, progress=False,
                                 add_all_frames_to_correct_as_cond=corrections_as_cond)
@@ -76,15 +64,14 @@ def bind_socket(host: str, port: int):
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
-        model: str = typer.Option("sam2", "--model", help="sam2 or 3am."),
-        checkpoint: Optional[str] = typer.Option(None, "--checkpoint",
-                                                 help="SAM 2 checkpoint (file or hub id) or 3AM checkpoint (folder or hub id)."),
-        preset: Optional[str] = typer.Option(None, "--preset", help="SAM 2 preset (sam2.1_hiera_l, ...) or 3AM preset."),
-        model_config: Optional[Path] = typer.Option(None, "--model-config", help="SAM 2 config JSON (official tree)."),
+        model: str = typer.Option(C.DEFAULT_MODEL, "--model", help=C.MODEL_HELP),
+        checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help=C.CHECKPOINT_HELP),
+        preset: Optional[str] = typer.Option(None, "--preset", help=C.PRESET_HELP),
+        model_config: Optional[Path] = typer.Option(None, "--model-config", metavar="JSON", help=C.MODEL_CONFIG_HELP),
         random_weights: bool = typer.Option(False, "--random-weights",
                                             help="Random weights; without --preset/--model-config the bundled tiny model."),
-        seed: int = typer.Option(0, "--seed", help="Seed of --random-weights."),
-        device: str = typer.Option("cpu", "--device", help="cpu or cuda (bf16 autocast on cuda)."),
+        seed: int = typer.Option(0, "--seed", help=C.SEED_HELP),
+        device: str = typer.Option("cpu", "--device", help=C.DEVICE_HELP + " bf16 autocast on cuda."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
         port: int = typer.Option(7263, "--port", help="Port (0: any free port)."),
         root: Path = typer.Option(Path("."), "--root", help="The only folder whose videos can be opened by path."),
@@ -111,8 +98,7 @@ def register(app: typer.Typer) -> None:
             import fastapi  # noqa: F401
             import uvicorn
         except ImportError:
-            typer.echo("error: threeam serve needs the 'serve' extra: pip install 'threeam[serve]'", err=True)
-            raise typer.Exit(2)
+            C.fail("threeam serve needs the 'serve' extra: pip install 'threeam[serve]'")
         from threeam.serve.app import create_app
         from threeam.serve.config import ServeConfig
 
@@ -133,13 +119,11 @@ def register(app: typer.Typer) -> None:
                                                      device, corrections_as_cond)
             asgi = create_app(predictor, config, model_name=label)
         except ThreeAMError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2)
+            C.fail(e)
         try:
             sock = bind_socket(host, port)
         except OSError as e:
-            typer.echo(f"error: cannot listen on {host}:{port}: {e}", err=True)
-            raise typer.Exit(2)
+            C.fail(f"cannot listen on {host}:{port}: {e}")
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         if host not in ("127.0.0.1", "localhost", "::1"):
