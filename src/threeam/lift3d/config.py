@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from threeam.config_checks import check_ints, check_numbers
 from threeam.errors import InputError
 from threeam.presets import preset_functions, with_overrides
 
@@ -146,27 +147,18 @@ class LiftConfig:
     size_scale: float = 200.0
 
     def __post_init__(self) -> None:
-        ints = dict(frame_skip=1, keyframe_stride=1, coverage_samples=1, keyframe_max_gap=1, max_proposals=1,
-                    track_horizon=0, erode_px=0, min_fragment_vertices=1, overlap_long_side=8,
-                    min_instance_vertices=1, max_instances=1, work_long_side=8)
-        for name, low in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise InputError(f"lift option {name} must be an integer >= {low}, got {v!r}")
-        if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
-            raise InputError(f"lift option max_frames must be None or an integer >= 1, got {self.max_frames!r}")
+        check_ints(self, dict(frame_skip=1, keyframe_stride=1, coverage_samples=1, keyframe_max_gap=1,
+                              max_proposals=1, track_horizon=0, erode_px=0, min_fragment_vertices=1,
+                              overlap_long_side=8, min_instance_vertices=1, max_instances=1, work_long_side=8),
+                   "lift option")
+        if self.max_frames is not None:
+            check_ints(self, {"max_frames": 1}, "lift option")
         fracs = ("coverage_threshold", "min_proposal_area", "min_proposal_depth", "min_track_area", "min_hit_ratio",
                  "merge_iou", "merge_precision", "merge_2d_iou", "merge_iou_no_shared", "cannot_link_2d_iou",
-                 "instance_vote",
-                 "superpoint_vote", "min_kept_fraction")
-        for name in fracs:
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-                raise InputError(f"lift option {name} must be a number in [0, 1], got {v!r}")
-        for name in ("depth_tol_abs", "depth_tol_rel", "min_depth", "max_depth", "band_radius"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or float(v) < 0:
-                raise InputError(f"lift option {name} must be a number >= 0, got {v!r}")
+                 "instance_vote", "superpoint_vote", "min_kept_fraction", "detection_visible_fraction")
+        check_numbers(self, {**dict.fromkeys(fracs, (0.0, 1.0)),
+                             **dict.fromkeys(("depth_tol_abs", "depth_tol_rel", "min_depth", "max_depth", "band_radius"),
+                                             (0.0, None))}, "lift option")
         if self.max_depth <= self.min_depth:
             raise InputError(f"lift option max_depth ({self.max_depth}) must exceed min_depth ({self.min_depth})")
         if self.keyframe_mode not in _KEYFRAME_MODES:
@@ -178,9 +170,6 @@ class LiftConfig:
         if unknown or not isinstance(self.confidence_terms, (tuple, list)):
             raise InputError(f"lift option confidence_terms must be a subset of {_CONF_TERMS}, got "
                              f"{self.confidence_terms!r}")
-        if not 0.0 <= float(self.detection_visible_fraction) <= 1.0:
-            raise InputError("lift option detection_visible_fraction must be in [0, 1], got "
-                             f"{self.detection_visible_fraction!r}")
         if float(self.size_scale) <= 0:
             raise InputError(f"lift option size_scale must be > 0, got {self.size_scale!r}")
         if not isinstance(self.amg, dict):

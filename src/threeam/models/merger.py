@@ -26,7 +26,6 @@ Key names are our own (no official 3AM code exists).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from threeam.config_checks import check_heads, check_ints
 from threeam.errors import InputError
 from threeam.models.must3r.rope import RoPE2D, grid_positions
 from threeam.models.pe3d import PE3D
@@ -91,16 +91,10 @@ class FeatureMergerConfig:
     def __post_init__(self) -> None:
         positive = ("enc_dim", "width", "num_heads", "sam_dim", "up_dim", "fuse_dim", "norm_groups",
                     "patch_size", "blocks_per_level")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise InputError(f"FeatureMergerConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.init_depth < 0 or self.pe3d_freqs < 0:
-            raise InputError("FeatureMergerConfig.init_depth and pe3d_freqs must be >= 0")
+        check_ints(self, {**dict.fromkeys(positive, 1), "init_depth": 0, "pe3d_freqs": 0}, "FeatureMergerConfig.")
         if len(self.must3r_levels) < 1:
             raise InputError("FeatureMergerConfig.must3r_levels needs at least one decoder level")
-        if self.width % self.num_heads or (self.width // self.num_heads) % 4:
-            raise InputError(f"width {self.width} must split into {self.num_heads} heads of a size divisible "
-                             "by 4 (2-D RoPE)")
+        check_heads("FeatureMergerConfig.width", self.width, self.num_heads)
         if self.fuse_dim % self.norm_groups:
             raise InputError(f"norm_groups {self.norm_groups} must divide fuse_dim {self.fuse_dim}")
 

@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Literal, Sequence
 
+from threeam.config_checks import check_ints, check_numbers
 from threeam.devices import is_device_name
 from threeam.errors import InputError
 from threeam.train.losses import LossWeights
@@ -202,6 +203,12 @@ class DataConfig:
     min_present_frac: float = 0.0
     """Redraw a clip (up to 20 times) while the object is present in fewer than this share of its frames
     (object-absent frames only teach the object-score head "absent")."""
+    prompt_plan: Literal["frame0", "sam2"] = "frame0"
+    """Which frames of a clip are prompted. ``frame0``: one prompt (the source's ``prompt_kinds``) on
+    frame 0, corrected there. ``sam2``: SAM 2's training rule (`threeam.train.vos.clip_prompt_plan`):
+    1-2 conditioning frames (frame 0 and a random frame showing the object), GT masks on half of
+    the clips and a box or one click on the others (only masks when ``prompt_kinds`` is just
+    ``mask``), corrective clicks on 1-2 frames, which then join the conditioning frames."""
 
     def __post_init__(self) -> None:
         _check_names_unique("data source", [s.name for s in self.sources])
@@ -219,6 +226,8 @@ class DataConfig:
                f"data.scene_height and data.scene_width must be >= 16, got {self.scene_height}x{self.scene_width}")
         _check(0.0 <= self.min_present_frac <= 1.0,
                f"data.min_present_frac must lie in [0, 1], got {self.min_present_frac}")
+        _check(self.prompt_plan in ("frame0", "sam2"),
+               f"data.prompt_plan must be 'frame0' or 'sam2', got {self.prompt_plan!r}")
 
 
 @dataclass(frozen=True)
@@ -294,9 +303,8 @@ class ToyTaskConfig:
     """Dropout in the toy model (makes the run depend on the torch RNG, which resume must restore)."""
 
     def __post_init__(self) -> None:
-        for n in ("in_dim", "hidden", "out_dim", "dataset_size"):
-            _check(getattr(self, n) >= 1, f"toy.{n} must be >= 1, got {getattr(self, n)}")
-        _check(self.noise >= 0, f"toy.noise must be >= 0, got {self.noise}")
+        check_ints(self, dict.fromkeys(("in_dim", "hidden", "out_dim", "dataset_size"), 1), "toy.")
+        check_numbers(self, {"noise": (0.0, None)}, "toy.")
         _check(0.0 <= self.dropout < 1.0, f"toy.dropout must lie in [0, 1), got {self.dropout}")
 
 

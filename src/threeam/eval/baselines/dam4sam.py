@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from threeam.errors import InputError
+from threeam.config_checks import check_ints
 from threeam.eval.baselines.policy import MemoryPolicy, bank_view, candidate_output, candidate_step
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.predictor.state import COND
@@ -70,10 +70,8 @@ class DAM4SAMConfig:
     distractor_bbox_iou: float = 0.7
 
     def __post_init__(self) -> None:
-        if self.ram_size is not None and self.ram_size < 1:
-            raise InputError(f"ram_size must be None or >= 1, got {self.ram_size}")
-        if self.ram_every < 1 or self.drm_size < 0 or self.drm_min_gap < 0 or self.drm_area_history < 1:
-            raise InputError("need ram_every >= 1, drm_size >= 0, drm_min_gap >= 0, drm_area_history >= 1")
+        ints = dict(ram_every=1, drm_size=0, drm_min_gap=0, drm_area_history=1)
+        check_ints(self, ints if self.ram_size is None else {"ram_size": 1, **ints}, "DAM4SAM")
 
 
 DAM4SAM_PRESETS: dict[str, DAM4SAMConfig] = {

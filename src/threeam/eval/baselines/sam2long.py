@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from threeam.config_checks import check_ints, check_numbers
 from threeam.errors import InputError
 from threeam.eval.baselines.policy import Candidates, MemoryPolicy, bank_view, candidate_output, candidate_step
 from threeam.predictor.state import COND
@@ -58,10 +59,10 @@ class SAM2LongConfig:
     eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        if not isinstance(self.num_pathways, int) or self.num_pathways < 1:
-            raise InputError(f"num_pathways must be an integer >= 1, got {self.num_pathways!r}")
-        if self.uncertainty < 0 or self.eps <= 0:
-            raise InputError(f"need uncertainty >= 0 and eps > 0, got {self.uncertainty}, {self.eps}")
+        check_ints(self, {"num_pathways": 1}, "SAM2Long")
+        check_numbers(self, {"uncertainty": (0.0, None)}, "SAM2Long")
+        if self.eps <= 0:
+            raise InputError(f"SAM2Long eps must be > 0, got {self.eps}")
 
 
 SAM2LONG_PRESETS: dict[str, SAM2LongConfig] = {

@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from threeam.config_checks import check_heads
 from threeam.errors import CheckpointError, InputError
 from threeam.models.must3r.rope import parse_rope_name
 from threeam.presets import preset_functions
@@ -52,8 +53,9 @@ POINTMAP_ACTIVATIONS = ("norm_exp", "linear")
 
 
 @dataclass(frozen=True)
-class Must3rEncoderConfig:
-    """ViT encoder (``Dust3rEncoder``): patch embedding, ``depth`` pre-norm blocks with 2-D RoPE."""
+class _VitConfig:
+    """What the encoder and the decoder share: input size (for the RoPE frequency), patch size,
+    width, depth, heads, MLP ratio and the RoPE name. Defaults are the ViT-L encoder's."""
 
     img_size: tuple[int, int] = (512, 512)
     patch_size: int = 16
@@ -63,43 +65,47 @@ class Must3rEncoderConfig:
     mlp_ratio: float = 4.0
     pos_embed: str = "RoPE100"
 
+    _PART = "ViT"
+
     def __post_init__(self):
-        if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 4:
-            raise InputError(f"encoder embed_dim {self.embed_dim} must split into heads of a width divisible by 4 "
-                             f"(num_heads={self.num_heads})")
+        check_heads(f"{self._PART} embed_dim", self.embed_dim, self.num_heads)
         parse_rope_name(self.pos_embed)
 
 
 @dataclass(frozen=True)
-class Must3rDecoderConfig:
-    """ViT decoder shared by all views (``MUSt3R``), with per-layer memory and a linear head."""
+class Must3rEncoderConfig(_VitConfig):
+    """ViT encoder (``Dust3rEncoder``): patch embedding, ``depth`` pre-norm blocks with 2-D RoPE
+    (ViT-L: 1024 wide, 24 blocks, 16 heads)."""
 
-    img_size: tuple[int, int] = (512, 512)
-    enc_embed_dim: int = 1024
-    patch_size: int = 16
+    _PART = "encoder"
+
+
+@dataclass(frozen=True)
+class Must3rDecoderConfig(_VitConfig):
+    """ViT decoder shared by all views (``MUSt3R``, ViT-B: 768 wide, 12 blocks, 12 heads), with
+    per-layer memory and a linear head; `enc_embed_dim` is the encoder's width."""
+
     embed_dim: int = 768
     depth: int = 12
     num_heads: int = 12
-    mlp_ratio: float = 4.0
+    enc_embed_dim: int = 1024
     output_dim: int = 1792
-    pos_embed: str = "RoPE100"
     feedback_type: Optional[str] = "single_mlp"
     memory_mode: str = "kv"
     pointmaps_activation: str = "norm_exp"
 
+    _PART = "decoder"
+
     def __post_init__(self):
+        super().__post_init__()
         if self.memory_mode not in MEMORY_MODES:
             raise InputError(f"memory_mode {self.memory_mode!r} is not one of {MEMORY_MODES}")
         if self.feedback_type not in FEEDBACK_TYPES:
             raise InputError(f"feedback_type {self.feedback_type!r} is not one of {FEEDBACK_TYPES}")
         if self.pointmaps_activation not in POINTMAP_ACTIVATIONS:
             raise InputError(f"pointmaps_activation {self.pointmaps_activation!r} is not one of {POINTMAP_ACTIVATIONS}")
-        if self.embed_dim % self.num_heads or (self.embed_dim // self.num_heads) % 4:
-            raise InputError(f"decoder embed_dim {self.embed_dim} must split into heads of a width divisible by 4 "
-                             f"(num_heads={self.num_heads})")
         if self.output_dim % (self.patch_size ** 2):
             raise InputError(f"output_dim {self.output_dim} must be a multiple of patch_size**2")
-        parse_rope_name(self.pos_embed)
 
     @property
     def out_channels(self) -> int:
@@ -250,6 +256,28 @@ _DEC_IGNORED = {"norm_layer", "act_layer", "landscape_only", "block_type", "prot
                 "dropout_mode", "use_xformers_mask", "use_mem_mask"}
 
 
+def _vit_args(part: str, kwargs: Mapping[str, Any], out: dict[str, Any], ignored: set[str],
+              ints: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read the `_VitConfig` keywords of one constructor string into `out` (checked, as config
+    values); return the keywords left (neither shared nor in `ignored`)."""
+    rest = {}
+    for key, value in kwargs.items():
+        if key == "img_size":
+            out[key] = _as_pair(value, f"{part} img_size")
+        elif key in ("patch_size", "embed_dim", "depth", "num_heads") + ints:
+            out[key] = _as_int(value, f"{part} {key}")
+        elif key == "mlp_ratio":
+            out[key] = _as_float(value, f"{part} mlp_ratio")
+        elif key == "pos_embed":
+            if not isinstance(value, str) or isinstance(value, _Opaque):
+                raise CheckpointError(f"{part} pos_embed must be a string, got {value!r}")
+            parse_rope_name(value)
+            out[key] = value
+        elif key not in ignored:
+            rest[key] = value
+    return rest
+
+
 def from_checkpoint_args(args: Any, *, img_size: Optional[int] = None,
                          memory_mode: Optional[str] = None) -> Must3rConfig:
     """Build a :class:`Must3rConfig` from an official checkpoint's ``args``.
@@ -269,40 +297,13 @@ def from_checkpoint_args(args: Any, *, img_size: Optional[int] = None,
     if dec_name not in _DECODER_CLASSES:
         raise CheckpointError(f"unsupported decoder class {dec_name!r} in checkpoint args; expected {sorted(_DECODER_CLASSES)}")
 
-    enc_fields = {f.name for f in dataclasses.fields(Must3rEncoderConfig)}
     enc: dict[str, Any] = {"img_size": (224, 224)}  # official constructor default
-    for key, value in enc_kw.items():
-        if key == "img_size":
-            enc[key] = _as_pair(value, "encoder img_size")
-        elif key in ("patch_size", "embed_dim", "depth", "num_heads"):
-            enc[key] = _as_int(value, f"encoder {key}")
-        elif key == "mlp_ratio":
-            enc[key] = _as_float(value, "encoder mlp_ratio")
-        elif key == "pos_embed":
-            if not isinstance(value, str) or isinstance(value, _Opaque):
-                raise CheckpointError(f"encoder pos_embed must be a string, got {value!r}")
-            parse_rope_name(value)
-            enc[key] = value
-        elif key in _ENC_IGNORED:
-            continue
-        elif key not in enc_fields:
-            warnings.warn(f"ignoring unknown MUSt3R encoder argument {key}={value!r}", stacklevel=2)
+    for key, value in _vit_args("encoder", enc_kw, enc, _ENC_IGNORED).items():
+        warnings.warn(f"ignoring unknown MUSt3R encoder argument {key}={value!r}", stacklevel=2)
 
-    dec_fields = {f.name for f in dataclasses.fields(Must3rDecoderConfig)}
     dec: dict[str, Any] = {"img_size": (224, 224), "memory_mode": "norm_y", "feedback_type": None}  # official defaults
-    for key, value in dec_kw.items():
-        if key == "img_size":
-            dec[key] = _as_pair(value, "decoder img_size")
-        elif key in ("enc_embed_dim", "patch_size", "embed_dim", "output_dim", "depth", "num_heads"):
-            dec[key] = _as_int(value, f"decoder {key}")
-        elif key == "mlp_ratio":
-            dec[key] = _as_float(value, "decoder mlp_ratio")
-        elif key == "pos_embed":
-            if not isinstance(value, str) or isinstance(value, _Opaque):
-                raise CheckpointError(f"decoder pos_embed must be a string, got {value!r}")
-            parse_rope_name(value)
-            dec[key] = value
-        elif key == "feedback_type":
+    for key, value in _vit_args("decoder", dec_kw, dec, _DEC_IGNORED, ints=("enc_embed_dim", "output_dim")).items():
+        if key == "feedback_type":
             if value in ("", False):
                 value = None
             if value not in FEEDBACK_TYPES or isinstance(value, _Opaque):
@@ -317,9 +318,7 @@ def from_checkpoint_args(args: Any, *, img_size: Optional[int] = None,
         elif key == "head":
             if value != "Linear":
                 raise CheckpointError(f"unsupported decoder head {value!r}; only 'Linear' exists")
-        elif key in _DEC_IGNORED:
-            continue
-        elif key not in dec_fields:
+        else:
             warnings.warn(f"ignoring unknown MUSt3R decoder argument {key}={value!r}", stacklevel=2)
 
     if img_size is not None:
