@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from threeam.errors import InputError
-from threeam.predictor.validation import as_float_tensor, is_int
+from threeam.predictor.validation import as_float_tensor, check_points_inside
 from threeam.predictor.postprocess import connected_components
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,8 +62,6 @@ def _as_rgb_array(image: Any, name: str = "image") -> np.ndarray:
     return image
 
 
-_is_int = is_int
-_float_tensor = as_float_tensor
 
 
 class ImagePredictor:
@@ -265,18 +263,6 @@ class ImagePredictor:
         return F.interpolate(masks, size=tuple(orig_hw), mode="bilinear", align_corners=False)
 
     # ------------------------------------------------------------------ prompts
-    def _check_xy(self, xy: torch.Tensor, name: str, normalize_coords: bool, orig_hw: tuple[int, int]) -> None:
-        if normalize_coords:
-            max_x, max_y, unit = float(orig_hw[1]), float(orig_hw[0]), "image pixels"
-        else:
-            max_x, max_y, unit = 1.0, 1.0, "normalised [0, 1] coordinates (normalize_coords=False)"
-        flat = xy.reshape(-1, 2)
-        bad = (flat[:, 0] < 0) | (flat[:, 0] > max_x) | (flat[:, 1] < 0) | (flat[:, 1] > max_y)
-        if bad.any():
-            x, y = flat[bad][0].tolist()
-            raise InputError(f"{name} ({x:g}, {y:g}) is outside the image: (x, y) must lie in "
-                             f"[0, {max_x:g}] x [0, {max_y:g}] {unit}")
-
     def _prep_prompts(self, point_coords, point_labels, box, mask_input, normalize_coords: bool, img_idx: int):
         """Validate prompts and move them to the model frame.
 
@@ -289,7 +275,7 @@ class ImagePredictor:
         if (point_coords is None) != (point_labels is None):
             raise InputError("point_coords and point_labels must be given together (one label per point)")
         if point_coords is not None:
-            coords = _float_tensor(point_coords, "point_coords")
+            coords = as_float_tensor(point_coords, "point_coords")
             if coords.dim() == 2:
                 coords = coords[None]
             if coords.dim() != 3 or coords.shape[-1] != 2:
@@ -308,24 +294,24 @@ class ImagePredictor:
             if not set(lab.flatten().tolist()) <= {-1, 0, 1, 2, 3}:
                 raise InputError(f"point_labels must be 1 (positive) or 0 (negative) (2/3 box corners, "
                                  f"-1 padding), got {lab.flatten().tolist()}")
-            self._check_xy(coords, "point", normalize_coords, orig_hw)
+            check_points_inside(coords, "point", orig_hw, normalize_coords, area="image", pixels="image pixels")
             coords = self.transform_coords(coords.to(device), normalize=normalize_coords, orig_hw=orig_hw)
             labels = lab.to(device)
         if box is not None:
-            b = _float_tensor(box, "box")
+            b = as_float_tensor(box, "box")
             if b.dim() == 1:
                 b = b[None]
             if b.dim() != 2 or b.shape[-1] != 4:
                 raise InputError(f"box must be 4 numbers (x0, y0, x1, y1) or (B, 4), got shape {tuple(b.shape)}")
             if ((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])).any():
                 raise InputError(f"box (x0, y0, x1, y1) needs x1 >= x0 and y1 >= y0, got {b.tolist()}")
-            self._check_xy(b.reshape(-1, 2), "box corner", normalize_coords, orig_hw)
+            check_points_inside(b, "box corner", orig_hw, normalize_coords, area="image", pixels="image pixels")
             boxes = self.transform_boxes(b.to(device), normalize=normalize_coords, orig_hw=orig_hw)
             if coords is not None and coords.shape[0] != boxes.shape[0]:
                 raise InputError(f"{boxes.shape[0]} box(es) but point prompts for {coords.shape[0]}; "
                                  f"give points (B, N, 2) with one row per box")
         if mask_input is not None:
-            m = _float_tensor(mask_input, "mask_input")
+            m = as_float_tensor(mask_input, "mask_input")
             if m.dim() == 3:
                 m = m[None]
             h, w = self.mask_input_size

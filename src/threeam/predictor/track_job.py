@@ -37,6 +37,7 @@ import torch
 from threeam.errors import InputError, VideoError
 from threeam.io.atomic import atomic_output_dir, check_output_dir
 from threeam.io.masks import TracksWriter, read_palette_png, write_palette_png
+from threeam.predictor.validation import is_int
 
 MIN_OBJ_ID, MAX_OBJ_ID = 1, 254
 DEFAULT_FPS = 24.0
@@ -100,10 +101,6 @@ def probe_video(video: Any, check_all_frames: bool = False) -> VideoInfo:
 # ---------------------------------------------------------------------------------- prompts
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _is_number(value: Any) -> bool:
     return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
             and math.isfinite(float(value)))
@@ -111,7 +108,7 @@ def _is_number(value: Any) -> bool:
 
 def check_obj_id(value: Any, where: str = "obj_id") -> int:
     """An object id: an integer in 1..254 (InputError naming ``where`` otherwise)."""
-    if not _is_int(value):
+    if not is_int(value):
         raise InputError(f"{where} must be an integer in {MIN_OBJ_ID}..{MAX_OBJ_ID}, got {value!r}")
     if not MIN_OBJ_ID <= int(value) <= MAX_OBJ_ID:
         raise InputError(f"{where} {value} is out of range: object ids must be {MIN_OBJ_ID}..{MAX_OBJ_ID} "
@@ -165,7 +162,7 @@ def _labels(value: Any, n: int, where: str) -> list[int]:
     if not isinstance(value, list) or len(value) != n:
         raise InputError(f"{where}: labels must be a list of {n} values (one per point), got {value!r}")
     for v in value:
-        if not (_is_int(v) and v in (0, 1)):
+        if not (is_int(v) and v in (0, 1)):
             raise InputError(f"{where}: labels must be 1 (positive) or 0 (negative), got {v!r}")
     return [int(v) for v in value]
 
@@ -193,7 +190,7 @@ def prompts_from_json(path: str | os.PathLike) -> list[ObjectPrompt]:
             raise InputError(f"{where}: unknown keys {sorted(unknown)} (allowed: {', '.join(PROMPT_KEYS)})")
         obj_id = check_obj_id(item["obj_id"], f"{where}: obj_id")
         frame = item.get("frame", 0)
-        if not _is_int(frame) or frame < 0:
+        if not is_int(frame) or frame < 0:
             raise InputError(f"{where}: frame must be an integer >= 0, got {frame!r}")
         mask = None
         if item.get("mask") is not None:
@@ -224,7 +221,7 @@ def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
     for k, pr in enumerate(prompts):
         obj = check_obj_id(pr.obj_id, "object id")
         name = f"object {obj}"
-        if not _is_int(pr.frame):
+        if not is_int(pr.frame):
             raise InputError(f"{name}: frame must be an integer, got {pr.frame!r}")
         if not 0 <= pr.frame < info.num_frames:
             raise InputError(f"{name}: frame {pr.frame} is out of range: the video has {info.num_frames} frames "
@@ -253,7 +250,7 @@ def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
                 if not (0 <= x <= w and 0 <= y <= h):
                     raise InputError(f"{name}: point ({x:g}, {y:g}) is outside the frame: (x, y) must lie in "
                                      f"[0, {w}] x [0, {h}] video pixels")
-            if any(not (_is_int(v) and v in (0, 1)) for v in pr.labels):
+            if any(not (is_int(v) and v in (0, 1)) for v in pr.labels):
                 raise InputError(f"{name}: labels must be 1 (positive) or 0 (negative), got {pr.labels}")
         if pr.box is not None:
             x0, y0, x1, y1 = (float(v) for v in pr.box)

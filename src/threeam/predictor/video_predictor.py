@@ -52,7 +52,7 @@ from threeam.predictor.postprocess import fill_holes_in_mask_scores
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.models.sam2.tracking import COND, NON_COND, NO_OBJ_SCORE, FrameFeatures, TrackStepOutput
 from threeam.predictor.state import InferenceState, empty_output_dict
-from threeam.predictor.validation import as_float_tensor, is_int
+from threeam.predictor.validation import as_float_tensor, check_points_inside, is_int
 
 PREDICTOR_OPTIONS = (
     "fill_hole_area",
@@ -339,22 +339,10 @@ class VideoPredictor:
     def _get_obj_num(self, state: InferenceState) -> int:
         return len(state.obj_idx_to_id)
 
-    @staticmethod
-    def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
-        return as_float_tensor(value, name)
-
     def _check_coords(self, state: InferenceState, coords: torch.Tensor, name: str, normalize_coords: bool) -> None:
         """coords (..., 2) as (x, y): inside the video frame (pixels) or in [0, 1] without normalisation."""
-        if normalize_coords:
-            max_x, max_y, unit = float(state.video_width), float(state.video_height), "video pixels"
-        else:
-            max_x, max_y, unit = 1.0, 1.0, "normalised [0, 1] coordinates (normalize_coords=False)"
-        flat = coords.reshape(-1, 2)
-        bad = (flat[:, 0] < 0) | (flat[:, 0] > max_x) | (flat[:, 1] < 0) | (flat[:, 1] > max_y)
-        if bad.any():
-            x, y = flat[bad][0].tolist()
-            raise InputError(f"{name} ({x:g}, {y:g}) is outside the frame: (x, y) must lie in "
-                             f"[0, {max_x:g}] x [0, {max_y:g}] {unit}")
+        check_points_inside(coords, name, (state.video_height, state.video_width), normalize_coords, area="frame",
+                            pixels="video pixels")
 
     def _prepare_point_prompt(self, state, points, labels, box, normalize_coords, clear_old_points):
         """Validate the prompt and turn it into model-input coordinates: ((1, P, 2), (1, P) int32)."""
@@ -363,7 +351,7 @@ class VideoPredictor:
         if points is None and box is None:
             raise InputError("give points (with labels) or a box")
         if points is not None:
-            pts = self._as_float_tensor(points, "points")
+            pts = as_float_tensor(points, "points")
             if pts.dim() == 3 and pts.shape[0] == 1:
                 pts = pts[0]
             if pts.dim() != 2 or pts.shape[-1] != 2:
@@ -389,7 +377,7 @@ class VideoPredictor:
         if box is not None:
             if not clear_old_points:
                 raise InputError("a box must come before any click: add it with clear_old_points=True")
-            b = self._as_float_tensor(box, "box")
+            b = as_float_tensor(box, "box")
             if b.numel() != 4:
                 raise InputError(f"box must be 4 numbers (x0, y0, x1, y1), got shape {tuple(b.shape)}")
             b = b.reshape(2, 2)
