@@ -54,7 +54,7 @@ def build_sam2_for_training(config: TrainConfig):
 def clip_item(clip, data, item_seed: int, kinds: tuple[str, ...], cache: str = "") -> dict:
     rng = np.random.default_rng(item_seed)
     return {"rgb": data.rgb, "masks": data.masks, "prompt_kind": kinds[int(rng.integers(len(kinds)))],
-            "prompt_seed": item_seed, "mode": clip.mode, "scene_name": clip.scene_name,
+            "prompt_kinds": tuple(kinds), "prompt_seed": item_seed, "mode": clip.mode, "scene_name": clip.scene_name,
             "frames": list(clip.frames), "cache": cache if clip.mode == "fov" else ""}
 
 
@@ -82,7 +82,8 @@ def make_vos_evaluator(config: TrainConfig, forward: Callable[[nn.Module, dict],
             src = DataSourceConfig("validation", fov_prob=0.0, prompt_kinds=("mask",))
             vcfg = replace(config, data=replace(config.data, num_clips=0, min_present_frac=0.0))
             drawer = ClipDrawer(scenes, src, vcfg, seed=12345, n_frames=2 * config.data.frames_per_clip)
-            state["items"] = [clip_item(*drawer.clip(i), kinds=("mask",)) for i in range(config.run.eval_items)]
+            state["items"] = [{**clip_item(*drawer.clip(i), kinds=("mask",)), "eval": True}
+                              for i in range(config.run.eval_items)]
         return state["items"]
 
     def evaluate(model: nn.Module) -> dict[str, float]:
@@ -106,12 +107,26 @@ def make_vos_evaluator(config: TrainConfig, forward: Callable[[nn.Module, dict],
     return evaluate
 
 
+def prompt_plan_for(config: TrainConfig, batch: Mapping[str, Any]):
+    """The clip's `ClipPromptPlan` under ``data.prompt_plan`` (None: the frame-0 rule of `track_clip`).
+    Evaluation items (``batch["eval"]``) always use the frame-0 rule."""
+    if config.data.prompt_plan != "sam2" or batch.get("eval"):
+        return None
+    from threeam.train.prompts import PromptSimConfig
+    from threeam.train.vos import clip_prompt_plan
+
+    kinds = tuple(batch.get("prompt_kinds", ("mask", "point", "box")))
+    sim = PromptSimConfig(masks_only=set(kinds) == {"mask"},
+                          num_frames_to_correct=2 if config.data.correction_clicks else 0)
+    return clip_prompt_plan(batch["masks"], sim, seed=int(batch["prompt_seed"]) + 1)
+
+
 def _sam2_forward(config: TrainConfig):
     from threeam.train.vos import track_clip
 
     def forward(net: nn.Module, batch: Mapping[str, Any]):
         return track_clip(net, batch["rgb"], batch["masks"], batch["prompt_kind"], batch["prompt_seed"],
-                          config.data.correction_clicks)
+                          config.data.correction_clicks, plan=prompt_plan_for(config, batch))
     return forward
 
 

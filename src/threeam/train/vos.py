@@ -55,67 +55,106 @@ def _upsample(logits: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(logits.float(), size=(size, size), mode="bilinear", align_corners=False)
 
 
+def clip_prompt_plan(masks: np.ndarray, config, seed: int):
+    """SAM 2's training prompt plan for one clip, drawn over the frames that show the object.
+
+    ``masks`` (T, H, W) bool; ``config`` a `threeam.train.prompts.PromptSimConfig`. Frame 0 is always a
+    conditioning frame; the other conditioning and correction frames are drawn among frames where the
+    object is present (a prompt or a corrective click needs the object). Returns a `ClipPromptPlan`
+    in clip frame indices.
+    """
+    from threeam.train.prompts import ClipPromptPlan, plan_clip_prompts
+
+    present = [0] + [t for t in range(1, masks.shape[0]) if masks[t].any()]
+    plan = plan_clip_prompts(len(present), config, np.random.default_rng(seed))
+    to_clip = lambda ts: [present[i] for i in ts]  # noqa: E731
+    return ClipPromptPlan(plan.use_points, to_clip(plan.init_cond_frames), to_clip(plan.frames_to_correct),
+                          {present[i]: k for i, k in plan.frame_kinds.items()})
+
+
+def _frame0_plan(prompt_kind: str, correction_clicks: int):
+    from threeam.train.prompts import ClipPromptPlan
+
+    points = prompt_kind != "mask"
+    return ClipPromptPlan(points, [0], [0] if points and correction_clicks else [], {0: prompt_kind})
+
+
 def track_clip(sam2, rgb: np.ndarray, masks: np.ndarray, prompt_kind: str = "mask", prompt_seed: int = 0,
-               correction_clicks: int = 0, fuse: Fuse | None = None
+               correction_clicks: int = 0, fuse: Fuse | None = None, plan=None
                ) -> tuple[list[FrameOutputs], torch.Tensor, torch.Tensor]:
     """SAM 2 over one clip (see the module docstring).
 
     Args:
         rgb: (T, H, W, 3) uint8 frames; masks: (T, H, W) bool GT masks of the object (frame 0 the prompt).
-        prompt_kind: ``mask``, ``box`` or ``point`` on frame 0.
-        correction_clicks: corrective clicks on frame 0 of click/box clips (each step supervised).
+        prompt_kind: ``mask``, ``box`` or ``point`` on frame 0 (when ``plan`` is None).
+        correction_clicks: corrective clicks on each correction frame of click/box clips (each step
+            supervised).
         fuse: optional stride-16 feature fusion per frame (3AM).
+        plan: a `threeam.train.prompts.ClipPromptPlan` (e.g. :func:`clip_prompt_plan`, SAM 2's training
+            rule: 1-2 conditioning frames, corrections on 1-2 frames, corrected frames become
+            conditioning frames). None: one prompt of ``prompt_kind`` on frame 0, corrected there.
+            Conditioning frames are processed first (without memory), then the others in order.
     Returns:
         per-frame `FrameOutputs` (ungated multimask logits at S x S), the targets (T, 1, S, S) bool and
-        the chosen, gated prediction logits (T, 1, S, S) (what the tracker outputs).
+        the chosen, gated prediction logits (T, 1, S, S) (what the tracker outputs), in frame order.
     """
     device = next(sam2.parameters()).device
     S = sam2.image_size
     T, H, W = masks.shape
+    if plan is None:
+        plan = _frame0_plan(prompt_kind, correction_clicks)
     images = torch.stack([frame_to_model_input(f, S) for f in rgb]).to(device)
     backbone = encode_frames(sam2, images)
     gt = torch.from_numpy(np.ascontiguousarray(masks)).float()[:, None].to(device)
     targets = F.interpolate(gt, size=(S, S), mode="bilinear", align_corners=False) > 0.5
     rng = np.random.default_rng(prompt_seed)
-    prompt = initial_prompt(masks[0], prompt_kind, rng=rng)
-    point_inputs = mask_inputs = None
-    if prompt.mask is not None:
-        mask_inputs = targets[:1].float()
-    else:
-        scale = torch.tensor([S / W, S / H])
-        point_inputs = {"point_coords": (prompt.points.points.float() * scale)[None].to(device),
-                        "point_labels": prompt.points.labels.to(torch.int32)[None].to(device)}
+    scale = torch.tensor([S / W, S / H])
+
+    def as_points(p) -> dict:
+        return {"point_coords": (p.points.float() * scale)[None].to(device),
+                "point_labels": p.labels.to(torch.int32)[None].to(device)}
+
+    prompts: dict[int, dict] = {}
+    for t in plan.init_cond_frames:
+        kind = plan.frame_kinds.get(t, prompt_kind)
+        prompt = initial_prompt(masks[t], kind, rng=rng)
+        prompts[t] = {"mask": targets[t:t + 1].float()} if prompt.mask is not None else {"points": as_points(prompt.points)}
+    init = set(plan.init_cond_frames)
+    order = list(plan.init_cond_frames) + [t for t in range(T) if t not in init]
     memory = empty_memory_bank()
-    outputs: list[FrameOutputs] = []
-    chosen: list[torch.Tensor] = []
-    for t in range(T):
+    outputs: list[FrameOutputs | None] = [None] * T
+    chosen: list[torch.Tensor | None] = [None] * T
+    for t in order:
         one = {"backbone_fpn": [f[t:t + 1] for f in backbone["backbone_fpn"]],
                "vision_pos_enc": [p[t:t + 1] for p in backbone["vision_pos_enc"]]}
         if fuse is not None:
             one = fuse(t, one, (H, W))
         features = sam2.prepare_frame_features(one)
-        first = t == 0
-        points = point_inputs if first else None
-        out = sam2.track_frame(features, t, memory, T, is_init_cond_frame=first, point_inputs=points,
-                               mask_inputs=mask_inputs if first else None, run_mem_encoder=False)
+        cond = t in init
+        points = prompts.get(t, {}).get("points")
+        out = sam2.track_frame(features, t, memory, T, is_init_cond_frame=cond, point_inputs=points,
+                               mask_inputs=prompts.get(t, {}).get("mask"), run_mem_encoder=False)
         steps = FrameOutputs(masks=[_upsample(out.ungated_multimask_logits, S)], ious=[out.ious],
                              object_score_logits=[out.object_score_logits])
-        if first and points is not None:
+        if t in plan.frames_to_correct and (points is not None or not cond):
             for _ in range(correction_clicks):
-                click = simulate_correction(targets[0, 0].cpu(), (out.pred_masks_high_res[0, 0] > 0).detach().cpu(),
+                click = simulate_correction(targets[t, 0].cpu(), (out.pred_masks_high_res[0, 0] > 0).detach().cpu(),
                                             rng=rng)
-                points = {"point_coords": torch.cat([points["point_coords"], click.points.float()[None].to(device)], 1),
-                          "point_labels": torch.cat([points["point_labels"],
-                                                     click.labels.to(torch.int32)[None].to(device)], 1)}
-                out = sam2.track_frame(features, t, memory, T, is_init_cond_frame=True, point_inputs=points,
+                new = {"point_coords": click.points.float()[None].to(device),
+                       "point_labels": click.labels.to(torch.int32)[None].to(device)}
+                points = new if points is None else {
+                    "point_coords": torch.cat([points["point_coords"], new["point_coords"]], 1),
+                    "point_labels": torch.cat([points["point_labels"], new["point_labels"]], 1)}
+                out = sam2.track_frame(features, t, memory, T, is_init_cond_frame=cond, point_inputs=points,
                                        run_mem_encoder=False, prev_sam_mask_logits=out.pred_masks.clamp(-32.0, 32.0))
                 steps.masks.append(_upsample(out.ungated_multimask_logits, S))
                 steps.ious.append(out.ious)
                 steps.object_score_logits.append(out.object_score_logits)
+            cond = True  # a corrected frame joins the conditioning frames (SAM 2: add_all_frames_to_correct_as_cond)
         out = sam2.encode_memory(features, out, is_mask_from_pts=points is not None)
-        memory[COND if first else NON_COND][t] = out.memory_entry()
-        outputs.append(steps)
-        chosen.append(out.pred_masks_high_res.detach())
+        memory[COND if cond else NON_COND][t] = out.memory_entry()
+        outputs[t] = steps
+        chosen[t] = out.pred_masks_high_res.detach()
     return outputs, targets, torch.cat(chosen)
 
 
