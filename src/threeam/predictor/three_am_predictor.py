@@ -246,13 +246,8 @@ class ThreeAMVideoPredictor(VideoPredictor):
         return build_predictor("3am", preset=preset, checkpoint=checkpoint, device=device,
                                random_weights=random_weights, seed=seed, **options)
 
-    def to(self, *args: Any, **kwargs: Any) -> "ThreeAMVideoPredictor":
-        self.three_am.to(*args, **kwargs)
-        return self
-
-    def eval(self) -> "ThreeAMVideoPredictor":
-        self.three_am.eval()
-        return self
+    def _network(self) -> ThreeAM:
+        return self.three_am  # `to` / `eval` move and switch all of 3AM, not only its SAM 2
 
     def compiled_parts(self) -> dict:
         """SAM 2's parts plus MUSt3R's encoder (fixed shapes per video) and decoder (dynamic: its

@@ -192,13 +192,17 @@ class VideoPredictor:
                                random_weights=random_weights, seed=seed, **options)
 
     # ------------------------------------------------------------------ the official predictor's nn.Module face
+    def _network(self) -> torch.nn.Module:
+        """The whole network behind the predictor (3AM: SAM 2, MUSt3R and the merger)."""
+        return self.model
+
     def to(self, *args: Any, **kwargs: Any) -> "VideoPredictor":
         """Move the model (``predictor.to("cuda")``); returns the predictor, as ``nn.Module.to`` does."""
-        self.model.to(*args, **kwargs)
+        self._network().to(*args, **kwargs)
         return self
 
     def eval(self) -> "VideoPredictor":
-        self.model.eval()
+        self._network().eval()
         return self
 
     def __getattr__(self, name: str) -> Any:
