@@ -112,8 +112,11 @@ class ColourRegionPredictor:
         return getattr(self.inner, name)
 
     def init_state(self, video, **kwargs):
+        from threeam.io.video import read_video
+
         state = self.inner.init_state(video, **kwargs)
-        self._sessions[id(state)] = {"frames": np.asarray(video), "colours": {}}
+        # the test videos are small: the double keeps them whole (the app itself streams them)
+        self._sessions[id(state)] = {"frames": read_video(video), "colours": {}}
         return state
 
     @staticmethod

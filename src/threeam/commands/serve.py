@@ -7,6 +7,9 @@ from typing import List, Optional
 import typer
 
 from threeam.commands import _common as C
+from threeam.serve.config import ServeConfig
+
+_DEFAULTS = ServeConfig(root=Path("."))  # the option defaults are the config's (defined once, there)
 
 
 def build_serve_predictor(model: str, preset: Optional[str], model_config: Optional[Path], checkpoint: Optional[str],
@@ -72,15 +75,23 @@ def register(app: typer.Typer) -> None:
                                             help="Random weights; without --preset/--model-config the bundled tiny model."),
         seed: int = typer.Option(0, "--seed", help=C.SEED_HELP),
         device: str = typer.Option("cpu", "--device", help=C.DEVICE_HELP + " bf16 autocast on cuda."),
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
-        port: int = typer.Option(7263, "--port", help="Port (0: any free port)."),
+        host: str = typer.Option(_DEFAULTS.host, "--host", help="Address to listen on (default: this machine only; "
+                                 "0.0.0.0 / ::: every interface, this machine's own names accepted as Host)."),
+        port: int = typer.Option(_DEFAULTS.port, "--port", help="Port (0: any free port)."),
         root: Path = typer.Option(Path("."), "--root", help="The only folder whose videos can be opened by path."),
-        max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Largest upload (MiB)."),
-        max_frames: int = typer.Option(1000, "--max-frames", help="Most frames a video may have."),
-        max_side: int = typer.Option(4096, "--max-side", help="Largest frame width or height (pixels)."),
-        max_sessions: int = typer.Option(8, "--max-sessions", help="Most sessions (tabs) open at once."),
-        idle_timeout: float = typer.Option(1800.0, "--idle-timeout",
+        max_upload_mb: float = typer.Option(_DEFAULTS.max_upload_mb, "--max-upload-mb", help="Largest upload (MiB)."),
+        max_upload_files: int = typer.Option(_DEFAULTS.max_upload_files, "--max-upload-files",
+                                             help="Most files in one frames-folder upload."),
+        max_frames: int = typer.Option(_DEFAULTS.max_frames, "--max-frames", help="Most frames a video may have."),
+        max_side: int = typer.Option(_DEFAULTS.max_side, "--max-side",
+                                     help="Largest frame width or height (pixels, at most 16384)."),
+        max_sessions: int = typer.Option(_DEFAULTS.max_sessions, "--max-sessions", help="Most sessions (tabs) open at once."),
+        idle_timeout: float = typer.Option(_DEFAULTS.idle_timeout_s, "--idle-timeout",
                                            help="Close a session after this many seconds without use (0: never)."),
+        sweep_interval: float = typer.Option(_DEFAULTS.sweep_interval_s, "--sweep-interval",
+                                             help="Seconds between looks for idle sessions."),
+        jpeg_quality: int = typer.Option(_DEFAULTS.jpeg_quality, "--jpeg-quality",
+                                         help="JPEG quality (1..95) of the frames sent to the page."),
         offload: bool = typer.Option(False, "--offload", help="Keep frames and memories on the CPU (long videos on a GPU)."),
         allowed_host: List[str] = typer.Option(None, "--allowed-host",
                                                help="Extra Host header name to accept (repeatable), e.g. a LAN name."),
@@ -100,7 +111,6 @@ def register(app: typer.Typer) -> None:
         except ImportError:
             C.fail("threeam serve needs the 'serve' extra: pip install 'threeam[serve]'")
         from threeam.serve.app import create_app
-        from threeam.serve.config import ServeConfig
 
         try:
             if threads is not None:
@@ -112,8 +122,10 @@ def register(app: typer.Typer) -> None:
             if not root.is_dir():
                 raise ThreeAMError(f"--root {root} is not a folder")
             config = ServeConfig(root=root.resolve(), host=host, port=port, max_upload_mb=max_upload_mb,
-                                 max_frames=max_frames, max_side=max_side, max_sessions=max_sessions,
-                                 idle_timeout_s=idle_timeout, offload_video_to_cpu=offload, offload_state_to_cpu=offload,
+                                 max_upload_files=max_upload_files, max_frames=max_frames, max_side=max_side,
+                                 max_sessions=max_sessions, idle_timeout_s=idle_timeout,
+                                 sweep_interval_s=sweep_interval, jpeg_quality=jpeg_quality,
+                                 offload_video_to_cpu=offload, offload_state_to_cpu=offload,
                                  allowed_hosts=tuple(allowed_host or ()))
             predictor, label = build_serve_predictor(model, preset, model_config, checkpoint, random_weights, seed,
                                                      device, corrections_as_cond)

@@ -80,6 +80,12 @@ def create_app(predictor: Any, config: Optional[ServeConfig] = None, model_name:
         raise InputError(f"--root {config.root} is not a folder")
     if not 1 <= config.max_side <= MAX_SIDE:
         raise InputError(f"--max-side must be 1..{MAX_SIDE} pixels, got {config.max_side}")
+    if not 1 <= config.jpeg_quality <= 95:
+        raise InputError(f"--jpeg-quality must be 1..95, got {config.jpeg_quality}")
+    if not config.sweep_interval_s > 0:
+        raise InputError(f"--sweep-interval must be > 0 seconds, got {config.sweep_interval_s}")
+    if config.max_upload_files < 1:
+        raise InputError(f"--max-upload-files must be >= 1, got {config.max_upload_files}")
     manager = SessionManager(predictor, config)
 
     @contextlib.asynccontextmanager

@@ -1,46 +1,99 @@
-"""Videos for the web app: checked against the limits before decoding, decoded with `threeam.io.video`,
-frames served to the page as JPEG.
+"""Videos for the web app: checked against the limits, then read frame by frame, never decoded whole.
 
 `open_video` looks at the headers first (frame count from the container's packets, width and
-height from the stream or each image's header) so that an upload that would decode into gigabytes
-is refused before any frame is decoded. Any decoding failure becomes `threeam.errors.VideoError`
-(HTTP 400 with the reason), never a server error.
+height from the stream or each image's header) so that an upload over the limits is refused
+before any frame is decoded. It then opens a streaming `threeam.io.frame_sources.FrameSource`
+for the frames the page shows and the overlay export uses: a session holds a few decoded frames
+(`VideoData.CACHE_FRAMES`), not the video (1000 frames of 4096 x 4096 would be 47 GiB). Any
+decoding failure becomes `threeam.errors.VideoError` (HTTP 400 with the reason), never a server
+error.
 """
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
 from threeam.errors import VideoError
-from threeam.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files, read_video
+from threeam.io.frame_prep import frame_array
+from threeam.io.frame_sources import FrameSource, open_source
+from threeam.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files
 from threeam.serve.security import TooLarge, check_files_inside
 
 DEFAULT_FPS = 24.0
 
 
-@dataclass
 class VideoData:
-    """A decoded video: ``frames`` uint8 RGB ``(T, H, W, 3)``, its ``fps`` and a display ``name``."""
+    """One opened video: its frame source (read on demand), ``fps``, display ``name`` and ``path``.
 
-    frames: np.ndarray
-    fps: float
-    name: str
+    ``frame(t)`` gives frame t as uint8 RGB ``(H, W, 3)`` (read-only; the last `CACHE_FRAMES`
+    frames read are kept). Reads are serialised by a lock (a video file's decoder is sequential;
+    the page may ask for several frames at once). The predictor opens its own stream of ``path``.
+    """
+
+    CACHE_FRAMES = 4
+
+    def __init__(self, source: FrameSource, fps: float, name: str, path: Optional[Path] = None):
+        self.source = source
+        self.fps = fps
+        self.name = name
+        self.path = path
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._num_frames, self._height, self._width = int(source.num_frames), int(source.height), int(source.width)
+        self.closed = False
 
     @property
     def num_frames(self) -> int:
-        return int(self.frames.shape[0])
+        return self._num_frames
 
     @property
     def height(self) -> int:
-        return int(self.frames.shape[1])
+        return self._height
 
     @property
     def width(self) -> int:
-        return int(self.frames.shape[2])
+        return self._width
+
+    def frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` as uint8 RGB ``(H, W, 3)``, read-only. Raises `VideoError` naming the frame."""
+        with self._lock:
+            if self.closed:
+                raise VideoError(f"{self.name} is closed")
+            cached = self._cache.get(t)
+            if cached is not None:
+                self._cache.move_to_end(t)
+                return cached
+            try:
+                arr = np.array(frame_array(self.source.read(int(t))), dtype=np.uint8, copy=True)
+            except VideoError as e:
+                raise VideoError(_clean(str(e), Path(str(self.path or self.name)), self.name)) from None
+            except Exception as e:  # anything a decoder may raise on a crafted file
+                raise VideoError(f"{self.name}: cannot decode frame {t}: {e.__class__.__name__}") from None
+            if arr.shape != (self._height, self._width, 3):
+                raise VideoError(f"{self.name}: frame {t} is {arr.shape[1]}x{arr.shape[0]}, "
+                                 f"not {self._width}x{self._height} like frame 0")
+            arr.setflags(write=False)
+            self._cache[t] = arr
+            while len(self._cache) > self.CACHE_FRAMES:
+                self._cache.popitem(last=False)
+            return arr
+
+    def frames(self, indices: Iterable[int]) -> Iterator[np.ndarray]:
+        """The frames of ``indices`` one at a time (for writers that stream)."""
+        for t in indices:
+            yield self.frame(t)
+
+    def close(self) -> None:
+        """Drop the cached frames and close the decoder (idempotent)."""
+        with self._lock:
+            self.closed = True
+            self._cache.clear()
+            self.source.close()
 
 
 def _clean(message: str, path: Path, label: str) -> str:
@@ -120,7 +173,11 @@ def probe_frames_folder(folder: Path, max_frames: int, max_side: int, root: Opti
 
 def open_video(path: Path, max_frames: int, max_side: int, root: Optional[Path] = None,
                name: Optional[str] = None) -> VideoData:
-    """Probe and decode a video file or frames folder into a `VideoData`."""
+    """Probe a video file or frames folder against the limits and open it for streaming reads.
+
+    Only frame 0 (and, for a video file, the few frames that verify its frame count) are decoded
+    here; every other frame is decoded when it is asked for.
+    """
     path = Path(path)
     label = name or path.name
     if path.is_dir():
@@ -135,14 +192,20 @@ def open_video(path: Path, max_frames: int, max_side: int, root: Optional[Path] 
     else:
         raise VideoError(f"{label}: not a file or folder")
     try:
-        frames = read_video(path)
+        source = open_source(path)
     except VideoError as e:
         raise VideoError(_clean(str(e), path, label)) from None
     except Exception as e:  # anything a decoder may raise on a crafted file
         raise VideoError(f"{label}: cannot decode: {_clean(str(e), path, label)}") from None
-    if frames.shape[0] > max_frames:
-        raise TooLarge(f"{label} has {frames.shape[0]} frames; the server allows at most {max_frames}")
-    return VideoData(frames=frames, fps=fps, name=label)
+    if source.num_frames > max_frames:
+        source.close()
+        raise TooLarge(f"{label} has {source.num_frames} frames; the server allows at most {max_frames}")
+    try:
+        _check_size(int(source.width), int(source.height), max_side, label)
+    except BaseException:
+        source.close()
+        raise
+    return VideoData(source, fps=fps, name=label, path=path)
 
 
 def encode_jpeg(frame: np.ndarray, quality: int = 90) -> bytes:

@@ -3,10 +3,12 @@
 * `ModelWorker` is the single thread that runs every predictor call (the model is shared by all
   sessions; its calls never overlap). Propagation hands it one frame at a time, so a long
   propagation in one tab does not hold the clicks of another tab back by more than one frame.
-* `Session` holds one video: its frames (uint8 ``(T, H, W, 3)``), the predictor's
-  `InferenceState`, and the latest result of every frame as an id map (uint8 ``(H, W)``, 0 =
-  background, k = object k; overlaps go to the object with the higher logit, the rule of
-  `threeam track`).
+* `Session` holds one video: its streaming frame source (`threeam.serve.media.VideoData`, a few
+  decoded frames at a time), the predictor's `InferenceState` (which streams its own frames with
+  a bounded cache), the latest result of every frame as a compressed id map
+  (`threeam.serve.idmaps.IdMaps`; uint8 ``(H, W)``, 0 = background, k = object k; overlaps go
+  to the object with the higher logit, the rule of `threeam track`) and a bounded cache of the
+  JPEGs sent to the page (`JPEG_CACHE_BYTES`).
 * `SessionManager` opens and closes sessions, refuses work on a session while it propagates
   (`Busy`, HTTP 409), closes sessions idle for longer than the timeout, and gives memory back on
   close (drops the state, collects garbage, returns freed heap pages to the OS where glibc allows).
@@ -23,6 +25,7 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -33,14 +36,16 @@ import numpy as np
 import torch
 
 from threeam.errors import InputError, ThreeAMError
-from threeam.io.masks import decode_rle, encode_rle, write_palette_png, write_rle_json
+from threeam.io.masks import TracksWriter, decode_rle, encode_rle, write_palette_png
 from threeam.models.sam2.tracking import COND
 from threeam.predictor.track_job import id_map_from_logits
 from threeam.serve.config import ServeConfig
+from threeam.serve.idmaps import IdMaps
 from threeam.serve.media import VideoData, encode_jpeg, open_video
 from threeam.serve.security import NotFoundError
 
 EXPORT_NAMES = {"png": "masks.zip", "rle": "masks.json", "mp4": "overlay.mp4"}
+JPEG_CACHE_BYTES = 64 * 1024 * 1024  # per session: the JPEGs already sent to the page (LRU)
 
 
 class Busy(InputError):
@@ -90,8 +95,8 @@ class Session:
     video: VideoData
     state: Any
     workdir: Path
-    id_maps: dict[int, np.ndarray] = field(default_factory=dict)
-    jpegs: dict[int, bytes] = field(default_factory=dict)
+    id_maps: IdMaps = field(default_factory=IdMaps)
+    jpegs: "OrderedDict[int, bytes]" = field(default_factory=OrderedDict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cancel: threading.Event = field(default_factory=threading.Event)
     propagating: bool = False
@@ -175,9 +180,13 @@ class SessionManager:
             cfg = self.config
             video = await asyncio.to_thread(open_video, path, cfg.max_frames, cfg.max_side,
                                             self.root if root_checked else None, name)
-            state = await self.worker.run(self.predictor.init_state, video.frames,
-                                          offload_video_to_cpu=cfg.offload_video_to_cpu,
-                                          offload_state_to_cpu=cfg.offload_state_to_cpu)
+            try:  # the predictor streams its own frames of the (checked) path, with a bounded cache
+                state = await self.worker.run(self.predictor.init_state, str(video.path),
+                                              offload_video_to_cpu=cfg.offload_video_to_cpu,
+                                              offload_state_to_cpu=cfg.offload_state_to_cpu)
+            except BaseException:
+                video.close()
+                raise
             session = Session(id=sid, video=video, state=state, workdir=workdir)
             self.sessions[sid] = session
             return session
@@ -205,7 +214,7 @@ class SessionManager:
             state, session.state = session.state, None
             session.id_maps.clear()
             session.jpegs.clear()
-            session.video.frames = np.zeros((0, 1, 1, 3), np.uint8)
+            session.video.close()
             del state
             await self.worker.run(self._collect)
         shutil.rmtree(session.workdir, ignore_errors=True)
@@ -292,7 +301,9 @@ class SessionManager:
             remaining, updated = await self.worker.run(call)
             for t in list(session.id_maps):
                 m = session.id_maps[t]
-                m[m == obj_id] = 0
+                if (m == obj_id).any():
+                    m[m == obj_id] = 0
+                    session.id_maps[t] = m
             for t, m in updated:
                 session.id_maps[t] = m
             if not remaining:
@@ -387,10 +398,14 @@ class SessionManager:
     async def frame_jpeg(self, session: Session, frame: int) -> bytes:
         session.check_frame(frame)
         data = session.jpegs.get(frame)
-        if data is None:
-            data = await asyncio.to_thread(encode_jpeg, session.video.frames[frame], self.config.jpeg_quality)
-            if len(session.jpegs) < 4096:
-                session.jpegs[frame] = data
+        if data is not None:
+            session.jpegs.move_to_end(frame)
+            return data
+        video, quality = session.video, self.config.jpeg_quality
+        data = await asyncio.to_thread(lambda: encode_jpeg(video.frame(frame), quality))
+        session.jpegs[frame] = data
+        while sum(len(b) for b in session.jpegs.values()) > JPEG_CACHE_BYTES and len(session.jpegs) > 1:
+            session.jpegs.popitem(last=False)
         return data
 
     async def export(self, session: Session, formats: list[str]) -> list[dict]:
@@ -404,11 +419,11 @@ class SessionManager:
         if not session.id_maps:
             raise InputError("nothing to export yet: click an object (and propagate) first")
         async with session.lock:
-            snapshot = {t: m.copy() for t, m in session.id_maps.items()}
+            snapshot = session.id_maps.snapshot()
             obj_ids = session.obj_ids
-            frames, fps = session.video.frames, session.video.fps
+            video = session.video
         out = session.workdir / "export"
-        written = await asyncio.to_thread(_write_exports, out, snapshot, obj_ids, frames, fps, sorted(set(formats)))
+        written = await asyncio.to_thread(_write_exports, out, snapshot, obj_ids, video, sorted(set(formats)))
         session.exports.update(written)
         return [{"format": f, "name": p.name, "bytes": p.stat().st_size} for f, p in written.items()]
 
@@ -442,9 +457,10 @@ def _next_id_map(gen):
     return int(t), list(ids), id_map_from_logits(list(ids), logits)
 
 
-def _write_exports(out: Path, id_maps: dict[int, np.ndarray], obj_ids: list[int], frames: np.ndarray, fps: float,
+def _write_exports(out: Path, id_maps: IdMaps, obj_ids: list[int], video: VideoData,
                    formats: list[str]) -> dict[str, Path]:
-    """The export files (see `SessionManager.export`), each written atomically."""
+    """The export files (see `SessionManager.export`), each written atomically, frame by frame
+    (one id map and one decoded frame in memory at a time)."""
     from threeam.io.atomic import atomic_path
 
     out.mkdir(parents=True, exist_ok=True)
@@ -453,25 +469,27 @@ def _write_exports(out: Path, id_maps: dict[int, np.ndarray], obj_ids: list[int]
     if "png" in formats:
         tmp_dir = Path(tempfile.mkdtemp(prefix=".masks.", dir=out))
         try:
-            for t in order:
-                write_palette_png(tmp_dir / f"{t:05d}.png", id_maps[t])
             target = out / EXPORT_NAMES["png"]
             with atomic_path(target) as tmp:
                 with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
                     for t in order:
-                        z.write(tmp_dir / f"{t:05d}.png", f"masks/{t:05d}.png")
+                        png = tmp_dir / f"{t:05d}.png"
+                        write_palette_png(png, id_maps[t])
+                        z.write(png, f"masks/{t:05d}.png")
+                        png.unlink()
             written["png"] = target
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
     if "rle" in formats:
-        tracks = {t: {k: id_maps[t] == k for k in obj_ids if (id_maps[t] == k).any()} for t in order}
-        write_rle_json(out / EXPORT_NAMES["rle"], tracks)
+        with TracksWriter(out / EXPORT_NAMES["rle"]) as writer:
+            for t in order:
+                m = id_maps[t]
+                writer.add(t, {k: m == k for k in obj_ids if (m == k).any()})
         written["rle"] = out / EXPORT_NAMES["rle"]
     if "mp4" in formats:
         from threeam.io.overlay import write_overlay_video
 
-        write_overlay_video(out / EXPORT_NAMES["mp4"], [frames[t] for t in order], [id_maps[t] for t in order],
-                            fps=max(1, int(round(fps))))
+        write_overlay_video(out / EXPORT_NAMES["mp4"], video.frames(order), (id_maps[t] for t in order),
+                            fps=max(1, int(round(video.fps))))
         written["mp4"] = out / EXPORT_NAMES["mp4"]
     return written
-
