@@ -71,6 +71,18 @@ def _timed(fn):
     return time.perf_counter() - t0, out
 
 
+def _interleaved(first, second, repeats: int):
+    """Time `first` and `second` alternately, `repeats` times each: ``(median s of first, median s of
+    second, first's result, second's result)``."""
+    a, b = [], []
+    for _ in range(repeats):
+        dt, ra = _timed(first)
+        a.append(dt)
+        dt, rb = _timed(second)
+        b.append(dt)
+    return statistics.median(a), statistics.median(b), ra, rb
+
+
 def _whole_video(name: str, source: str, official, s: int, repeats: int) -> None:
     times = {"official": [], "ours eager": [], "ours streaming": [], "streaming, 4 cached": []}
     small_cache = FrameCacheConfig(max_frames=4, read_ahead=2)
@@ -128,18 +140,12 @@ def _with_model_step(name: str, source: str, official, s: int, repeats: int, ste
     for _ in range(5):
         step(torch.zeros(1, 1, 1))
     step_ms = (time.perf_counter() - t0) / 5 * 1e3
-    a_t, b_t = [], []
-    for _ in range(repeats):
-        dt, ra = _timed(official_then_step)
-        a_t.append(dt)
-        dt, rb = _timed(streaming_with_step)
-        b_t.append(dt)
+    a, b, ra, rb = _interleaved(official_then_step, streaming_with_step, repeats)
     assert ra == rb
     n = len(ra)
     print(f"\n[{name} + a {step_ms:.0f} ms model step per frame] median of {repeats} (interleaved)")
-    print(f"  official recipe, then steps {1e3 * statistics.median(a_t) / n:8.1f} ms/frame")
-    print(f"  ours streaming with steps   {1e3 * statistics.median(b_t) / n:8.1f} ms/frame   "
-          f"official/ours {statistics.median(a_t) / statistics.median(b_t):5.2f}")
+    print(f"  official recipe, then steps {1e3 * a / n:8.1f} ms/frame")
+    print(f"  ours streaming with steps   {1e3 * b / n:8.1f} ms/frame   official/ours {a / b:5.2f}")
 
 
 def _per_frame(video, s: int, repeats: int, count: int = 20) -> None:
@@ -161,17 +167,12 @@ def _per_frame(video, s: int, repeats: int, count: int = 20) -> None:
     def ours():
         return [prepare_frame(img, s) for img in imgs]
 
-    a, b = [], []
-    for _ in range(repeats):
-        dt, ra = _timed(official)
-        a.append(dt)
-        dt, rb = _timed(ours)
-        b.append(dt)
+    a, b, ra, rb = _interleaved(official, ours, repeats)
     assert all(torch.equal(x, y) for x, y in zip(ra, rb))
     h, w = video.height, video.width
     print(f"\n[preparation only] {h}x{w} decoded image -> {s}x{s} input, median of {repeats} x {count} frames")
-    print(f"  official {1e3 * statistics.median(a) / count:7.2f} ms/frame   ours {1e3 * statistics.median(b) / count:7.2f} "
-          f"ms/frame   official/ours {statistics.median(a) / statistics.median(b):5.2f}   (bit-identical)")
+    print(f"  official {1e3 * a / count:7.2f} ms/frame   ours {1e3 * b / count:7.2f} ms/frame   "
+          f"official/ours {a / b:5.2f}   (bit-identical)")
 
 
 def _ttff(tmp: Path, lengths: list[int], s: int, size: tuple[int, int], repeats: int) -> None:
