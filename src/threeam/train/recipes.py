@@ -177,8 +177,9 @@ _TOY_RUN = RunConfig(max_steps=20_000, amp="bf16", log_every=20, ckpt_every=250,
 def sam2_pretrain_synthetic() -> TrainConfig:
     """Pretraining a tiny SAM 2 (the debug SAM 2.1, image 256, 1.8 M parameters) from random weights
     on generated clips, every module trainable, SAM 2's losses and prompt simulation: per clip a
-    GT mask, a noisy box or a click on frame 0 (one kind drawn uniformly), with up to 7 corrective
-    clicks on click/box clips; 8-frame clips, FoV-aware (p = 0.5) or continuous, redrawn while the
+    SAM 2's training prompt plan (``data.prompt_plan=sam2``: 1-2 conditioning frames, a GT mask on
+    half the clips, else a noisy box or a click, 7 corrective clicks on 1-2 frames that then join the
+    conditioning frames); 8-frame clips, FoV-aware (p = 0.5) or continuous, redrawn while the
     object is present in under half the frames. Our choices: AdamW lr 1e-3 (image encoder 5e-4),
     weight decay 0.01, 200 warm-up steps, cosine to 1/10, clip norm 1.0, 32 scenes of 48 frames at
     96 x 128 (the ``lookalike`` generator, training seeds). Held-out VOS metrics every 500 steps.
@@ -190,7 +191,7 @@ def sam2_pretrain_synthetic() -> TrainConfig:
         task="sam2",
         model=_TINY_MODELS,
         optim=OptimConfig(groups=groups, weight_decay=0.01, warmup_steps=200, grad_clip_norm=1.0),
-        data=replace(_TOY_DATA, correction_clicks=7, min_present_frac=0.5, sources=(
+        data=replace(_TOY_DATA, correction_clicks=7, min_present_frac=0.5, prompt_plan="sam2", sources=(
             DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, prompt_kinds=("mask", "point", "box")),)),
         run=replace(_TOY_RUN, eval_items=8),
     )
