@@ -65,18 +65,18 @@ def masks_payload(id_map: Optional[np.ndarray], obj_ids: list[int]) -> dict[str,
 
 
 class ModelWorker:
-    """The one thread that owns the model. ``await worker.run(fn, *args)`` runs ``fn`` there
-    (inside bf16 autocast when the model is on CUDA)."""
+    """The one thread that owns the model. ``await worker.run(fn, *args)`` runs ``fn`` there,
+    inside the predictor's own autocast setting (``predictor.autocast_context()``: the
+    predictor's ``autocast`` option, by default bf16 on CUDA); a predictor built with
+    ``autocast=False`` runs in float32, and one without the setting runs plain."""
 
     def __init__(self, predictor: Any):
         self.predictor = predictor
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threeam-model")
-        device = getattr(predictor, "device", torch.device("cpu"))
-        self.cuda = torch.device(device).type == "cuda"
 
     def _call(self, fn: Callable, *args, **kwargs):
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
-        with ctx:
+        context = getattr(self.predictor, "autocast_context", None)
+        with (context() if callable(context) else nullcontext()):
             return fn(*args, **kwargs)
 
     async def run(self, fn: Callable, *args, **kwargs):
