@@ -326,18 +326,39 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(tmp_path, monkeypatch,
     assert _tree_hash(ws) == before  # nothing changed: not the inputs, not --out, no temporary folders
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_an_unwritable_out_is_reported_before_any_work(tmp_path, monkeypatch):
+    """Also as root (who may write anywhere): the folder is read-only AND the write probe of
+    `threeam.io.atomic` is told "permission denied" there, as it would be for another user."""
+    import errno
+    import tempfile
+
+    import threeam.io.atomic as atomic
+
     ws = tmp_path / "ws"
     ws.mkdir()
     _workspace(ws)
-    (ws / "locked").mkdir()
-    (ws / "locked").chmod(0o500)
+    locked = ws / "locked"
+    locked.mkdir()
+    real_mkstemp = tempfile.mkstemp
+    probed = []
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).resolve() == locked.resolve():
+            probed.append(dir)
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    locked.chmod(0o500)
     try:
+        before = _tree_hash(ws)
         res = _run(ws, monkeypatch, _replace(TRACK, "--out", "{ws}/locked/out") + PT)
+        after = _tree_hash(ws)
     finally:
-        (ws / "locked").chmod(0o700)
-    assert res.exit_code == 2 and "cannot write" in res.output
+        locked.chmod(0o700)
+    assert res.exit_code == 2 and "cannot write" in res.output, res.output
+    assert "Permission denied" in res.output and probed
+    assert after == before and not (locked / "out").exists()  # nothing was written
 
 
 def test_help_texts_have_no_bool_noise_and_share_option_names():
