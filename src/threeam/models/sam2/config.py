@@ -392,8 +392,12 @@ class VideoPredictorConfig:
     - `binarize_mask_from_pts_for_mem_enc`: encode frames with clicks from the binarised mask
       (``build_sam2(..., video_config=...)`` sets this SAM2Base flag from here).
     - `add_all_frames_to_correct_as_cond`: frames receiving correction clicks become conditioning frames.
-    - `clear_non_cond_mem_around_input` / `clear_non_cond_mem_for_multi_obj`: drop non-conditioning
-      memory around frames with new input (single-object only unless the latter is set).
+    - `clear_non_cond_mem_around_input`: drop each object's non-conditioning memories around the
+      frames where that object got new input, for one object or many (as the Dec-2024 official
+      predictor does).
+    - `clear_non_cond_mem_for_multi_obj`: accepted for the official option name only; nothing reads
+      it (the clearing above is already per object, and the official predictor no longer reads it
+      either), so True is an `InputError` rather than a silently ignored request.
 
     Performance options (ours, not official; see docs/performance.md):
 
@@ -425,6 +429,12 @@ class VideoPredictorConfig:
     merged_cache_frames: Union[int, str, None] = "auto"
     autocast: Optional[bool] = None
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.clear_non_cond_mem_for_multi_obj:
+            raise InputError("clear_non_cond_mem_for_multi_obj=True is not supported: nothing reads it, since "
+                             "clear_non_cond_mem_around_input already clears every object's memories around its "
+                             "own inputs, for one object or many; leave it False (drop the override)")
 
     @classmethod
     def from_official_dict(cls, tree: Mapping) -> "VideoPredictorConfig":
