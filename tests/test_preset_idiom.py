@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 from threeam.errors import InputError
-from threeam.presets import deprecated_alias, lookup, resolve_name, with_overrides
+from threeam.presets import lookup, resolve_name, with_overrides
 
 FAMILIES = [  # module, family, label in messages
     ("threeam.models.sam2.config", "sam2", "SAM 2"),
@@ -73,19 +73,3 @@ def test_helpers():
     assert lookup(table, "two", "demo", {"b": (1,)}) == Cfg(a=2, b=(1,))
     with pytest.raises(InputError, match="unknown things option"):
         with_overrides(Cfg(), {"c": 1}, what="things")
-
-
-def test_deprecated_aliases_warn_and_forward():
-    from threeam.data.synth import get_synth_config, synth_config
-    from threeam.train.recipes import get_preset, get_train_config
-
-    with pytest.warns(DeprecationWarning, match="get_synth_config"):
-        assert synth_config("tiny") == get_synth_config("tiny")
-    with pytest.warns(DeprecationWarning, match="get_train_config"):
-        assert get_preset("toy-engine") == get_train_config("toy-engine")
-
-    def new(x):
-        return x + 1
-
-    with pytest.warns(DeprecationWarning, match="old is deprecated"):
-        assert deprecated_alias(new, "old")(1) == 2

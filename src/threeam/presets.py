@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import sys
-import warnings
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from threeam.errors import InputError
 
-__all__ = ["preset_functions", "lookup", "resolve_name", "with_overrides", "deprecated_alias"]
+__all__ = ["preset_functions", "lookup", "resolve_name", "with_overrides"]
 
 C = TypeVar("C")
 
@@ -121,16 +119,3 @@ def preset_functions(presets: Mapping[str, C], family: str, label: Optional[str]
         func.__doc__ = doc
     return get, names
 
-
-def deprecated_alias(func: Callable, old: str) -> Callable:
-    """`func` under its former name `old`: the same call, with a `DeprecationWarning` naming the new name."""
-    @functools.wraps(func)
-    def alias(*args: Any, **kwargs: Any) -> Any:
-        warnings.warn(f"{old} is deprecated; use {func.__module__}.{func.__name__}", DeprecationWarning,
-                      stacklevel=2)
-        return func(*args, **kwargs)
-
-    alias.__name__ = old
-    alias.__qualname__ = old
-    alias.__doc__ = f"Deprecated alias of :func:`{func.__name__}`."
-    return alias

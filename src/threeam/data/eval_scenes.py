@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from threeam.data.scene_store import EVAL_SEED_BASE, cached_scene
-from threeam.data.synth import SynthConfig, synth_config
+from threeam.data.synth import SynthConfig, get_synth_config
 from threeam.data.types import InMemoryScene
 from threeam.errors import InputError
 
@@ -36,7 +36,7 @@ class EvalSceneSet:
 
     def config(self) -> SynthConfig:
         over = {} if self.n_frames is None else {"n_frames": self.n_frames}
-        return synth_config(self.synth_preset, **over)
+        return get_synth_config(self.synth_preset, **over)
 
 
 EVAL_SCENE_SETS: dict[str, EvalSceneSet] = {

@@ -24,7 +24,7 @@ from threeam.data.mesh import primitives_to_mesh
 from threeam.data.render import BOX, CYLINDER, SPHERE, TEXTURES, Primitives, render_pinhole
 from threeam.data.types import InMemoryScene, PosedFrame, SceneMesh
 from threeam.errors import InputError
-from threeam.presets import deprecated_alias, preset_functions
+from threeam.presets import preset_functions
 
 __all__ = ["SynthConfig", "SYNTH_PRESETS", "get_synth_config", "synth_presets", "SceneLayout", "make_layout",
            "make_trajectory", "generate_scene", "TRAJECTORIES"]
@@ -92,7 +92,6 @@ SYNTH_PRESETS: dict[str, SynthConfig] = {
 get_synth_config, synth_presets = preset_functions(SYNTH_PRESETS, "synth", "synthetic", default="default")
 
 
-synth_config = deprecated_alias(get_synth_config, "synth_config")
 
 
 # --------------------------------------------------------------------------------------------

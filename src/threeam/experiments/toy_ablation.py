@@ -132,7 +132,7 @@ def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], step
     """Train (or resume) one run to ``steps``; returns ``{"steps", "seconds"}`` of this call."""
     from threeam.train import checkpointing
     from threeam.train.config import apply_overrides, config_from_dict
-    from threeam.train.recipes import get_preset, run_training
+    from threeam.train.recipes import get_train_config, run_training
 
     ov = list(overrides) + [f"run.max_steps={steps}", f"data.scene_cache={_scene_cache(out)}", "run.progress=false"]
     latest = checkpointing.find_latest(run_dir)
@@ -142,7 +142,7 @@ def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], step
             return {"steps": int(state["step"]), "seconds": 0.0, "skipped": True}
         cfg = apply_overrides(config_from_dict(state["config"]), ov)
     else:
-        cfg = apply_overrides(get_preset(preset), ov)
+        cfg = apply_overrides(get_train_config(preset), ov)
     t0 = time.perf_counter()
     trainer = run_training(cfg, run_dir, resume=latest is not None)
     return {"steps": trainer.step, "seconds": time.perf_counter() - t0}
@@ -170,11 +170,11 @@ def stage_scenes(out: Path, cfg: ToyAblationConfig) -> None:
     from threeam.data.scene_store import cached_scene, train_scene_seed
     from threeam.train.clips import synthetic_scene_config
     from threeam.train.config import apply_overrides
-    from threeam.train.recipes import get_preset
+    from threeam.train.recipes import get_train_config
 
     t0 = time.perf_counter()
     for preset in ("sam2-pretrain-synthetic", "must3r-pretrain-synthetic"):
-        tc = apply_overrides(get_preset(preset), list(cfg.train_overrides))
+        tc = apply_overrides(get_train_config(preset), list(cfg.train_overrides))
         sc = synthetic_scene_config(tc)
         names = [("synthetic", j) for j in range(tc.data.scenes_per_source)]
         if tc.run.eval_every:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from threeam.errors import InputError
-from threeam.presets import deprecated_alias, preset_functions
+from threeam.presets import preset_functions
 from threeam.train.config import (DataConfig, DataSourceConfig, ModelConfig, OptimConfig, ParamGroupConfig,
                                   RunConfig, ToyTaskConfig, TrainConfig)
 from threeam.train.distributed import DistContext
@@ -256,7 +256,6 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {c.name: c for c in (
 get_train_config, train_presets = preset_functions(TRAIN_PRESETS, "train", "training")
 
 
-get_preset = deprecated_alias(get_train_config, "get_preset")
 
 
 # ------------------------------------------------------------------------------------ tasks
