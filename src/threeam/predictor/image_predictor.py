@@ -82,7 +82,7 @@ class ImagePredictor:
 
     def __init__(self, model: torch.nn.Module, mask_threshold: float = 0.0, max_hole_area: float = 0.0,
                  max_sprinkle_area: float = 0.0) -> None:
-        for attr in ("forward_image", "_prepare_backbone_features", "sam_prompt_encoder", "sam_mask_decoder",
+        for attr in ("forward_image", "prepare_backbone_features", "sam_prompt_encoder", "sam_mask_decoder",
                      "image_size"):
             if not hasattr(model, attr):
                 raise InputError(f"model must be a SAM 2 model (SAM2Base); {type(model).__name__} has no {attr!r}")
@@ -185,7 +185,7 @@ class ImagePredictor:
     @torch.inference_mode()
     def _encode(self, batch: torch.Tensor) -> dict:
         backbone_out = self.model.forward_image(batch)
-        _, vision_feats, _, feat_sizes = self.model._prepare_backbone_features(backbone_out)
+        _, vision_feats, _, feat_sizes = self.model.prepare_backbone_features(backbone_out)
         if getattr(self.model, "directly_add_no_mem_embed", False):
             vision_feats[-1] = vision_feats[-1] + self.model.no_mem_embed
         b = batch.shape[0]

@@ -13,7 +13,8 @@ Differences, all on the friendly side:
   ``video_size=(H, W)`` for frames that were already resized (see `threeam.io.video`);
 * bad input (points outside the frame, unknown object ids, wrong mask size, ...) raises
   `threeam.errors.InputError` with a clear message before anything in the state changes;
-  ``remove_object`` raises for an unknown id unless ``strict=False``;
+  ``remove_object`` ignores an unknown id by default (as the official does) and raises for one
+  with ``strict=True``;
 * hole filling (``fill_hole_area``) runs on any device (CPU connected components);
 * ``progress=False`` silences the tqdm progress bar.
 
@@ -545,7 +546,7 @@ class VideoPredictor:
             video_res_masks = F.interpolate(any_res_masks, size=(state.video_height, state.video_width),
                                             mode="bilinear", align_corners=False)
         if self.non_overlap_masks:
-            video_res_masks = self.model._apply_non_overlapping_constraints(video_res_masks)
+            video_res_masks = self.model.apply_non_overlapping_constraints(video_res_masks)
         return any_res_masks, video_res_masks
 
     def _consolidate_temp_output_across_obj(self, state: InferenceState, frame_idx: int, is_cond: bool,
@@ -1140,7 +1141,7 @@ class VideoPredictor:
         state = inference_state
         features = self.frame_features(state, frame_idx, batch_size)
         with self.autocast_context():
-            maskmem_features, maskmem_pos_enc = self.model._encode_new_memory(
+            maskmem_features, maskmem_pos_enc = self.model.encode_new_memory(
                 current_vision_feats=features.vision_feats, feat_sizes=features.feat_sizes,
                 pred_masks_high_res=high_res_masks, object_score_logits=object_score_logits,
                 is_mask_from_pts=is_mask_from_pts)

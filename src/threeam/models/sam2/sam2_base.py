@@ -107,8 +107,10 @@ class SAM2Base(nn.Module):
 
     Constructor keywords are the official ones (see the official config files); the prompt
     encoder and mask decoder are built here (``sam_prompt_encoder``, ``sam_mask_decoder``).
-    Use :meth:`forward_image`, :meth:`_prepare_backbone_features` and :meth:`track_step`
-    (the video predictor drives them); ``forward`` itself is not used.
+    Use :meth:`forward_image`, :meth:`prepare_backbone_features` and :meth:`track_step`
+    (the video predictor drives them; it also calls :meth:`encode_new_memory` and
+    :meth:`apply_non_overlapping_constraints`); ``forward`` itself is not used. The official
+    private names of those three (``_prepare_backbone_features``, ...) are aliases.
     """
 
     def __init__(
@@ -401,7 +403,7 @@ class SAM2Base(nn.Module):
             backbone_out["backbone_fpn"] = fpn
         return backbone_out
 
-    def _prepare_backbone_features(self, backbone_out: dict) -> tuple[dict, list[Tensor], list[Tensor], list[tuple[int, int]]]:
+    def prepare_backbone_features(self, backbone_out: dict) -> tuple[dict, list[Tensor], list[Tensor], list[tuple[int, int]]]:
         """Flatten the last `num_feature_levels` levels: returns (backbone_out copy,
         vision_feats [(H*W, B, C_l)], vision_pos_embeds [(H*W, B, C)], feat_sizes [(H, W)])."""
         backbone_out = backbone_out.copy()
@@ -512,7 +514,7 @@ class SAM2Base(nn.Module):
                                       num_obj_ptr_tokens=num_obj_ptr_tokens)
         return fused.permute(1, 2, 0).reshape(b, c, h, w)
 
-    def _encode_new_memory(self, current_vision_feats: list[Tensor], feat_sizes: list[tuple[int, int]],
+    def encode_new_memory(self, current_vision_feats: list[Tensor], feat_sizes: list[tuple[int, int]],
                            pred_masks_high_res: Tensor, object_score_logits: Tensor,
                            is_mask_from_pts: bool) -> tuple[Tensor, list[Tensor]]:
         """Encode the stride-16 feature (``current_vision_feats[-1]``) with the predicted mask
@@ -522,7 +524,7 @@ class SAM2Base(nn.Module):
         h, w = feat_sizes[-1]
         pix_feat = feat.permute(1, 2, 0).reshape(b, self.hidden_dim, h, w)
         if self.non_overlap_masks_for_mem_enc and not self.training:
-            pred_masks_high_res = self._apply_non_overlapping_constraints(pred_masks_high_res)
+            pred_masks_high_res = self.apply_non_overlapping_constraints(pred_masks_high_res)
         if self.binarize_mask_from_pts_for_mem_enc and is_mask_from_pts and not self.training:
             mask_for_mem = (pred_masks_high_res > 0).float()
         else:
@@ -548,7 +550,7 @@ class SAM2Base(nn.Module):
                 "backbone_fpn": [f.expand(batch_size, -1, -1, -1) for f in backbone_out["backbone_fpn"]],
                 "vision_pos_enc": [p.expand(batch_size, -1, -1, -1) for p in backbone_out["vision_pos_enc"]],
             }
-        _, feats, pos, sizes = self._prepare_backbone_features(backbone_out)
+        _, feats, pos, sizes = self.prepare_backbone_features(backbone_out)
         return FrameFeatures(feats, pos, sizes)
 
     def track_frame(self, features: FrameFeatures, frame_idx: int, memory: dict, num_frames: int, *,
@@ -597,7 +599,7 @@ class SAM2Base(nn.Module):
     def encode_memory(self, features: FrameFeatures, out: TrackStepOutput,
                       is_mask_from_pts: bool = False) -> TrackStepOutput:
         """``out`` with the memory of its chosen mask (``pred_masks_high_res``) encoded."""
-        feats, pos = self._encode_new_memory(current_vision_feats=features.vision_feats,
+        feats, pos = self.encode_new_memory(current_vision_feats=features.vision_feats,
                                              feat_sizes=features.feat_sizes,
                                              pred_masks_high_res=out.pred_masks_high_res,
                                              object_score_logits=out.object_score_logits,
@@ -646,10 +648,15 @@ class SAM2Base(nn.Module):
                     and (is_init_cond_frame or self.multimask_output_for_tracking)
                     and self.multimask_min_pt_num <= num_pts <= self.multimask_max_pt_num)
 
-    def _apply_non_overlapping_constraints(self, pred_masks: Tensor) -> Tensor:
+    def apply_non_overlapping_constraints(self, pred_masks: Tensor) -> Tensor:
         """Per pixel keep only the highest-scoring object; others are clamped to at most -10. (B, 1, H, W)."""
         if pred_masks.size(0) == 1:
             return pred_masks
         winner = torch.argmax(pred_masks, dim=0, keepdim=True)
         ids = torch.arange(pred_masks.size(0), device=pred_masks.device)[:, None, None, None]
         return torch.where(winner == ids, pred_masks, torch.clamp(pred_masks, max=-10.0))
+
+    # the official private names (code written against the official SAM2Base calls these)
+    _prepare_backbone_features = prepare_backbone_features
+    _encode_new_memory = encode_new_memory
+    _apply_non_overlapping_constraints = apply_non_overlapping_constraints
