@@ -216,15 +216,15 @@ def test_bad_images(image_case, image, match):
     (dict(point_coords=[[1, 1], [2, 2]], point_labels=[1]), "one label per point"),
     (dict(point_coords=[[1, 1]]), "together"),
     (dict(point_labels=[1]), "together"),
-    (dict(point_coords=[[321, 10]], point_labels=[1]), "outside the image"),
+    (dict(point_coords=[[641, 10]], point_labels=[1]), "outside the image"),  # > one image size past the edge
     (dict(point_coords=[[-1, 10]], point_labels=[1]), "outside the image"),
-    (dict(point_coords=[[0.5, 1.5]], point_labels=[1], normalize_coords=False), r"\[0, 1\]"),
+    (dict(point_coords=[[0.5, 2.5]], point_labels=[1], normalize_coords=False), r"\[0, 1\]"),
     (dict(point_coords=[[1, 1]], point_labels=[5]), "point_labels"),
     (dict(point_coords=[[1, 1]], point_labels=[0.5]), "integers"),
     (dict(point_coords=[1, 1, 1], point_labels=[1]), r"\(N, 2\)"),
     (dict(box=[50, 50, 10, 10]), "x1 >= x0"),
     (dict(box=[0, 0, 10]), "4 numbers"),
-    (dict(box=[0, 0, 10, 300]), "outside the image"),
+    (dict(box=[0, 0, 10, 500]), "outside the image"),  # boxes a little past the image are clipped
     (dict(box=[[0, 0, 10, 10], [0, 0, 20, 20]], point_coords=[[1, 1]], point_labels=[1]), "one row per box"),
     (dict(mask_input=np.zeros((1, 32, 32), np.float32)), r"\(1, 64, 64\)"),
     (dict(point_coords=[[float("nan"), 1]], point_labels=[1]), "finite"),

@@ -39,7 +39,7 @@ def _state(predictor, frames):
 
 # ----------------------------------------------------------------------------- bad input
 
-@pytest.mark.parametrize("point", [(-1, 10), (10, -0.5), (W + 1, 10), (10, H + 3)])
+@pytest.mark.parametrize("point", [(-1, 10), (10, -0.5), (2 * W + 1, 10), (10, 2 * H + 3)])  # see test_prompt_bounds
 def test_point_outside_the_frame(predictor, frames, point):
     state = _state(predictor, frames)
     with pytest.raises(InputError, match="outside the frame"):
@@ -58,7 +58,7 @@ def test_box_with_swapped_corners(predictor, frames):
 def test_mask_of_the_wrong_size(predictor, frames):
     state = _state(predictor, frames)
     with pytest.raises(InputError, match=f"{H}, {W}"):
-        predictor.add_new_mask(state, 0, 1, np.ones((H // 2, W // 2), dtype=bool))
+        predictor.add_new_mask(state, 0, 1, np.ones((H // 2, W), dtype=bool))  # another aspect ratio
 
 
 def test_labels_points_mismatch_and_frame_range(predictor, frames):

@@ -248,8 +248,8 @@ def session_id(client):
 
 
 @pytest.mark.parametrize("body, status", [
-    ({"frame": 0, "obj_id": 1, "points": [[W + 1, 5]], "labels": [1]}, 400),       # outside the frame
-    ({"frame": 0, "obj_id": 1, "points": [[5, H + 0.5]], "labels": [1]}, 400),
+    ({"frame": 0, "obj_id": 1, "points": [[2 * W + 1, 5]], "labels": [1]}, 400),   # clearly outside the frame
+    ({"frame": 0, "obj_id": 1, "points": [[5, 2 * H + 0.5]], "labels": [1]}, 400),
     ({"frame": 0, "obj_id": 1, "points": [[-1, 5]], "labels": [1]}, 422),
     ({"frame": 0, "obj_id": 1, "points": [[1e300, 5]], "labels": [1]}, 422),
     ({"frame": T, "obj_id": 1, "points": [[5, 5]], "labels": [1]}, 400),           # frame out of range
@@ -264,7 +264,7 @@ def session_id(client):
     ({"frame": 0, "obj_id": 1, "points": [[5, 5, 5]], "labels": [1]}, 422),
     ({"frame": 0, "obj_id": 1, "points": [[5, 5]] * 65, "labels": [1] * 65}, 422),
     ({"frame": 0, "obj_id": 1, "box": [50, 5, 10, 30]}, 422),                     # x1 < x0
-    ({"frame": 0, "obj_id": 1, "box": [5, 5, W + 10, 30]}, 400),
+    ({"frame": 0, "obj_id": 1, "box": [5, 5, 2 * W + 10, 30]}, 400),              # (a little past: clipped)
     ({"frame": 0, "obj_id": 1, "points": [[5, 5]], "labels": [1], "code": "__import__('os')"}, 422),
     ({"frame": 0, "obj_id": 1, "mask": {"size": [H, W], "counts": "not rle!"}}, 400),
     ({"frame": 0, "obj_id": 1, "mask": {"size": [H + 1, W], "counts": encode_rle(np.ones((H + 1, W), bool))["counts"]}}, 400),

@@ -20,8 +20,11 @@ Differences, all on the friendly side:
   latter shares the video predictor's model object (no second copy of the weights);
 * hole filling and sprinkle removal (``max_hole_area``, ``max_sprinkle_area``) run on any device
   (CPU connected components); the official skips them without its CUDA extension;
-* bad input (wrong image type, prompts outside the image, mismatched counts, ``predict`` before
-  ``set_image`` or after ``set_image_batch``) raises `threeam.errors.InputError`.
+* boxes are clipped to the image; points may lie up to one image size past the right/bottom
+  edge (passed on unchanged, as the official does), negative or farther ones are refused (the
+  rule of `threeam.predictor.validation`, docs/tracking.md);
+* bad input (wrong image type, prompts clearly outside the image, mismatched counts, ``predict``
+  before ``set_image`` or after ``set_image_batch``) raises `threeam.errors.InputError`.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from threeam.errors import InputError
-from threeam.predictor.validation import as_float_tensor, check_points_inside
+from threeam.predictor.validation import as_float_tensor, check_points, clip_boxes
 from threeam.predictor.postprocess import connected_components
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -294,7 +297,7 @@ class ImagePredictor:
             if not set(lab.flatten().tolist()) <= {-1, 0, 1, 2, 3}:
                 raise InputError(f"point_labels must be 1 (positive) or 0 (negative) (2/3 box corners, "
                                  f"-1 padding), got {lab.flatten().tolist()}")
-            check_points_inside(coords, "point", orig_hw, normalize_coords, area="image", pixels="image pixels")
+            check_points(coords, "point", orig_hw, normalize_coords, area="image", pixels="image pixels")
             coords = self.transform_coords(coords.to(device), normalize=normalize_coords, orig_hw=orig_hw)
             labels = lab.to(device)
         if box is not None:
@@ -305,7 +308,8 @@ class ImagePredictor:
                 raise InputError(f"box must be 4 numbers (x0, y0, x1, y1) or (B, 4), got shape {tuple(b.shape)}")
             if ((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])).any():
                 raise InputError(f"box (x0, y0, x1, y1) needs x1 >= x0 and y1 >= y0, got {b.tolist()}")
-            check_points_inside(b, "box corner", orig_hw, normalize_coords, area="image", pixels="image pixels")
+            b = clip_boxes(b.reshape(-1, 2, 2), "box corner", orig_hw, normalize_coords, area="image",
+                           pixels="image pixels").reshape(-1, 4)
             boxes = self.transform_boxes(b.to(device), normalize=normalize_coords, orig_hw=orig_hw)
             if coords is not None and coords.shape[0] != boxes.shape[0]:
                 raise InputError(f"{boxes.shape[0]} box(es) but point prompts for {coords.shape[0]}; "

@@ -37,7 +37,7 @@ import torch
 from threeam.errors import InputError, VideoError
 from threeam.io.atomic import atomic_output_dir, check_output_dir
 from threeam.io.masks import TracksWriter, read_palette_png, write_palette_png
-from threeam.predictor.validation import is_int
+from threeam.predictor.validation import check_mask_size, check_points, clip_boxes, is_int
 
 MIN_OBJ_ID, MAX_OBJ_ID = 1, 254
 DEFAULT_FPS = 24.0
@@ -211,8 +211,9 @@ def prompts_from_json(path: str | os.PathLike) -> list[ObjectPrompt]:
 
 def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
     """Every prompt against the video: frame in range, id 1..254, one kind of prompt (clicks and/or
-    a box, or a mask), clicks and boxes inside the frame, boxes of positive area, masks of the
-    frame's size and not empty, at most one prompt per object and frame. InputError otherwise."""
+    a box, or a mask), clicks and boxes by the predictors' rule (`threeam.predictor.validation`:
+    boxes clipped, nothing clearly outside), boxes of positive area, masks of the frame's size or
+    aspect ratio and not empty, at most one prompt per object and frame. InputError otherwise."""
     if not prompts:
         raise InputError("no prompts: give a point (--point), a box (--box), a mask (--mask) or a prompts file "
                          "(--prompts)")
@@ -235,9 +236,12 @@ def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
             if pr.points is not None or pr.box is not None:
                 raise InputError(f"{name}: a mask prompt cannot be combined with points or a box")
             m = np.asarray(pr.mask)
-            if m.shape != (h, w):
-                raise InputError(f"{name}: mask is {m.shape[1] if m.ndim == 2 else '?'}x{m.shape[0]} (WxH) but the "
-                                 f"video frames are {w}x{h}")
+            if m.ndim != 2:
+                raise InputError(f"{name}: a mask must be 2-D (H, W), got shape {m.shape}")
+            try:  # the video's size, or the same aspect ratio (resized by the predictor)
+                check_mask_size(m.shape, (h, w))
+            except InputError as e:
+                raise InputError(f"{name}: {e}") from None
             if not m.any():
                 raise InputError(f"{name}: mask on frame {pr.frame} is empty")
             continue
@@ -247,9 +251,11 @@ def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
             for (x, y) in pr.points:
                 if not (_is_number(x) and _is_number(y)):
                     raise InputError(f"{name}: point ({x!r}, {y!r}) must be two finite numbers")
-                if not (0 <= x <= w and 0 <= y <= h):
-                    raise InputError(f"{name}: point ({x:g}, {y:g}) is outside the frame: (x, y) must lie in "
-                                     f"[0, {w}] x [0, {h}] video pixels")
+                try:  # the predictors' rule (docs/tracking.md, "Prompts outside the frame")
+                    check_points(torch.tensor([[float(x), float(y)]]), "point", (h, w), True, area="frame",
+                                 pixels="video pixels")
+                except InputError as e:
+                    raise InputError(f"{name}: {e}") from None
             if any(not (is_int(v) and v in (0, 1)) for v in pr.labels):
                 raise InputError(f"{name}: labels must be 1 (positive) or 0 (negative), got {pr.labels}")
         if pr.box is not None:
@@ -259,10 +265,11 @@ def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
             if not (x1 > x0 and y1 > y0):
                 raise InputError(f"{name}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs x1 > x0 and y1 > y0 "
                                  "(a box of positive area)")
-            for x, y in ((x0, y0), (x1, y1)):
-                if not (0 <= x <= w and 0 <= y <= h):
-                    raise InputError(f"{name}: box corner ({x:g}, {y:g}) is outside the frame: (x, y) must lie in "
-                                     f"[0, {w}] x [0, {h}] video pixels")
+            try:  # clipped to the frame by the predictor; clearly outside is refused here already
+                clip_boxes(torch.tensor([[x0, y0], [x1, y1]]), "box corner", (h, w), True, area="frame",
+                           pixels="video pixels")
+            except InputError as e:
+                raise InputError(f"{name}: {e}") from None
 
 
 DIRECTIONS = ("forward", "backward", "both")

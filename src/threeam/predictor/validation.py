@@ -30,18 +30,82 @@ def as_float_tensor(value: Any, name: str) -> torch.Tensor:
     return t
 
 
-def check_points_inside(xy: torch.Tensor, name: str, size_hw: tuple[int, int], normalize_coords: bool, *,
-                        area: str, pixels: str) -> None:
-    """Points ``(..., 2)`` as (x, y) lie in ``[0, W] x [0, H]`` of `size_hw` (``pixels``, e.g. "video
-    pixels"), or in ``[0, 1]`` without `normalize_coords`; else one `InputError` naming the first
-    point outside the `area` ("image", "frame")."""
+# The prompt-coordinate rule (docs/tracking.md, "Prompts outside the frame"). The official predictors
+# check nothing; we accept what they accept where it is plausibly meant (a detector box slightly
+# outside the frame, a click on the far border) and refuse what is clearly a mistake.
+OUTSIDE_MARGIN = 1.0  # how far past the frame (in frame sizes) a point or box corner may lie
+ASPECT_TOLERANCE = 0.01  # a mask prompt of another size must have the frame's aspect ratio within 1%
+
+
+def _extent(size_hw: tuple[int, int], normalize_coords: bool, pixels: str) -> tuple[float, float, str]:
     if normalize_coords:
-        max_x, max_y, unit = float(size_hw[1]), float(size_hw[0]), pixels
-    else:
-        max_x, max_y, unit = 1.0, 1.0, "normalised [0, 1] coordinates (normalize_coords=False)"
+        return float(size_hw[1]), float(size_hw[0]), pixels
+    return 1.0, 1.0, "normalised coordinates (normalize_coords=False; the frame is [0, 1] x [0, 1])"
+
+
+def check_points(xy: torch.Tensor, name: str, size_hw: tuple[int, int], normalize_coords: bool, *,
+                 area: str, pixels: str) -> None:
+    """Points ``(..., 2)`` as (x, y) of a frame of `size_hw` (``pixels``, e.g. "video pixels"; or
+    [0, 1] units without `normalize_coords`).
+
+    A point inside ``[0, W] x [0, H]`` is what it says. One past the right or bottom edge by at
+    most one frame size (`OUTSIDE_MARGIN`) is passed to the model unchanged, as the official
+    predictors do (the prompt encoder extends past the frame). A negative coordinate or a point
+    farther out is an `InputError` naming the first such point and the allowed range.
+    """
+    max_x, max_y, unit = _extent(size_hw, normalize_coords, pixels)
+    lim_x, lim_y = max_x * (1 + OUTSIDE_MARGIN), max_y * (1 + OUTSIDE_MARGIN)
     flat = xy.reshape(-1, 2)
-    bad = (flat[:, 0] < 0) | (flat[:, 0] > max_x) | (flat[:, 1] < 0) | (flat[:, 1] > max_y)
+    bad = (flat[:, 0] < 0) | (flat[:, 0] > lim_x) | (flat[:, 1] < 0) | (flat[:, 1] > lim_y)
     if bad.any():
         x, y = flat[bad][0].tolist()
         raise InputError(f"{name} ({x:g}, {y:g}) is outside the {area}: (x, y) must lie in "
-                         f"[0, {max_x:g}] x [0, {max_y:g}] {unit}")
+                         f"[0, {lim_x:g}] x [0, {lim_y:g}] {unit} (the {area} is [0, {max_x:g}] x [0, {max_y:g}]; "
+                         f"no negative coordinates)")
+
+
+def clip_boxes(corners: torch.Tensor, name: str, size_hw: tuple[int, int], normalize_coords: bool, *,
+               area: str, pixels: str) -> torch.Tensor:
+    """Boxes as corner pairs ``(..., 2, 2)`` (``[[x0, y0], [x1, y1]]``, x1 >= x0, y1 >= y0), clipped
+    to the frame ``[0, W] x [0, H]`` (detector boxes often reach a little past it).
+
+    Refused (`InputError`): a corner more than one frame size outside (`OUTSIDE_MARGIN`: x in
+    ``[-W, 2W]``, y in ``[-H, 2H]``), and a box that does not touch the frame at all.
+    Returns the clipped corners (a new tensor).
+    """
+    max_x, max_y, unit = _extent(size_hw, normalize_coords, pixels)
+    m = OUTSIDE_MARGIN
+    flat = corners.reshape(-1, 2)
+    bad = (flat[:, 0] < -m * max_x) | (flat[:, 0] > (1 + m) * max_x) | \
+          (flat[:, 1] < -m * max_y) | (flat[:, 1] > (1 + m) * max_y)
+    if bad.any():
+        x, y = flat[bad][0].tolist()
+        raise InputError(f"{name} ({x:g}, {y:g}) is outside the {area}: boxes are clipped to the {area}, but "
+                         f"corners must lie in [{-m * max_x:g}, {(1 + m) * max_x:g}] x "
+                         f"[{-m * max_y:g}, {(1 + m) * max_y:g}] {unit}")
+    boxes = corners.reshape(-1, 2, 2)
+    away = (boxes[:, 0, 0] > max_x) | (boxes[:, 1, 0] < 0) | (boxes[:, 0, 1] > max_y) | (boxes[:, 1, 1] < 0)
+    if away.any():
+        x0, y0, x1, y1 = boxes[away][0].reshape(-1).tolist()
+        raise InputError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {area} "
+                         f"[0, {max_x:g}] x [0, {max_y:g}] {unit}: nothing is left after clipping")
+    out = corners.clone()
+    out[..., 0] = out[..., 0].clamp(0.0, max_x)
+    out[..., 1] = out[..., 1].clamp(0.0, max_y)
+    return out
+
+
+def check_mask_size(mask_hw: tuple[int, int], size_hw: tuple[int, int], what: str = "video frames") -> bool:
+    """A mask prompt of ``mask_hw`` for frames of ``size_hw``: the same size, or another size with
+    the same aspect ratio within `ASPECT_TOLERANCE` (it is then resized, as the official predictor
+    resizes any mask to the model's input size). Returns whether it needs resizing; any other
+    size is an `InputError`."""
+    mh, mw = int(mask_hw[0]), int(mask_hw[1])
+    h, w = int(size_hw[0]), int(size_hw[1])
+    if (mh, mw) == (h, w):
+        return False
+    if mh < 1 or mw < 1 or abs((mw / mh) / (w / h) - 1.0) > ASPECT_TOLERANCE:
+        raise InputError(f"mask has size (H, W) = ({mh}, {mw}) but the {what} are ({h}, {w}); give a mask at "
+                         f"that size or with the same aspect ratio {w / h:.4g} (W/H, within "
+                         f"{ASPECT_TOLERANCE:.0%}; got {mw / max(mh, 1):.4g})")
+    return True

@@ -11,8 +11,10 @@ Differences, all on the friendly side:
   ``VideoPredictor.from_pretrained("sam2.1_hiera_t", checkpoint=...)``;
 * ``init_state`` also takes a numpy array / torch tensor ``(T, H, W, 3)`` uint8 and a
   ``video_size=(H, W)`` for frames that were already resized (see `threeam.io.video`);
-* bad input (points outside the frame, unknown object ids, wrong mask size, ...) raises
-  `threeam.errors.InputError` with a clear message before anything in the state changes;
+* bad input (points clearly outside the frame, unknown object ids, a mask of another aspect
+  ratio, ...) raises `threeam.errors.InputError` with a clear message before anything in the
+  state changes; boxes are clipped to the frame and a mask of another size with the frame's
+  aspect ratio is resized (docs/tracking.md, "Prompts outside the frame");
   ``remove_object`` ignores an unknown id by default (as the official does) and raises for one
   with ``strict=True``;
 * hole filling (``fill_hole_area``) runs on any device (CPU connected components);
@@ -53,7 +55,7 @@ from threeam.predictor.postprocess import fill_holes_in_mask_scores
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.models.sam2.tracking import COND, NON_COND, NO_OBJ_SCORE, FrameFeatures, TrackStepOutput
 from threeam.predictor.state import InferenceState, empty_output_dict
-from threeam.predictor.validation import as_float_tensor, check_points_inside, is_int
+from threeam.predictor.validation import as_float_tensor, check_mask_size, check_points, clip_boxes, is_int
 
 PREDICTOR_OPTIONS = (
     "fill_hole_area",
@@ -346,8 +348,8 @@ class VideoPredictor:
 
     def _check_coords(self, state: InferenceState, coords: torch.Tensor, name: str, normalize_coords: bool) -> None:
         """coords (..., 2) as (x, y): inside the video frame (pixels) or in [0, 1] without normalisation."""
-        check_points_inside(coords, name, (state.video_height, state.video_width), normalize_coords, area="frame",
-                            pixels="video pixels")
+        check_points(coords, name, (state.video_height, state.video_width), normalize_coords, area="frame",
+                     pixels="video pixels")
 
     def _prepare_point_prompt(self, state, points, labels, box, normalize_coords, clear_old_points):
         """Validate the prompt and turn it into model-input coordinates: ((1, P, 2), (1, P) int32)."""
@@ -388,7 +390,8 @@ class VideoPredictor:
             b = b.reshape(2, 2)
             if b[1, 0] < b[0, 0] or b[1, 1] < b[0, 1]:
                 raise InputError(f"box (x0, y0, x1, y1) = {tuple(b.reshape(-1).tolist())} needs x1 >= x0 and y1 >= y0")
-            self._check_coords(state, b, "box corner", normalize_coords)
+            b = clip_boxes(b, "box corner", (state.video_height, state.video_width), normalize_coords,
+                           area="frame", pixels="video pixels")
             pts = torch.cat([b, pts], dim=0)
             lab = torch.cat([torch.tensor([2, 3], dtype=torch.int32), lab], dim=0)
         if normalize_coords:
@@ -474,7 +477,8 @@ class VideoPredictor:
         """Give one object's mask on one frame.
 
         Args:
-            mask: ``(H, W)`` bool (or 0/1) mask at video resolution.
+            mask: ``(H, W)`` bool (or 0/1) mask at video resolution, or at another size with the
+                video's aspect ratio (within 1%); it is resized to the model's input size either way.
 
         Returns:
             ``(frame_idx, obj_ids, video_res_masks)`` as `add_new_points_or_box`.
@@ -486,9 +490,7 @@ class VideoPredictor:
         if m.dim() != 2:
             raise InputError(f"mask must be 2-D (H, W) = ({state.video_height}, {state.video_width}), "
                              f"got shape {tuple(m.shape)}")
-        if tuple(m.shape) != (state.video_height, state.video_width):
-            raise InputError(f"mask has size {tuple(m.shape)} but the video frames are "
-                             f"(H, W) = ({state.video_height}, {state.video_width})")
+        check_mask_size(tuple(m.shape), (state.video_height, state.video_width))  # or the same aspect ratio
         mask_inputs = (m > 0.5 if m.is_floating_point() else m.bool()).float()[None, None].to(state.device)
         size = self.image_size
         if mask_inputs.shape[-2:] != (size, size):
