@@ -1,4 +1,6 @@
 """Tracking speed: 3AM against SAM 2 measured in the same run (ratios), on a generated video.
+On the CPU the times are the process's CPU time (robust to other jobs on a shared machine), on
+CUDA wall time. The official predictor (``--compare-official``) is always timed by wall clock.
 
 Both predictors share the SAM 2 weights (deterministic random weights: speed does not depend on
 them); 3AM adds MUSt3R (once per frame) and the Feature Merger. Prints frames per second of
@@ -55,8 +57,16 @@ def _boxes(h: int, w: int, n: int) -> list[list[float]]:
     return out
 
 
+def _clock(device: str):
+    """Wall time on accelerators; on the CPU the process's CPU time, which time spent preempted
+    by other jobs on a shared machine does not inflate (with ``--threads 1`` it is the work done;
+    the frame loader's read-ahead threads count in it, alike for every run)."""
+    return time.perf_counter if device.startswith("cuda") else time.process_time
+
+
 def _run(predictor, video, device: str, objects: int = 1) -> tuple[float, float]:
-    """Frames per second of one propagation with `objects` box prompts on frame 0, and peak GiB."""
+    """Frames per second of one propagation with `objects` box prompts on frame 0 (see `_clock`),
+    and peak GiB."""
     h, w = video.shape[1:3]
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -65,10 +75,11 @@ def _run(predictor, video, device: str, objects: int = 1) -> tuple[float, float]
         for i, box in enumerate(_boxes(h, w, objects)):
             predictor.add_new_points_or_box(state, 0, i + 1, box=box)
         _sync(device)
-        t0 = time.perf_counter()
+        clock = _clock(device)
+        t0 = clock()
         n = sum(1 for _ in predictor.propagate_in_video(state))
         _sync(device)
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
     return n / dt, peak
 
@@ -183,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
             rows[name] = _best(lambda: _run_official(off, video, args.device), args.repeats)
             del off
     print(f"device {args.device}, preset {args.preset}, {args.frames} frames {h}x{w}, best of {args.repeats}, "
-          f"bf16 autocast {'off' if args.no_bf16 or not args.device.startswith('cuda') else 'on'}")
+          f"bf16 autocast {'off' if args.no_bf16 or not args.device.startswith('cuda') else 'on'}, "
+          f"{'wall' if args.device.startswith('cuda') else 'process CPU'} time")
     for name, (fps, peak) in rows.items():
         print(f"  {name:32s} {fps:8.2f} frames/s   peak CUDA memory {peak:.2f} GiB")
     print(f"  3AM FPS / SAM 2 FPS (ours) = {rows['3am (ours)'][0] / rows['sam2 (ours)'][0]:.2f}")
