@@ -113,3 +113,41 @@ def test_culled_rendering_matches_brute_force(tiny_scene):
         assert (full.ids == f.instance_ids).mean() > 0.998  # only grazing silhouette rays may differ
         same = full.ids == f.instance_ids
         np.testing.assert_allclose(full.depth[same], f.depth[same], rtol=1e-5, atol=1e-5)
+
+
+def test_varied_rooms_keep_the_objects_and_change_only_the_room_surfaces():
+    import dataclasses
+
+    import torch
+
+    from threeam.data.render import TEXTURES, _texture
+    from threeam.data.scene_store import config_key
+    from threeam.data.synth import get_synth_config, make_layout
+
+    fixed = get_synth_config("tiny")
+    varied = dataclasses.replace(fixed, room_style="varied")
+    a = make_layout(fixed, np.random.default_rng(5))
+    b = make_layout(varied, np.random.default_rng(5))
+    assert a.surfaces is None and b.surfaces is not None
+    assert np.array_equal(a.room, b.room) and len(a.objects) == len(b.objects)
+    assert all(np.array_equal(x.position, y.position) and x.spec.texture == y.spec.texture
+               for x, y in zip(a.objects, b.objects))
+    pa, pb = a.primitives(), b.primitives()
+    room = pa.instance == 0
+    assert np.array_equal(pa.texture[~room], pb.texture[~room])
+    assert not np.allclose(pa.color_a[room], pb.color_a[room])
+    assert TEXTURES.index("plain") not in set(pb.texture[room].tolist())
+    # a default-valued new field leaves the cache key of existing scenes unchanged, the other value does not
+    assert config_key(fixed) != config_key(varied)
+    plain = {k: v for k, v in dataclasses.asdict(fixed).items() if k != "room_style"}
+    import hashlib
+    import json
+    assert config_key(fixed) == hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    with pytest.raises(InputError, match="room_style"):
+        dataclasses.replace(fixed, room_style="wild")
+    # "noise" is aperiodic: cells one texture period apart differ, where "checker" repeats every 2
+    q = torch.tensor([[0.5 + 2 * k, 0.5, 0.5] for k in range(16)], dtype=torch.float64)
+    noise = _texture(torch.full((16,), TEXTURES.index("noise")), q, torch.ones(16, dtype=torch.float64))
+    checker = _texture(torch.zeros(16, dtype=torch.long), q, torch.ones(16, dtype=torch.float64))
+    assert checker.unique().numel() == 1 and noise.unique().numel() > 8
+    assert ((noise >= 0) & (noise <= 1)).all()

@@ -20,7 +20,8 @@ __all__ = ["BOX", "CYLINDER", "SPHERE", "TEXTURES", "Primitives", "render_rays",
            "screen_boxes", "RenderOutput"]
 
 BOX, CYLINDER, SPHERE = 0, 1, 2
-TEXTURES = ("checker", "stripes", "waves", "rings", "plain")
+TEXTURES = ("checker", "stripes", "waves", "rings", "plain", "noise")
+"""Solid textures; ``noise`` is aperiodic (a pseudo-random value per cubic cell of the texture period)."""
 _EPS = 1e-6
 _LIGHT = np.array([0.35, 0.5, 0.79])  # direction *towards* the light (z up), normalised below
 
@@ -163,8 +164,10 @@ def _texture(tex: torch.Tensor, pl: torch.Tensor, scale: torch.Tensor) -> torch.
     waves = 0.5 + 0.5 * torch.sin(3.1 * q[:, 0]) * torch.sin(2.3 * q[:, 1] + 1.0) * torch.sin(2.7 * q[:, 2] + 2.0)
     rings = torch.remainder(torch.floor(q.norm(dim=-1) * 1.5), 2.0)
     plain = torch.zeros_like(checker)
+    cell = torch.floor(q)
+    noise = torch.frac(torch.sin(cell[:, 0] * 127.1 + cell[:, 1] * 311.7 + cell[:, 2] * 74.7).abs() * 43758.5453)
     t = tex[:, None]
-    stack = torch.stack([checker, stripes, waves, rings, plain], -1)
+    stack = torch.stack([checker, stripes, waves, rings, plain, noise], -1)
     return stack.gather(1, t).squeeze(1)
 
 

@@ -57,7 +57,10 @@ def is_train_seed(seed: int) -> bool:
 
 def config_key(config: SynthConfig) -> str:
     """A short stable hash of a generator config (part of the cache file name)."""
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    fields = dataclasses.asdict(config)
+    if fields.get("room_style") == "fixed":  # added later: at its default the key (and caches) stay as they were
+        fields.pop("room_style")
+    text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

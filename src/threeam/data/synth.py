@@ -26,10 +26,16 @@ from threeam.data.types import InMemoryScene, PosedFrame, SceneMesh
 from threeam.errors import InputError
 from threeam.presets import preset_functions
 
-__all__ = ["SynthConfig", "SYNTH_PRESETS", "get_synth_config", "synth_presets", "SceneLayout", "make_layout",
+__all__ = ["SynthConfig", "ROOM_STYLES", "SYNTH_PRESETS", "get_synth_config", "synth_presets", "SceneLayout", "make_layout",
            "make_trajectory", "generate_scene", "TRAJECTORIES"]
 
 TRAJECTORIES = ("orbit", "walk", "turn")
+ROOM_STYLES = ("fixed", "varied")
+"""``fixed``: every room has the same floor / ceiling / wall textures and colours (checker floor,
+plain ceiling, stripes / waves / stripes / rings walls); ``varied``: each of the six surfaces gets
+its own texture (any patterned one or the aperiodic ``noise``), colours and period, drawn per scene
+after the layout (the room and objects are those of the ``fixed`` scene of the same seed; the camera
+path is drawn after them, so it differs)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class SynthConfig:
         trajectory: one of ``orbit``, ``walk``, ``turn`` or ``mixed`` (picked per scene by seed).
         camera_height: (min, max) of camera height above the floor in metres.
         device: torch device for ray casting (``cpu`` or ``cuda``).
+        room_style: ``fixed`` or ``varied`` room surfaces (:data:`ROOM_STYLES`).
     """
 
     height: int = 256
@@ -62,8 +69,11 @@ class SynthConfig:
     trajectory: str = "mixed"
     camera_height: tuple[float, float] = (1.2, 1.6)
     device: str = "cpu"
+    room_style: str = "fixed"
 
     def __post_init__(self) -> None:
+        if self.room_style not in ROOM_STYLES:
+            raise InputError(f"room_style must be one of {ROOM_STYLES}, got {self.room_style!r}")
         if self.height < 8 or self.width < 8:
             raise InputError(f"frame size must be at least 8x8, got {self.height}x{self.width}")
         if self.n_frames < 1:
@@ -199,7 +209,7 @@ _LARGE: list[Callable] = [_obj_bed, _obj_sofa, _obj_shelf]
 def _make_spec(rng: np.random.Generator, large: bool) -> ObjectSpec:
     lib = _LARGE if large else _SMALL
     shape, parts, foot, height = lib[int(rng.integers(len(lib)))](rng)
-    tex = int(rng.integers(len(TEXTURES) - 1))  # never "plain" for objects: they need texture cues
+    tex = int(rng.integers(TEXTURES.index("plain")))  # the periodic textures: never "plain" (objects need cues)
     return ObjectSpec(shape, parts, foot, height, tex, _color(rng), _color(rng),
                       float(rng.uniform(0.04, 0.15)), large)
 
@@ -222,6 +232,7 @@ class SceneLayout:
     room: np.ndarray  # (3,) full extents (x, y, height), room centred at origin, floor at z=0
     free_radius: float  # cameras stay within this radius of the origin
     objects: list[PlacedObject] = field(default_factory=list)
+    surfaces: dict | None = None  # room_style "varied": per-surface texture (6,), colours (6, 3) x 2, period (6,)
 
     def primitives(self) -> Primitives:
         """All primitives (room structure with id 0, then objects)."""
@@ -241,6 +252,8 @@ class SceneLayout:
         cb = ca * np.array([[0.75], [0.97], [0.88], [0.88], [0.88], [0.88]])
         tex = np.array([0, 4, 1, 2, 1, 3])
         scale = np.array([0.5, 1.0, 0.35, 0.3, 0.45, 0.4])
+        if self.surfaces is not None:
+            tex, ca, cb, scale = (self.surfaces[k] for k in ("texture", "color_a", "color_b", "scale"))
         return Primitives(np.full(n, BOX), centers, np.tile(np.eye(3), (n, 1, 1)), sizes,
                           np.zeros(n, dtype=np.int64), tex, ca, cb, scale)
 
@@ -334,7 +347,18 @@ def make_layout(config: SynthConfig, rng: np.random.Generator) -> SceneLayout:
                 layout.objects.append(PlacedObject(next_id, spec, o.position + np.array([0, 0, top]),
                                                    float(rng.uniform(-math.pi, math.pi))))
                 next_id += 1
+    if config.room_style == "varied":
+        layout.surfaces = _varied_surfaces(np.random.default_rng(rng.integers(2 ** 63)))
     return layout
+
+
+def _varied_surfaces(rng: np.random.Generator) -> dict:
+    """Random textures, colours and periods for the room's six surfaces (floor, ceiling, 4 walls)."""
+    choices = [i for i, t in enumerate(TEXTURES) if t != "plain"]
+    tex = np.array([choices[int(i)] for i in rng.integers(len(choices), size=6)])
+    ca = rng.uniform(0.25, 0.95, size=(6, 3))
+    cb = ca * rng.uniform(0.45, 0.85, size=(6, 1))
+    return {"texture": tex, "color_a": ca, "color_b": cb, "scale": rng.uniform(0.15, 0.6, size=6)}
 
 
 def _smooth_interp(keys: np.ndarray, n: int) -> np.ndarray:
