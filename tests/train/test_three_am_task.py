@@ -81,3 +81,34 @@ def test_corrective_clicks_add_supervised_steps_on_the_prompted_frame():
     assert torch.isfinite(SAM2Loss(cfg.loss)(outputs, targets)["total"])
     masked, _ = clip_forward(model, rgb, masks, "mask", prompt_seed=3, correction_clicks=3)
     assert len(masked[0].masks) == 1  # mask prompts get no clicks
+
+
+def test_the_sam2_prompt_plan_reaches_the_3am_step(monkeypatch):
+    from threeam.data.synth import generate_scene, get_synth_config
+    from threeam.train.prompts import ClipPromptPlan
+    from threeam.train.three_am_task import make_step_fn
+
+    cfg = apply_overrides(get_train_config("tiny-synthetic"), ["data.prompt_plan=sam2", "data.correction_clicks=2"])
+    model = build_model(cfg)
+    scene = generate_scene(get_synth_config("tiny", n_frames=4, height=48, width=64), seed=2)
+    oid = scene.object_ids()[0]
+    rgb = torch.stack([torch.from_numpy(scene.frame(i).rgb) for i in range(4)]).numpy()
+    masks = torch.stack([torch.from_numpy(scene.frame(i).instance_ids == oid) for i in range(4)]).numpy()
+    masks[:] = masks[0]  # present everywhere, so every frame may be prompted
+    step = make_step_fn(cfg)
+    seen = []
+    import threeam.train.vos as vos
+
+    real = vos.track_clip
+
+    def spy(*args, plan=None, **kw):
+        seen.append(plan)
+        return real(*args, plan=plan, **kw)
+
+    monkeypatch.setattr(vos, "track_clip", spy)
+    for seed in range(6):
+        out = step(model, {"rgb": rgb, "masks": masks, "prompt_kind": "mask", "prompt_seed": seed,
+                           "prompt_kinds": ("mask", "point", "box")})
+        assert torch.isfinite(out["loss"])
+    assert all(isinstance(p, ClipPromptPlan) for p in seen)
+    assert any(len(p.init_cond_frames) == 2 for p in seen) or any(p.use_points for p in seen)

@@ -208,7 +208,8 @@ class DataConfig:
     frame 0, corrected there. ``sam2``: SAM 2's training rule (`threeam.train.vos.clip_prompt_plan`):
     1-2 conditioning frames (frame 0 and a random frame showing the object), GT masks on half of
     the clips and a box or one click on the others (only masks when ``prompt_kinds`` is just
-    ``mask``), corrective clicks on 1-2 frames, which then join the conditioning frames."""
+    ``mask``), corrective clicks on 1-2 frames, which then join the conditioning frames. Read by the
+    ``sam2`` and ``3am`` tasks; held-out evaluation always uses the frame-0 rule."""
 
     def __post_init__(self) -> None:
         _check_names_unique("data source", [s.name for s in self.sources])

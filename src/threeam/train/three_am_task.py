@@ -83,7 +83,8 @@ def _unwrap(model: nn.Module) -> ThreeAM:
 
 
 def clip_forward_full(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind: str = "mask",
-                      prompt_seed: int = 0, geometry: list | None = None, correction_clicks: int = 0):
+                      prompt_seed: int = 0, geometry: list | None = None, correction_clicks: int = 0,
+                      plan=None):
     """:func:`clip_forward` that also returns the chosen (gated) logits (T, 1, S, S)."""
     from threeam.train.vos import track_clip
 
@@ -98,12 +99,12 @@ def clip_forward_full(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt
     def fuse(t: int, one: dict, hw: tuple[int, int]) -> dict:
         return model.merge_backbone_output(one, geometry[t], hw)
 
-    return track_clip(model.sam2, rgb, masks, prompt_kind, prompt_seed, correction_clicks, fuse=fuse)
+    return track_clip(model.sam2, rgb, masks, prompt_kind, prompt_seed, correction_clicks, fuse=fuse, plan=plan)
 
 
 def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind: str = "mask",
                  prompt_seed: int = 0, geometry: list | None = None,
-                 correction_clicks: int = 0) -> tuple[list[FrameOutputs], torch.Tensor]:
+                 correction_clicks: int = 0, plan=None) -> tuple[list[FrameOutputs], torch.Tensor]:
     """Run 3AM over one clip with gradients in the trainable parts.
 
     Args:
@@ -113,10 +114,13 @@ def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind
         correction_clicks: for a click/box prompt, this many corrective clicks on frame 0, each
             from the current error (`threeam.train.prompts.simulate_correction`), the decoder re-run
             with the previous logits as SAM 2 training does; every step's outputs are supervised.
+        plan: the clip's `threeam.train.prompts.ClipPromptPlan` (``data.prompt_plan=sam2``), or None
+            for the frame-0 rule (see `threeam.train.vos.track_clip`).
     Returns:
         per-frame `FrameOutputs` (ungated multimask logits at S x S) and the targets (T, 1, S, S).
     """
-    outputs, targets, _ = clip_forward_full(model, rgb, masks, prompt_kind, prompt_seed, geometry, correction_clicks)
+    outputs, targets, _ = clip_forward_full(model, rgb, masks, prompt_kind, prompt_seed, geometry, correction_clicks,
+                                            plan)
     return outputs, targets
 
 
@@ -131,13 +135,16 @@ def _geometry(batch: Mapping[str, Any], net: ThreeAM, caches: dict):
 
 
 def make_step_fn(config: TrainConfig):
+    from threeam.train.sam2_task import prompt_plan_for
+
     loss_fn = SAM2Loss(config.loss)
     caches: dict[str, Any] = {}
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         net = _unwrap(model)
         outputs, targets = clip_forward(net, batch["rgb"], batch["masks"], batch["prompt_kind"], batch["prompt_seed"],
-                                        _geometry(batch, net, caches), config.data.correction_clicks)
+                                        _geometry(batch, net, caches), config.data.correction_clicks,
+                                        prompt_plan_for(config, batch))
         losses = loss_fn(outputs, targets)
         out = {"loss": losses["total"]}
         out.update({f"loss_{k}": v.detach() for k, v in losses.items() if k != "total"})
