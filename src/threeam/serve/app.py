@@ -175,13 +175,9 @@ def create_app(predictor: Any, config: Optional[ServeConfig] = None, model_name:
 
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        try:
-            session = await manager.open(target, name=name, root_checked=False, sid=sid, workdir=workdir)
-        except InputError as e:  # name the client's files, not the stored ones
-            message = _STORED_NAME.sub(lambda m: stored.get(m.group(0), m.group(0)), str(e))
-            if message == str(e):
-                raise
-            raise type(e)(message) from None
+        # messages name the client's files, not the stored ones (and no server path)
+        session = await manager.open(target, name=name, root_checked=False, sid=sid, workdir=workdir,
+                                     client_names=stored)
         return session.info()
 
     @app.get("/api/sessions/{sid}")
@@ -327,9 +323,6 @@ def with_guards(app: FastAPI, config: ServeConfig):
     guarded.state = app.state
     guarded.fastapi = app
     return guarded
-
-
-_STORED_NAME = re.compile(r"\b\d{5}\.[a-z0-9]{1,10}\b")
 
 
 async def _save_upload(request: Request, folder: Path, config: ServeConfig) -> tuple[Path, str, dict[str, str]]:

@@ -2,8 +2,9 @@
 
 `open_video` looks at the headers first (frame count from the container's packets, width and
 height from the stream or each image's header) so that an upload over the limits is refused
-before any frame is decoded. It then opens a streaming `threeam.io.frame_sources.FrameSource`
-for the frames the page shows and the overlay export uses: a session holds a few decoded frames
+before any frame is decoded; a frames folder's files are then each read once
+(`verify_frame_data`: PNG CRCs, JPEGs decoded at 1/8 size) so a damaged frame is refused at open.
+It then opens a streaming `threeam.io.frame_sources.FrameSource` for the frames the page shows and the overlay export uses: a session holds a few decoded frames
 (`VideoData.CACHE_FRAMES`), not the video (1000 frames of 4096 x 4096 would be 47 GiB). Any
 decoding failure becomes `threeam.errors.VideoError` (HTTP 400 with the reason), never a server
 error.
@@ -96,11 +97,32 @@ class VideoData:
             self.source.close()
 
 
-def _clean(message: str, path: Path, label: str) -> str:
-    """A decoder's message without the server's own paths (the client sees ``label`` instead)."""
+def clean_message(message: str, path: Path, label: str) -> str:
+    """``message`` with the server path ``path`` (as given and resolved) replaced by ``label``, the
+    name the client knows it by (a decoder's or the predictor's message must not show server paths)."""
+    path = Path(path)
     for p in sorted({str(path), str(path.resolve())}, key=len, reverse=True):
         message = message.replace(p, label)
     return message
+
+
+_clean = clean_message
+
+
+def verify_frame_data(im, what: str) -> None:
+    """Read an opened frame image's whole body once, cheaply, so a file whose header is valid but
+    whose data is cut off or damaged is refused at open rather than when the predictor reaches it:
+    a PNG's chunks are read and their CRCs checked (``Image.verify``, no decompression); a JPEG is
+    decoded at 1/8 size (libjpeg's DCT scaling still reads every entropy-coded byte); any other
+    format is decoded. Raises `VideoError` naming ``what``."""
+    try:
+        if im.format == "PNG":
+            im.verify()
+        else:
+            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+    except Exception as e:  # PIL raises many classes on damaged data
+        raise VideoError(f"{what} is not a readable image: {e.__class__.__name__}: {e}") from None
 
 
 def _check_size(w: int, h: int, max_side: int, what: str) -> None:
@@ -149,7 +171,8 @@ def probe_video_file(path: Path, max_frames: int, max_side: int, label: Optional
 
 def probe_frames_folder(folder: Path, max_frames: int, max_side: int, root: Optional[Path],
                         label: Optional[str] = None) -> list[Path]:
-    """Check a frames folder: frame count, every image header's size, no link out of ``root``."""
+    """Check a frames folder: frame count, every image header's size, no link out of ``root``, and
+    every frame's data once (`verify_frame_data`; one file open at a time)."""
     from PIL import Image
 
     label = label or folder.name
@@ -168,6 +191,14 @@ def probe_frames_folder(folder: Path, max_frames: int, max_side: int, root: Opti
         except Exception as e:  # PIL raises many classes on corrupt headers
             raise VideoError(f"frame {f.name} is not a readable image: {_clean(str(e), f, f.name)}") from None
         _check_size(w, h, max_side, f"frame {f.name}")
+    for f in files:  # every header is within the limits: now each frame's data, once
+        try:
+            with Image.open(f) as im:
+                verify_frame_data(im, f"frame {f.name}")
+        except VideoError as e:
+            raise VideoError(_clean(str(e), f, f.name)) from None
+        except Exception as e:  # the file changed since its header was read
+            raise VideoError(f"frame {f.name} is not a readable image: {_clean(str(e), f, f.name)}") from None
     return files
 
 
@@ -176,7 +207,8 @@ def open_video(path: Path, max_frames: int, max_side: int, root: Optional[Path] 
     """Probe a video file or frames folder against the limits and open it for streaming reads.
 
     Only frame 0 (and, for a video file, the few frames that verify its frame count) are decoded
-    here; every other frame is decoded when it is asked for.
+    here; every other frame is decoded when it is asked for. A frames folder's files are each
+    checked once, one at a time (`verify_frame_data`), so a damaged frame is refused here.
     """
     path = Path(path)
     label = name or path.name

@@ -19,6 +19,7 @@ import asyncio
 import ctypes
 import functools
 import gc
+import re
 import secrets
 import shutil
 import tempfile
@@ -41,11 +42,12 @@ from threeam.models.sam2.tracking import COND
 from threeam.predictor.track_job import id_map_from_logits
 from threeam.serve.config import ServeConfig
 from threeam.serve.idmaps import IdMaps
-from threeam.serve.media import VideoData, encode_jpeg, open_video
+from threeam.serve.media import VideoData, clean_message, encode_jpeg, open_video
 from threeam.serve.security import NotFoundError
 
 EXPORT_NAMES = {"png": "masks.zip", "rle": "masks.json", "mp4": "overlay.mp4"}
 JPEG_CACHE_BYTES = 64 * 1024 * 1024  # per session: the JPEGs already sent to the page (LRU)
+STORED_NAME = re.compile(r"\b\d{5}\.[a-z0-9]{1,10}\b")  # an uploaded frame's stored name (00001.png)
 
 
 class Busy(InputError):
@@ -104,6 +106,7 @@ class Session:
     last_active: float = field(default_factory=time.monotonic)
     exports: dict[str, Path] = field(default_factory=dict)
     task: Optional[asyncio.Task] = None
+    client_names: dict[str, str] = field(default_factory=dict)  # upload: stored file name -> client's
 
     @property
     def obj_ids(self) -> list[int]:
@@ -160,13 +163,52 @@ class SessionManager:
                              "close a tab or wait for an idle one to expire")
         self._pending += 1
 
+    def client_message(self, message: str, path: Optional[Path], label: str,
+                       client_names: Optional[dict[str, str]] = None, workdir: Optional[Path] = None) -> str:
+        """``message`` as a client may see it: the video's server ``path`` becomes ``label`` (the
+        name the client opened it by), stored upload names become the client's file names
+        (``client_names``), and any other server folder (the session's, the server's work folder,
+        the root) is named by what it is, never by its path."""
+        if path is not None:
+            message = clean_message(message, Path(path), label)
+        if client_names:
+            message = STORED_NAME.sub(lambda m: client_names.get(m.group(0), m.group(0)), message)
+        for folder, what in ((workdir, "<session folder>"), (self.workdir, "<server folder>"),
+                             (self.root, "<root>")):
+            if folder is not None and len(str(Path(folder))) > 1:  # never a bare "/"
+                message = clean_message(message, Path(folder), what)
+        return message
+
+    def _for_client(self, session: Session, message: str) -> str:
+        v = session.video
+        return self.client_message(message, v.path, v.name, session.client_names, session.workdir)
+
+    def _rewrap(self, e: ThreeAMError, message: str) -> ThreeAMError:
+        """``e`` with ``message`` (same class, so the same HTTP status)."""
+        if message == str(e):
+            return e
+        try:
+            return type(e)(message)
+        except Exception:  # a class with another constructor
+            return InputError(message)
+
+    async def _model(self, session: Session, fn: Callable, *args, **kwargs):
+        """``worker.run`` for a session's call; its `ThreeAMError` messages cleaned for the client."""
+        try:
+            return await self.worker.run(fn, *args, **kwargs)
+        except ThreeAMError as e:
+            raise self._rewrap(e, self._for_client(session, str(e))) from None
+
     async def open(self, path: Path, *, name: Optional[str] = None, root_checked: bool = True,
-                   sid: Optional[str] = None, workdir: Optional[Path] = None) -> Session:
+                   sid: Optional[str] = None, workdir: Optional[Path] = None,
+                   client_names: Optional[dict[str, str]] = None) -> Session:
         """Decode ``path`` (a video file or frames folder), start a predictor session on it.
 
         ``root_checked``: the path came through `resolve_under_root` (frames inside must then also
         stay in the root); uploads live in the session's own folder instead. ``workdir`` (with
         ``sid``) is removed on any failure, a full server (`ServerFull`) included.
+        ``client_names``: for an upload, ``{stored file name: the client's name}`` (messages name
+        the client's files). Every error message is cleaned of server paths (`client_message`).
         """
         try:
             self._reserve()
@@ -187,9 +229,14 @@ class SessionManager:
             except BaseException:
                 video.close()
                 raise
-            session = Session(id=sid, video=video, state=state, workdir=workdir)
+            session = Session(id=sid, video=video, state=state, workdir=workdir,
+                              client_names=dict(client_names or {}))
             self.sessions[sid] = session
             return session
+        except ThreeAMError as e:
+            shutil.rmtree(workdir, ignore_errors=True)
+            label = name or Path(path).name
+            raise self._rewrap(e, self.client_message(str(e), Path(path), label, client_names, workdir)) from None
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -279,7 +326,7 @@ class SessionManager:
                     raise InputError(f"object {obj_id} has no prompts yet: give points, a box or a mask")
                 return id_map_from_logits(ids, logits)
 
-            session.id_maps[frame] = await self.worker.run(call)
+            session.id_maps[frame] = await self._model(session, call)
             session.last_active = time.monotonic()
             return session.frame_payload(frame)
 
@@ -298,7 +345,7 @@ class SessionManager:
                 remaining, updated = p.remove_object(state, obj_id, strict=True, need_output=True)
                 return remaining, [(t, id_map_from_logits(list(remaining), m)) for t, m in updated]
 
-            remaining, updated = await self.worker.run(call)
+            remaining, updated = await self._model(session, call)
             for t in list(session.id_maps):
                 m = session.id_maps[t]
                 if (m == obj_id).any():
@@ -316,7 +363,7 @@ class SessionManager:
         async with session.lock:
             self._editable(session)
             reset = getattr(self.predictor, "reset_session", self.predictor.reset_state)
-            await self.worker.run(reset, session.state)
+            await self._model(session, reset, session.state)
             session.id_maps.clear()
             return session.info()
 
@@ -357,7 +404,7 @@ class SessionManager:
                     queue.put_nowait({"type": "end", "cancelled": True, "frames": 0})
                     return
                 p, state = self.predictor, session.state
-                first = start if start is not None else await self.worker.run(_earliest_prompt, state)
+                first = start if start is not None else await self._model(session, _earliest_prompt, state)
                 total = _pass_frames(session.video.num_frames, first, passes, max_frames)
                 queue.put_nowait({"type": "start", "total": total, "start": first, "direction": direction})
                 for reverse in passes:
@@ -380,9 +427,10 @@ class SessionManager:
                         break
                 queue.put_nowait({"type": "end", "cancelled": cancelled, "frames": len(done)})
         except ThreeAMError as e:
-            queue.put_nowait({"type": "error", "message": str(e)})
+            queue.put_nowait({"type": "error", "message": self._for_client(session, str(e))})
         except Exception as e:  # a model failure must not leave the session stuck
-            queue.put_nowait({"type": "error", "message": f"propagation failed: {e.__class__.__name__}: {e}"})
+            message = f"propagation failed: {e.__class__.__name__}: {e}"
+            queue.put_nowait({"type": "error", "message": self._for_client(session, message)})
         finally:
             session.propagating = False
             queue.put_nowait(None)
@@ -402,7 +450,10 @@ class SessionManager:
             session.jpegs.move_to_end(frame)
             return data
         video, quality = session.video, self.config.jpeg_quality
-        data = await asyncio.to_thread(lambda: encode_jpeg(video.frame(frame), quality))
+        try:
+            data = await asyncio.to_thread(lambda: encode_jpeg(video.frame(frame), quality))
+        except ThreeAMError as e:
+            raise self._rewrap(e, self._for_client(session, str(e))) from None
         session.jpegs[frame] = data
         while sum(len(b) for b in session.jpegs.values()) > JPEG_CACHE_BYTES and len(session.jpegs) > 1:
             session.jpegs.popitem(last=False)
@@ -423,7 +474,10 @@ class SessionManager:
             obj_ids = session.obj_ids
             video = session.video
         out = session.workdir / "export"
-        written = await asyncio.to_thread(_write_exports, out, snapshot, obj_ids, video, sorted(set(formats)))
+        try:
+            written = await asyncio.to_thread(_write_exports, out, snapshot, obj_ids, video, sorted(set(formats)))
+        except ThreeAMError as e:
+            raise self._rewrap(e, self._for_client(session, str(e))) from None
         session.exports.update(written)
         return [{"format": f, "name": p.name, "bytes": p.stat().st_size} for f, p in written.items()]
 
