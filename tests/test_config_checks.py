@@ -50,3 +50,15 @@ def test_check_heads_and_the_configs_that_use_it():
         FeatureMergerConfig(width=30, num_heads=2)
     with pytest.raises(InputError, match="FeatureMergerConfig.init_depth must be an integer >= 0"):
         FeatureMergerConfig(init_depth=-1)
+
+
+def test_check_numbers_with_no_bounds_names_a_real_number():
+    @dataclasses.dataclass
+    class Open:
+        x: float = math.nan
+
+    with pytest.raises(InputError, match=r"^x must be a real number \(not NaN\), got nan$"):
+        check_numbers(Open(), {"x": (None, None)})
+    with pytest.raises(InputError, match="x must be a real number"):
+        check_numbers(Open(x="3"), {"x": (None, None)})
+    check_numbers(Open(x=math.inf), {"x": (None, None)})  # unbounded on both sides: infinity is fine

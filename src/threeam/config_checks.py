@@ -32,6 +32,8 @@ def check_numbers(config: Any, ranges: Mapping[str, tuple[Optional[float], Optio
         ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isnan(v)
         if ok and (low is None or v >= low) and (high is None or v <= high):
             continue
+        if low is None and high is None:
+            raise InputError(f"{_name(prefix, field)} must be a real number (not NaN), got {v!r}")
         if low is not None and high is not None:
             allowed = f"in [{low:g}, {high:g}]"
         else:
