@@ -334,7 +334,10 @@ def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir:
     ``fps``: the overlay's frame rate (default: the source's, 24 for frames folders and arrays).
     ``progress``: progress bars for writing and encoding (tracking uses the predictor's own).
     ``log``: called with a line at the start of each phase (decoding, tracking, writing, overlay).
-    ``check_all_frames``: open every file of a frames folder before tracking (see `probe_video`)."""
+    ``check_all_frames``: open every file of a frames folder before tracking (see `probe_video`).
+    Tracking runs inside the predictor's own ``autocast_context()`` (its ``autocast`` option: a
+    predictor built with ``autocast=False`` stays float32 on CUDA); a predictor without one gets
+    bf16 autocast on CUDA."""
     say = log or (lambda msg: None)
     info = check_track_inputs(video, prompts, out_dir, direction=direction, overwrite=overwrite, fps=fps,
                               check_all_frames=check_all_frames)
@@ -344,9 +347,13 @@ def track_video(predictor, video: Any, prompts: Sequence[ObjectPrompt], out_dir:
     for prompt in prompts:
         _add(predictor, state, prompt)
     start = min(p.frame for p in prompts)
-    device = getattr(predictor, "device", torch.device("cpu"))
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
-                else nullcontext())
+    own = getattr(predictor, "autocast_context", None)  # the predictor's ``autocast`` option
+    if callable(own):
+        autocast = own()
+    else:  # a predictor without the setting: bf16 on CUDA, as before
+        device = getattr(predictor, "device", torch.device("cpu"))
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
+                    else nullcontext())
     out = Path(out_dir).expanduser()
     written: set[int] = set()
     with atomic_output_dir(out, overwrite=overwrite, kind="track") as tmp:
