@@ -1,6 +1,7 @@
 """The prompt-coordinate rule of both predictors (docs/tracking.md, "Prompts outside the frame"):
-boxes are clipped to the frame, points may lie up to one frame size past the right/bottom edge,
-negative points and anything farther are refused; a mask prompt of another size with the frame's
+box corners may lie up to one frame size outside the frame on any side and are used as given
+(never clipped, as the official predictors do), points up to one frame size past the right/bottom
+edge; negative points, anything farther and boxes that miss the frame are refused; a mask prompt of another size with the frame's
 aspect ratio is resized. Tiny SAM 2 with deterministic random weights."""
 from __future__ import annotations
 
@@ -34,22 +35,28 @@ def _fresh(p, frames):
 
 
 # ----------------------------------------------------------------------------- video predictor
-def test_a_box_past_the_frame_is_clipped(video_predictor, frames):
+def test_a_box_past_the_frame_is_used_as_given(video_predictor, frames):
     p = video_predictor
-    _, _, clipped = p.add_new_points_or_box(_fresh(p, frames), 0, 1, box=[-10, -5, W + 20, 30])
+    state = _fresh(p, frames)
+    _, _, past = p.add_new_points_or_box(state, 0, 1, box=[-10, -5, W + 20, 30])
+    corners = state.point_inputs_per_obj[0][0]["point_coords"][0, :2]
+    want = torch.tensor([[-10.0, -5.0], [W + 20.0, 30.0]]) / torch.tensor([W, H]) * p.image_size
+    assert torch.allclose(corners, want)  # not clipped to [0, W] x [0, H]
     _, _, inside = p.add_new_points_or_box(_fresh(p, frames), 0, 1, box=[0, 0, W, 30])
-    assert torch.equal(clipped, inside)
+    assert not torch.equal(past, inside)
     state = _fresh(p, frames)
     p.add_new_points_or_box(state, 0, 1, box=[0.1, 0.2, 1.3, 0.9], normalize_coords=False)
     corners = state.point_inputs_per_obj[0][0]["point_coords"][0, :2]
-    assert torch.allclose(corners, torch.tensor([[0.1, 0.2], [1.0, 0.9]]) * p.image_size)
+    assert torch.allclose(corners, torch.tensor([[0.1, 0.2], [1.3, 0.9]]) * p.image_size)
+    for box in ([-W, -H, 2 * W, 2 * H], [-W, 0, 0, 10]):  # the band's edges; touching the frame's edge
+        p.add_new_points_or_box(_fresh(p, frames), 0, 1, box=box)
 
 
 @pytest.mark.parametrize("box, words", [
     ([-W - 1, 0, 10, 10], "outside the frame"),        # a corner more than one frame size out
     ([0, 0, 10, 2 * H + 1], "outside the frame"),
-    ([W + 1, 0, W + 10, 10], "nothing is left"),         # entirely right of the frame
-    ([0, -20, 10, -1], "nothing is left"),
+    ([W + 1, 0, W + 10, 10], "misses the frame"),         # entirely right of the frame
+    ([0, -20, 10, -1], "misses the frame"),
 ])
 def test_boxes_clearly_outside_are_refused(video_predictor, frames, box, words):
     state = _fresh(video_predictor, frames)
@@ -99,18 +106,27 @@ def image_predictor(frames):
     return ip
 
 
-def test_image_predictor_clips_boxes_and_uses_the_same_point_rule(image_predictor):
+def test_image_predictor_uses_boxes_as_given_and_the_same_point_rule(image_predictor, monkeypatch):
     ip = image_predictor
+    seen = []
+    real = ip.transform_boxes
+
+    def spy(b, **kwargs):
+        seen.append(b.clone())
+        return real(b, **kwargs)
+
+    monkeypatch.setattr(ip, "transform_boxes", spy)
     a = ip.predict(box=[-10, -5, W + 20, 30], multimask_output=False, return_logits=True)
+    assert torch.equal(seen[-1].cpu(), torch.tensor([[-10.0, -5.0, W + 20.0, 30.0]]))  # not clipped
     b = ip.predict(box=[0, 0, W, 30], multimask_output=False, return_logits=True)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], b[0])
     batch = ip.predict(box=[[-10, -5, W + 20, 30], [5, 5, 20, 20]], multimask_output=False, return_logits=True)
     assert np.allclose(batch[0][0], a[0], atol=1e-4)  # batched: float32 rounding only
     ip.predict(point_coords=[[W + 3, H + 3]], point_labels=[1])
     for kwargs, words in ((dict(point_coords=[[-1, 3]], point_labels=[1]), "outside the image"),
                           (dict(point_coords=[[2 * W + 1, 3]], point_labels=[1]), "outside the image"),
                           (dict(box=[0, 0, 10, 2 * H + 1]), "outside the image"),
-                          (dict(box=[W + 1, 0, W + 9, 9]), "nothing is left")):
+                          (dict(box=[W + 1, 0, W + 9, 9]), "misses the image")):
         with pytest.raises(InputError, match=words):
             ip.predict(**kwargs)
 
@@ -124,7 +140,7 @@ def test_track_prompts_follow_the_same_rule():
                    ObjectPrompt(3, mask=np.ones((2 * H, 2 * W), bool))], info)
     for prompt, words in ((ObjectPrompt(1, points=[[-1, 5]], labels=[1]), "outside the frame"),
                           (ObjectPrompt(1, box=[0, 0, 2 * W + 1, 9]), "outside the frame"),
-                          (ObjectPrompt(1, box=[W + 1, 0, W + 9, 9]), "nothing is left"),
+                          (ObjectPrompt(1, box=[W + 1, 0, W + 9, 9]), "misses the frame"),
                           (ObjectPrompt(1, mask=np.ones((H, W + 9), bool)), "same aspect ratio")):
         with pytest.raises(InputError, match=words):
             check_prompts([prompt], info)

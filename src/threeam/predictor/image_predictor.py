@@ -20,9 +20,10 @@ Differences, all on the friendly side:
   latter shares the video predictor's model object (no second copy of the weights);
 * hole filling and sprinkle removal (``max_hole_area``, ``max_sprinkle_area``) run on any device
   (CPU connected components); the official skips them without its CUDA extension;
-* boxes are clipped to the image; points may lie up to one image size past the right/bottom
-  edge (passed on unchanged, as the official does), negative or farther ones are refused (the
-  rule of `threeam.predictor.validation`, docs/tracking.md);
+* box corners may lie up to one image size outside the image on any side and points up to one
+  image size past its right/bottom edge, both passed on unchanged (never clipped, as the official
+  does); farther ones, negative points and boxes that miss the image are refused (the rule of
+  `threeam.predictor.validation`, docs/tracking.md);
 * bad input (wrong image type, prompts clearly outside the image, mismatched counts, ``predict``
   before ``set_image`` or after ``set_image_batch``) raises `threeam.errors.InputError`.
 """
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from threeam.errors import InputError
-from threeam.predictor.validation import as_float_tensor, check_points, clip_boxes
+from threeam.predictor.validation import as_float_tensor, check_points, check_boxes
 from threeam.predictor.postprocess import connected_components
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -308,7 +309,7 @@ class ImagePredictor:
                 raise InputError(f"box must be 4 numbers (x0, y0, x1, y1) or (B, 4), got shape {tuple(b.shape)}")
             if ((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])).any():
                 raise InputError(f"box (x0, y0, x1, y1) needs x1 >= x0 and y1 >= y0, got {b.tolist()}")
-            b = clip_boxes(b.reshape(-1, 2, 2), "box corner", orig_hw, normalize_coords, area="image",
+            b = check_boxes(b.reshape(-1, 2, 2), "box corner", orig_hw, normalize_coords, area="image",
                            pixels="image pixels").reshape(-1, 4)
             boxes = self.transform_boxes(b.to(device), normalize=normalize_coords, orig_hw=orig_hw)
             if coords is not None and coords.shape[0] != boxes.shape[0]:

@@ -37,7 +37,7 @@ import torch
 from threeam.errors import InputError, VideoError
 from threeam.io.atomic import atomic_output_dir, check_output_dir
 from threeam.io.masks import TracksWriter, read_palette_png, write_palette_png
-from threeam.predictor.validation import check_mask_size, check_points, clip_boxes, is_int
+from threeam.predictor.validation import check_mask_size, check_points, check_boxes, is_int
 
 MIN_OBJ_ID, MAX_OBJ_ID = 1, 254
 DEFAULT_FPS = 24.0
@@ -212,7 +212,7 @@ def prompts_from_json(path: str | os.PathLike) -> list[ObjectPrompt]:
 def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
     """Every prompt against the video: frame in range, id 1..254, one kind of prompt (clicks and/or
     a box, or a mask), clicks and boxes by the predictors' rule (`threeam.predictor.validation`:
-    boxes clipped, nothing clearly outside), boxes of positive area, masks of the frame's size or
+    boxes used as given, nothing clearly outside), boxes of positive area, masks of the frame's size or
     aspect ratio and not empty, at most one prompt per object and frame. InputError otherwise."""
     if not prompts:
         raise InputError("no prompts: give a point (--point), a box (--box), a mask (--mask) or a prompts file "
@@ -265,8 +265,8 @@ def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
             if not (x1 > x0 and y1 > y0):
                 raise InputError(f"{name}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) needs x1 > x0 and y1 > y0 "
                                  "(a box of positive area)")
-            try:  # clipped to the frame by the predictor; clearly outside is refused here already
-                clip_boxes(torch.tensor([[x0, y0], [x1, y1]]), "box corner", (h, w), True, area="frame",
+            try:  # the predictor's rule (used as given; clearly outside is refused), checked here already
+                check_boxes(torch.tensor([[x0, y0], [x1, y1]]), "box corner", (h, w), True, area="frame",
                            pixels="video pixels")
             except InputError as e:
                 raise InputError(f"{name}: {e}") from None

@@ -64,14 +64,16 @@ def check_points(xy: torch.Tensor, name: str, size_hw: tuple[int, int], normaliz
                          f"no negative coordinates)")
 
 
-def clip_boxes(corners: torch.Tensor, name: str, size_hw: tuple[int, int], normalize_coords: bool, *,
-               area: str, pixels: str) -> torch.Tensor:
-    """Boxes as corner pairs ``(..., 2, 2)`` (``[[x0, y0], [x1, y1]]``, x1 >= x0, y1 >= y0), clipped
-    to the frame ``[0, W] x [0, H]`` (detector boxes often reach a little past it).
+def check_boxes(corners: torch.Tensor, name: str, size_hw: tuple[int, int], normalize_coords: bool, *,
+                area: str, pixels: str) -> torch.Tensor:
+    """Boxes as corner pairs ``(..., 2, 2)`` (``[[x0, y0], [x1, y1]]``, x1 >= x0, y1 >= y0), used
+    as given: a box reaching past the frame ``[0, W] x [0, H]`` (detector boxes often do) is passed
+    to the model unchanged, as the official predictors do (the prompt encoder extends past the
+    frame), never clipped.
 
     Refused (`InputError`): a corner more than one frame size outside (`OUTSIDE_MARGIN`: x in
-    ``[-W, 2W]``, y in ``[-H, 2H]``), and a box that does not touch the frame at all.
-    Returns the clipped corners (a new tensor).
+    ``[-W, 2W]``, y in ``[-H, 2H]``), and a box that misses the frame entirely (touching its edge
+    is enough). Returns ``corners`` itself.
     """
     max_x, max_y, unit = _extent(size_hw, normalize_coords, pixels)
     m = OUTSIDE_MARGIN
@@ -80,19 +82,16 @@ def clip_boxes(corners: torch.Tensor, name: str, size_hw: tuple[int, int], norma
           (flat[:, 1] < -m * max_y) | (flat[:, 1] > (1 + m) * max_y)
     if bad.any():
         x, y = flat[bad][0].tolist()
-        raise InputError(f"{name} ({x:g}, {y:g}) is outside the {area}: boxes are clipped to the {area}, but "
-                         f"corners must lie in [{-m * max_x:g}, {(1 + m) * max_x:g}] x "
-                         f"[{-m * max_y:g}, {(1 + m) * max_y:g}] {unit}")
+        raise InputError(f"{name} ({x:g}, {y:g}) is outside the {area}: box corners must lie in "
+                         f"[{-m * max_x:g}, {(1 + m) * max_x:g}] x [{-m * max_y:g}, {(1 + m) * max_y:g}] {unit} "
+                         f"(the {area} is [0, {max_x:g}] x [0, {max_y:g}])")
     boxes = corners.reshape(-1, 2, 2)
     away = (boxes[:, 0, 0] > max_x) | (boxes[:, 1, 0] < 0) | (boxes[:, 0, 1] > max_y) | (boxes[:, 1, 1] < 0)
     if away.any():
         x0, y0, x1, y1 = boxes[away][0].reshape(-1).tolist()
-        raise InputError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the {area} "
-                         f"[0, {max_x:g}] x [0, {max_y:g}] {unit}: nothing is left after clipping")
-    out = corners.clone()
-    out[..., 0] = out[..., 0].clamp(0.0, max_x)
-    out[..., 1] = out[..., 1].clamp(0.0, max_y)
-    return out
+        raise InputError(f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) misses the {area} "
+                         f"[0, {max_x:g}] x [0, {max_y:g}] {unit} entirely: a box must overlap or touch it")
+    return corners
 
 
 def check_mask_size(mask_hw: tuple[int, int], size_hw: tuple[int, int], what: str = "video frames") -> bool:

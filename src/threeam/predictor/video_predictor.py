@@ -13,7 +13,8 @@ Differences, all on the friendly side:
   ``video_size=(H, W)`` for frames that were already resized (see `threeam.io.video`);
 * bad input (points clearly outside the frame, unknown object ids, a mask of another aspect
   ratio, ...) raises `threeam.errors.InputError` with a clear message before anything in the
-  state changes; boxes are clipped to the frame and a mask of another size with the frame's
+  state changes; boxes reaching up to one frame size past the frame are used as given (not
+  clipped, as the official does) and a mask of another size with the frame's
   aspect ratio is resized (docs/tracking.md, "Prompts outside the frame");
   ``remove_object`` ignores an unknown id by default (as the official does) and raises for one
   with ``strict=True``;
@@ -55,7 +56,7 @@ from threeam.predictor.postprocess import fill_holes_in_mask_scores
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.models.sam2.tracking import COND, NON_COND, NO_OBJ_SCORE, FrameFeatures, TrackStepOutput
 from threeam.predictor.state import InferenceState, empty_output_dict
-from threeam.predictor.validation import as_float_tensor, check_mask_size, check_points, clip_boxes, is_int
+from threeam.predictor.validation import as_float_tensor, check_mask_size, check_points, check_boxes, is_int
 
 PREDICTOR_OPTIONS = (
     "fill_hole_area",
@@ -390,7 +391,7 @@ class VideoPredictor:
             b = b.reshape(2, 2)
             if b[1, 0] < b[0, 0] or b[1, 1] < b[0, 1]:
                 raise InputError(f"box (x0, y0, x1, y1) = {tuple(b.reshape(-1).tolist())} needs x1 >= x0 and y1 >= y0")
-            b = clip_boxes(b, "box corner", (state.video_height, state.video_width), normalize_coords,
+            b = check_boxes(b, "box corner", (state.video_height, state.video_width), normalize_coords,
                            area="frame", pixels="video pixels")
             pts = torch.cat([b, pts], dim=0)
             lab = torch.cat([torch.tensor([2, 3], dtype=torch.int32), lab], dim=0)
