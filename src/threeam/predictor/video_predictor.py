@@ -18,7 +18,9 @@ Differences, all on the friendly side:
   aspect ratio is resized (docs/tracking.md, "Prompts outside the frame");
   ``remove_object`` ignores an unknown id by default (as the official does) and raises for one
   with ``strict=True``;
-* hole filling (``fill_hole_area``) runs on any device (CPU connected components);
+* hole filling (``fill_hole_area``) runs on any device: on an accelerator on the device itself
+  (no host synchronisation), on the CPU with scipy connected components
+  (`threeam.predictor.postprocess`);
 * ``progress=False`` silences the tqdm progress bar.
 
 Two public hooks:
