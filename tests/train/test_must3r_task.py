@@ -95,3 +95,40 @@ def test_lookalike_picks_with_gt_points_are_all_right_and_shuffled_points_are_no
     # a geometry that carries no information (every point at the origin) picks by tie order: not always right
     blind = lookalike_picks(ids, [np.zeros_like(w) for w in world], scene.meta, min_pixels=10)
     assert len(blind) == len(trials) and not all(c for c, _ in blind)
+
+
+def test_memory_use_is_zero_when_the_decoder_ignores_its_memory_and_large_at_random_weights():
+    import pytest
+
+    from threeam.errors import InputError
+    from threeam.train.config import apply_overrides
+    from threeam.train.must3r_task import memory_use
+    from threeam.train.recipes import get_train_config
+
+    cfg = apply_overrides(get_train_config("must3r-pretrain-synthetic"), ["seed=3"])
+    model = build_must3r_for_training(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    clip = torch.rand(2, 3, 48, 64, generator=g) * 2 - 1
+    other = torch.rand(3, 48, 64, generator=g) * 2 - 1
+    assert memory_use(model, clip, other) > 0.05
+    assert memory_use(model, clip, clip[0]) == 0.0  # the same reference: nothing changes
+    hooks = [b.cross_attn.register_forward_hook(lambda m, i, o: o * 0) for b in model.decoder.blocks_dec]
+    try:
+        assert memory_use(model, clip, other) < 1e-6  # no cross-attention: the reference cannot matter
+    finally:
+        for h in hooks:
+            h.remove()
+    with pytest.raises(InputError, match="memory_use"):
+        memory_use(model, clip[:1], other)
+
+
+def test_held_out_must3r_metrics_include_memory_use(tmp_path):
+    import json
+
+    cfg = apply_overrides(get_train_config("must3r-pretrain-synthetic"),
+                          ["data.scenes_per_source=1", "data.scene_frames=6", "data.scene_height=48",
+                           "data.scene_width=64", "data.frames_per_clip=2", "run.progress=false", "run.max_steps=1",
+                           "run.eval_every=1", "run.eval_items=2", "run.ckpt_every=10", "optim.warmup_steps=0"])
+    run_training(cfg, tmp_path / "run")
+    row = json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[0])
+    assert row["step"] == 1 and row["memory_use"] > 0.0 and "lookalike_pick_rate" in row

@@ -17,7 +17,8 @@ Per frame ``i`` and pixel (network resolution, crop16 preprocessing as in stream
 
 Held-out metrics (``run.eval_every``), on two validation scenes streamed in order: the relative depth
 error (AbsRel after per-frame median scaling), the reference-frame pointmap error (after one median
-scale per clip, divided by the GT's mean distance) and the look-alike pick rate
+scale per clip, divided by the GT's mean distance), how much the decoder reads its memory
+(:func:`memory_use`) and the look-alike pick rate
 (:func:`lookalike_picks`: is the nearest predicted 3-D centroid to the target's earlier centroid the
 target's, rather than its exact copy's?).
 """
@@ -35,7 +36,7 @@ from threeam.errors import InputError
 from threeam.train.config import TrainConfig
 
 __all__ = ["must3r_config_for", "build_must3r_for_training", "gt_pointmaps", "pointmap_loss", "stream_clip",
-           "lookalike_picks", "must3r_task", "CONF_ALPHA", "GTPointmaps"]
+           "lookalike_picks", "memory_use", "must3r_task", "CONF_ALPHA", "GTPointmaps"]
 
 CONF_ALPHA = 0.2
 """Weight of the log-confidence regulariser (DUSt3R / MUSt3R: 0.2)."""
@@ -231,6 +232,13 @@ def _to_frame(pts: torch.Tensor, rows: np.ndarray, cols: np.ndarray, H: int, W: 
     return out, ok
 
 
+def _net_images(scene, frames: Sequence[int], res: int) -> torch.Tensor:
+    """Frames of ``scene`` preprocessed for MUSt3R (crop16 at ``res``): (len(frames), 3, h, w)."""
+    from threeam.models.must3r.preprocess import preprocess_frame
+
+    return torch.stack([preprocess_frame(scene.frame(t).rgb, res=res, mode="crop16").image for t in frames])
+
+
 def evaluate_stream(model, scene, frames: Sequence[int], res: int) -> dict[str, Any]:
     """Stream ``frames`` of ``scene`` through MUSt3R (no gradients) and measure it: ``abs_rel``,
     ``pointmap_error``, look-alike ``trials`` of the prediction and of the GT points."""
@@ -269,6 +277,24 @@ def evaluate_stream(model, scene, frames: Sequence[int], res: int) -> dict[str, 
             "gt_trials": lookalike_picks(ids, world, scene.meta)}
 
 
+def memory_use(model, images: torch.Tensor, other: torch.Tensor) -> float:
+    """How much the decoder reads its memory: the relative change of frame 1's reference-frame
+    pointmap when the reference frame 0 is replaced by ``other``.
+
+    images: (T >= 2, 3, h, w) one clip; other: (3, h, w) a frame of another scene, same size.
+    Returns ``mean |p - p'| / mean |p|`` over frame 1's pixels (no gradients). A model that
+    registers views must change its answer when the reference changes (random weights: about 1);
+    one whose cross-attention ignores the memory content gives about 0 (docs/evidence.md).
+    """
+    if images.shape[0] < 2 or other.shape != images.shape[1:]:
+        raise InputError(f"memory_use needs a clip of >= 2 frames and a frame of the same shape, got "
+                         f"{tuple(images.shape)} and {tuple(other.shape)}")
+    with torch.no_grad():
+        p = stream_clip(model, images[:2])[1].pts_ref
+        q = stream_clip(model, torch.stack([other, images[1]]))[1].pts_ref
+    return float((p - q).norm(dim=-1).mean() / p.norm(dim=-1).mean().clamp_min(1e-8))
+
+
 def summarize_trials(trials: Sequence[tuple[bool, int]]) -> dict[str, float]:
     if not trials:
         return {"pick_rate": math.nan, "chance": math.nan, "trials": 0.0}
@@ -291,7 +317,7 @@ def make_must3r_evaluator(config: TrainConfig):
                                             config.data.scene_cache or None, name=f"val_{j}") for j in range(2)]
         was = net.training
         net.eval()
-        rows, trials = [], []
+        rows, trials, uses = [], [], []
         try:
             for scene in state["scenes"]:
                 n = len(scene)
@@ -300,12 +326,19 @@ def make_must3r_evaluator(config: TrainConfig):
                 r = evaluate_stream(net, scene, frames, res)
                 rows.append(r)
                 trials += r["trials"]
+            device = next(net.parameters()).device
+            clips = [_net_images(sc, [0, 1], res).to(device) for sc in state["scenes"]]
+            for j, clip in enumerate(clips):
+                other = clips[(j + 1) % len(clips)][0]
+                if other.shape == clip.shape[1:]:
+                    uses.append(memory_use(net, clip, other))
         finally:
             net.train(was)
         s = summarize_trials(trials)
         return {"abs_rel": float(np.nanmean([r["abs_rel"] for r in rows])),
                 "pointmap_error": float(np.nanmean([r["pointmap_error"] for r in rows])),
-                "lookalike_pick_rate": s["pick_rate"], "lookalike_chance": s["chance"]}
+                "lookalike_pick_rate": s["pick_rate"], "lookalike_chance": s["chance"],
+                "memory_use": float(np.mean(uses)) if uses else math.nan}
 
     return evaluate
 
