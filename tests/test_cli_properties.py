@@ -8,6 +8,7 @@ import math
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -80,7 +81,9 @@ def test_near_valid_prompts_keep_their_exact_values(doc):
         assert type(item["obj_id"]) is int and type(item["frame"]) is int  # floats are never truncated
         assert (p.obj_id, p.frame) == (item["obj_id"], item["frame"])
         assert p.points == [[float(x), float(y)] for x, y in item["points"]]
-        assert all(0 <= x <= INFO.width and 0 <= y <= INFO.height for x, y in p.points)
+        # the prompt-bounds rule (docs/tracking.md): no negative coordinate, at most one frame size past
+        # the right / bottom edge; checked on the exact values given (a tiny negative is refused too)
+        assert all(0 <= x <= 2 * INFO.width and 0 <= y <= 2 * INFO.height for x, y in p.points)
 
 
 BASE = get_train_config("toy-engine")
@@ -113,3 +116,9 @@ def test_train_cli_rejects_bad_overrides_in_one_line(key, value):
     else:
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
         assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.output
+
+
+def test_a_tiny_negative_coordinate_is_refused_not_rounded_to_zero():
+    # found by hypothesis: -2.2e-311 became -0.0 in float32 and passed the "no negative coordinate" rule
+    with pytest.raises(InputError, match="outside the frame"):
+        _parse([{"obj_id": 1, "frame": 0, "points": [[0.0, -2.225073858507e-311]]}])

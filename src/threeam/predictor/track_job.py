@@ -252,8 +252,8 @@ def check_prompts(prompts: Sequence[ObjectPrompt], info: VideoInfo) -> None:
                 if not (_is_number(x) and _is_number(y)):
                     raise InputError(f"{name}: point ({x!r}, {y!r}) must be two finite numbers")
                 try:  # the predictors' rule (docs/tracking.md, "Prompts outside the frame")
-                    check_points(torch.tensor([[float(x), float(y)]]), "point", (h, w), True, area="frame",
-                                 pixels="video pixels")
+                    xy = torch.tensor([[float(x), float(y)]], dtype=torch.float64)  # the exact values given
+                    check_points(xy, "point", (h, w), True, area="frame", pixels="video pixels")
                 except InputError as e:
                     raise InputError(f"{name}: {e}") from None
             if any(not (is_int(v) and v in (0, 1)) for v in pr.labels):
