@@ -30,7 +30,9 @@ keys = st.sampled_from(["obj_id", "frame", "points", "labels", "box", "mask", "e
 prompt_items = st.dictionaries(keys, values, max_size=5)
 documents = st.one_of(values, st.lists(prompt_items, max_size=4))
 
-settings_ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples every run, so CI is reproducible (a failing example found once is kept
+# as an explicit regression test below)
+settings_ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _parse(doc):
