@@ -103,3 +103,17 @@ def test_sam2_task_uses_the_plan_only_when_configured():
     from threeam.errors import InputError
     with pytest.raises(InputError, match="prompt_plan"):
         apply_overrides(cfg, ["data.prompt_plan=all"])
+
+
+def test_a_mask_plan_keeps_a_tracked_frame_so_the_clip_has_a_gradient(sam2):
+    # a 2-frame clip drawing 2 mask-prompted conditioning frames would supervise nothing trainable
+    # (the crash that stopped the first SAM 2 pretraining with the plan)
+    rgb, masks = _clip(2, absent=())
+    plans = [clip_prompt_plan(masks, PromptSimConfig(masks_only=True), s) for s in range(40)]
+    assert all(p.init_cond_frames == [0] for p in plans)
+    from threeam.train.losses import SAM2Loss
+
+    outputs, targets, _ = track_clip(sam2, rgb, masks, "mask", 0, plan=plans[0])
+    assert SAM2Loss()(outputs, targets)["total"].requires_grad
+    three = [clip_prompt_plan(_clip(3, absent=())[1], PromptSimConfig(masks_only=True), s) for s in range(40)]
+    assert any(len(p.init_cond_frames) == 2 for p in three)  # longer clips still get two

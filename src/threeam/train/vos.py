@@ -60,16 +60,21 @@ def clip_prompt_plan(masks: np.ndarray, config, seed: int):
 
     ``masks`` (T, H, W) bool; ``config`` a `threeam.train.prompts.PromptSimConfig`. Frame 0 is always a
     conditioning frame; the other conditioning and correction frames are drawn among frames where the
-    object is present (a prompt or a corrective click needs the object). Returns a `ClipPromptPlan`
-    in clip frame indices.
+    object is present (a prompt or a corrective click needs the object). A mask-prompted clip keeps
+    at least one tracked frame (a GT mask used as the output trains nothing, so a clip of only
+    conditioning frames would have no gradient). Returns a `ClipPromptPlan` in clip frame indices.
     """
     from threeam.train.prompts import ClipPromptPlan, plan_clip_prompts
 
-    present = [0] + [t for t in range(1, masks.shape[0]) if masks[t].any()]
+    T = masks.shape[0]
+    present = [0] + [t for t in range(1, T) if masks[t].any()]
     plan = plan_clip_prompts(len(present), config, np.random.default_rng(seed))
-    to_clip = lambda ts: [present[i] for i in ts]  # noqa: E731
-    return ClipPromptPlan(plan.use_points, to_clip(plan.init_cond_frames), to_clip(plan.frames_to_correct),
-                          {present[i]: k for i, k in plan.frame_kinds.items()})
+    init = [present[i] for i in plan.init_cond_frames]
+    if not plan.use_points and T > 1 and len(init) >= T:
+        # mask-prompted conditioning frames are the GT itself (no gradient): keep one frame tracked
+        init = init[:T - 1]
+    return ClipPromptPlan(plan.use_points, init, [present[i] for i in plan.frames_to_correct],
+                          {t: plan.frame_kinds[present.index(t)] for t in init})
 
 
 def _frame0_plan(prompt_kind: str, correction_clicks: int):
