@@ -116,6 +116,16 @@ def test_start_frame_max_frames_and_reverse(predictor, frames):
     back = _run(predictor, state, start_frame_idx=2, reverse=True)
     assert list(back) == [2, 1, 0]
     assert all(m.shape == (1, 1, H, W) for _, m in fwd.values())
+    # the per-frame "tracked" records are two shared read-only entries, not one dict per frame
+    tracked = state["frames_tracked_per_obj"][0]
+    assert {t: v["reverse"] for t, v in tracked.items()} == {2: True, 3: False, 4: False, 1: True, 0: True}
+    assert len({id(v) for v in tracked.values()}) == 2
+    with pytest.raises(TypeError):
+        tracked[3]["reverse"] = True
+    import copy
+    import pickle
+
+    assert copy.deepcopy(tracked) == tracked and pickle.loads(pickle.dumps(tracked)) == tracked
 
 
 def test_remove_object_keeps_the_other_objects_results(predictor, frames):

@@ -29,6 +29,28 @@ import torch
 
 from threeam.models.sam2.tracking import COND, NON_COND, empty_memory_bank
 
+class _TrackedEntry(dict):
+    """A read-only ``{"reverse": bool}`` shared by every frame tracked in one direction (copies are
+    itself; pickles as a plain dict)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("frames_tracked_per_obj entries are shared and read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return (dict, (dict(self),))
+
+
+TRACKED = {False: _TrackedEntry(reverse=False), True: _TrackedEntry(reverse=True)}
+"""The ``frames_tracked_per_obj`` entry of a frame tracked forwards / in reverse (read-only, shared)."""
+
 if TYPE_CHECKING:  # pragma: no cover
     from threeam.predictor.three_am_predictor import ThreeAMSession
 
@@ -75,7 +97,8 @@ class InferenceState:
     output_dict_per_obj: dict[int, dict[str, dict[int, dict]]] = field(default_factory=dict)
     # outputs of prompted frames not yet merged into the bank (merged by propagate_in_video_preflight)
     temp_output_dict_per_obj: dict[int, dict[str, dict[int, dict]]] = field(default_factory=dict)
-    # frames each object has been tracked on: {frame_idx: {"reverse": bool}}
+    # frames each object has been tracked on: {frame_idx: {"reverse": bool}} (the shared read-only
+    # `TRACKED` entries: one per direction, not one dict per frame and object on long videos)
     frames_tracked_per_obj: dict[int, dict[int, dict]] = field(default_factory=dict)
     # tracked outputs dropped from the banks and written to the spill folder: {obj_id: {frame_idx: path}}
     spilled: dict[int, dict[int, Any]] = field(default_factory=dict)

@@ -57,7 +57,7 @@ from threeam.io.video import VideoSource, load_video_frames
 from threeam.predictor.postprocess import fill_holes_in_mask_scores
 from threeam.models.sam2.sam2_base import memory_frame_indices
 from threeam.models.sam2.tracking import COND, NON_COND, NO_OBJ_SCORE, FrameFeatures, TrackStepOutput
-from threeam.predictor.state import InferenceState, empty_output_dict
+from threeam.predictor.state import TRACKED, InferenceState, empty_output_dict
 from threeam.predictor.validation import as_float_tensor, check_mask_size, check_points, check_boxes, is_int
 
 PREDICTOR_OPTIONS = (
@@ -690,7 +690,7 @@ class VideoPredictor:
                     state.output_dict_per_obj[obj_idx][NON_COND][frame_idx] = current_out
                     pred_masks_per_obj[obj_idx] = pred_masks
             for obj_idx in range(batch_size):
-                state.frames_tracked_per_obj[obj_idx][frame_idx] = {"reverse": reverse}
+                state.frames_tracked_per_obj[obj_idx][frame_idx] = TRACKED[bool(reverse)]
                 if bounded:
                     self.release_unreachable_outputs(state, obj_idx, frame_idx, reverse)
             all_pred_masks = torch.cat(pred_masks_per_obj, dim=0) if batch_size > 1 else pred_masks_per_obj[0]
