@@ -19,3 +19,14 @@ def test_format_help_lists_every_data_format() -> None:
         line = " ".join(result.output.split())
         assert "Dataset format: " + ", ".join(DATA_FORMATS) in line, (command, line)
         assert {"ase", "mose"} <= set(DATA_FORMATS)
+
+
+def test_train_help_lists_every_training_preset() -> None:
+    from threeam.commands.train import TRAIN_PRESET_NAMES
+    from threeam.train.recipes import train_presets
+
+    assert list(TRAIN_PRESET_NAMES) == train_presets()
+    result = CliRunner().invoke(app, ["train", "--help"], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.output.split())
+    assert "Training preset: " + ", ".join(train_presets()) in line, line

@@ -11,14 +11,21 @@ from typing import List, Optional
 import typer
 
 
+TRAIN_PRESET_NAMES = ("paper-scannetpp-ase-mose", "tiny-synthetic", "toy-engine", "sam2-pretrain-synthetic",
+                      "must3r-pretrain-synthetic", "toy-ablation-3am", "toy-ablation-sam2")
+"""`threeam.train.recipes.train_presets()`, written out so that ``--help`` does not import torch
+(a test keeps the two equal)."""
+PRESET_HELP = (f"Training preset: {', '.join(TRAIN_PRESET_NAMES)} "
+               "(optional with --resume: the checkpoint's config is used).")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         overrides: Optional[List[str]] = typer.Argument(
             None, help="Config overrides key.sub=value, e.g. run.max_steps=100 optim.groups.merger.lr=2e-5."),
         preset: Optional[str] = typer.Option(
-            None, "--preset", "-p", help="Training preset: paper-scannetpp-ase-mose or tiny-synthetic "
-                                         "(optional with --resume: the checkpoint's config is used)."),
+            None, "--preset", "-p", help=PRESET_HELP),
         out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR",
                                            help="Run folder (checkpoints/, tb/, config.json); default runs/PRESET. "
                                                 "Ctrl-C or SIGTERM finishes the step, writes a checkpoint and stops."),
