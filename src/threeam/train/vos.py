@@ -73,8 +73,9 @@ def clip_prompt_plan(masks: np.ndarray, config, seed: int):
     if not plan.use_points and T > 1 and len(init) >= T:
         # mask-prompted conditioning frames are the GT itself (no gradient): keep one frame tracked
         init = init[:T - 1]
+    kinds = {present[i]: k for i, k in plan.frame_kinds.items()}
     return ClipPromptPlan(plan.use_points, init, [present[i] for i in plan.frames_to_correct],
-                          {t: plan.frame_kinds[present.index(t)] for t in init})
+                          {t: kinds[t] for t in init})
 
 
 def _frame0_plan(prompt_kind: str, correction_clicks: int):
