@@ -132,3 +132,67 @@ def test_held_out_must3r_metrics_include_memory_use(tmp_path):
     run_training(cfg, tmp_path / "run")
     row = json.loads((tmp_path / "run" / "eval.jsonl").read_text().splitlines()[0])
     assert row["step"] == 1 and row["memory_use"] > 0.0 and "lookalike_pick_rate" in row
+
+
+def _targets(frames):
+    from threeam.train.must3r_task import attention_targets
+
+    scene = _scene(6)
+    fr = [scene.frame(t) for t in frames]
+    K, C = np.stack([f.K for f in fr]), np.stack([f.cam_to_world for f in fr])
+    gt = gt_pointmaps(np.stack([f.rgb for f in fr]), np.stack([f.depth for f in fr]), K, C, 64)
+    return gt, attention_targets(gt, K, C, 16)
+
+
+def test_attention_targets_match_patches_through_the_gt_geometry():
+    gt, tg = _targets([0, 0, 3])
+    assert [tuple(t.shape) for t in tg] == [(12, 12), (12, 24)]
+    # the same camera twice: every patch's votes fall (almost all) on the same patch of frame 0
+    assert tg[0].argmax(1).tolist() == list(range(12)) and float(tg[0].diagonal().min()) > 0.8
+    for t in tg:  # rows are distributions or empty (patch seen in no earlier frame)
+        s = t.sum(1)
+        assert torch.all(((s - 1).abs() < 1e-5) | (s == 0)) and float(t.min()) >= 0
+    # clip frame 2 sees clip frames 0 and 1 alike (the same camera): identical halves of its votes
+    assert torch.allclose(tg[1][:, :12], tg[1][:, 12:])
+    # the wider the baseline, the fewer patches have a counterpart in frame 0 (this path: 12, 8, 3, 0)
+    seen = [int((_targets([0, f])[1][0].sum(1) > 0).sum()) for f in (1, 2, 3, 5)]
+    assert seen == sorted(seen, reverse=True) and seen[0] == 12 and seen[-1] == 0 and 0 < seen[2] < 12
+
+
+def test_attention_correspondence_loss_trains_the_cross_attention():
+    from threeam.train.must3r_task import CrossAttentionRecorder, attention_correspondence_loss
+
+    cfg = get_train_config("must3r-pretrain-synthetic")
+    model = build_must3r_for_training(cfg)
+    depth = len(model.decoder.blocks_dec)
+    gt, tg = _targets([0, 2, 4])
+    with CrossAttentionRecorder(model, heads=2) as rec:
+        stream_clip(model, gt.images)
+    assert len(rec.records) == 3 * depth and tuple(rec.records[depth].shape[:2]) == (1, 2)
+    loss, top1 = attention_correspondence_loss(rec.records, tg, depth)
+    assert float(loss.detach()) > 0 and 0.0 <= float(top1) <= 1.0
+    loss.backward()
+    for blk in model.decoder.blocks_dec:
+        assert float(blk.cross_attn.projq.weight.grad.abs().sum()) > 0
+        assert float(blk.cross_attn.projk.weight.grad.abs().sum()) > 0
+    # hooks are removed on exit: a later forward records nothing
+    stream_clip(model, gt.images)
+    assert len(rec.records) == 3 * depth
+    # attention that follows the targets exactly has the targets' entropy as its loss, and top-1 = 1
+    perfect = []
+    for t in range(3):
+        for _ in range(depth):
+            g = tg[t - 1] if t else torch.eye(12)
+            perfect.append(torch.log(g.clamp_min(1e-12))[None, None])
+    ploss, ptop = attention_correspondence_loss(perfect, tg, depth)
+    ent = np.mean([float(-(g[g.sum(1) > 0] * torch.log(g[g.sum(1) > 0].clamp_min(1e-12))).sum(1).mean())
+                   for g in tg])
+    assert abs(float(ploss) - ent) < 1e-4 and float(ptop) == 1.0
+
+
+def test_must3r_training_with_the_attention_term_logs_it(tmp_path):
+    cfg = apply_overrides(get_train_config("must3r-pretrain-synthetic"),
+                          SMALL + ["run.max_steps=2", "run.ckpt_every=10", "must3r_loss.attn_corr=1.0"])
+    tr = run_training(cfg, tmp_path / "run")
+    assert all("attn_corr" in h and "attn_top1" in h for h in tr.history)
+    assert all(h["attn_corr"] > 0 for h in tr.history)

@@ -35,6 +35,7 @@ __all__ = [
     "DataSourceConfig",
     "DataConfig",
     "ModelConfig",
+    "Must3rLossConfig",
     "RunConfig",
     "ToyTaskConfig",
     "TrainConfig",
@@ -310,6 +311,25 @@ class ToyTaskConfig:
 
 
 @dataclass(frozen=True)
+class Must3rLossConfig:
+    """Loss of the ``must3r`` task (`threeam.train.must3r_task`)."""
+
+    conf_alpha: float = 0.2
+    """Weight of the log-confidence regulariser (DUSt3R / MUSt3R: 0.2)."""
+    attn_corr: float = 0.0
+    """Weight of the correspondence-supervised cross-attention term (our addition for training from
+    scratch, docs/evidence.md; 0 = MUSt3R's loss only): cross-entropy between the cross-attention of
+    ``attn_corr_heads`` heads of every decoder block and the GT correspondences of each query patch
+    among the memory's tokens (from GT depth and poses)."""
+    attn_corr_heads: int = 1
+    """How many heads per decoder block the ``attn_corr`` term supervises (the first ones)."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self, {"conf_alpha": (0.0, None), "attn_corr": (0.0, None)}, "must3r_loss.")
+        check_ints(self, {"attn_corr_heads": 1}, "must3r_loss.")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A complete training run. Build one with :func:`threeam.train.recipes.get_train_config`."""
 
@@ -327,6 +347,8 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     toy: ToyTaskConfig = field(default_factory=ToyTaskConfig)
     """Only used by the ``toy-regression`` task."""
+    must3r_loss: Must3rLossConfig = field(default_factory=Must3rLossConfig)
+    """Only used by the ``must3r`` task."""
 
     def __post_init__(self) -> None:
         _check(bool(self.task), "task must not be empty")

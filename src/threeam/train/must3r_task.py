@@ -13,7 +13,12 @@ Per frame ``i`` and pixel (network resolution, crop16 preprocessing as in stream
   whole clip are divided by their mean distance to the origin (prediction and GT separately); each
   view's own-frame points by their own mean distance;
 * loss per head: ``mean_valid(c * ||x_pred - x_gt|| - alpha * log c)`` with ``alpha = 0.2``; the
-  total is the reference-frame term plus the own-frame term.
+  total is the reference-frame term plus the own-frame term;
+* optional (``must3r_loss.attn_corr`` > 0, our addition for training from scratch): the
+  cross-attention of the first ``attn_corr_heads`` heads of every decoder block is pulled towards the
+  GT correspondences of each query patch among the memory's patches (:func:`attention_targets`,
+  :func:`attention_correspondence_loss`), a cross-entropy averaged over blocks, heads and the query
+  patches that have a correspondence.
 
 Held-out metrics (``run.eval_every``), on two validation scenes streamed in order: the relative depth
 error (AbsRel after per-frame median scaling), the reference-frame pointmap error (after one median
@@ -36,7 +41,8 @@ from threeam.errors import InputError
 from threeam.train.config import TrainConfig
 
 __all__ = ["must3r_config_for", "build_must3r_for_training", "gt_pointmaps", "pointmap_loss", "stream_clip",
-           "lookalike_picks", "memory_use", "must3r_task", "CONF_ALPHA", "GTPointmaps"]
+           "lookalike_picks", "memory_use", "must3r_task", "CONF_ALPHA", "GTPointmaps",
+           "attention_targets", "CrossAttentionRecorder", "attention_correspondence_loss"]
 
 CONF_ALPHA = 0.2
 """Weight of the log-confidence regulariser (DUSt3R / MUSt3R: 0.2)."""
@@ -167,6 +173,122 @@ def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA) ->
     c = conf[valid]
     loss = (c * e_ref - alpha * c.log()).mean() + (c * e_self - alpha * c.log()).mean()
     return {"loss": loss, "regr_ref": e_ref.mean().detach(), "regr_self": e_self.mean().detach()}
+
+
+def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, patch: int,
+                      depth_tol: float = 0.05) -> list[torch.Tensor]:
+    """GT correspondences of every frame's patches among the patches of the frames before it.
+
+    gt: the clip's `GTPointmaps` (network resolution h x w, frame 0 the reference camera); K
+    (T, 3, 3) and cam_to_world (T, 4, 4) of the original frames. Every valid pixel of frame ``t`` is
+    projected into each earlier frame ``s``; where it lands inside the crop on a pixel whose depth
+    agrees within ``depth_tol`` (relative: the point is visible there), it votes for that pixel's
+    patch. Returns for ``t = 1 .. T-1`` a (N, t * N) float tensor (N = (h/p)(w/p) patches, columns in
+    the memory's order: frame 0's patches, then frame 1's, ...) whose rows are the normalised votes
+    (a row of zeros: the patch is seen in no earlier frame).
+    """
+    T, h, w, _ = gt.pts_ref.shape
+    if h % patch or w % patch:
+        raise InputError(f"network size {h}x{w} is not a multiple of the patch size {patch}")
+    gh, gw = h // patch, w // patch
+    N = gh * gw
+    rows, cols = gt.rows[:, 0].astype(np.float64), gt.cols[0].astype(np.float64)
+    # network pixel (i, j) sits over original pixel (rows[i], cols[j]): invert that linear map
+    ai, bi = (np.polyfit(rows, np.arange(h), 1) if h > 1 else (0.0, 0.0))
+    aj, bj = (np.polyfit(cols, np.arange(w), 1) if w > 1 else (0.0, 0.0))
+    w2c0 = np.linalg.inv(cam_to_world[0])
+    ref_to_cam = [np.linalg.inv(w2c0 @ cam_to_world[s]) for s in range(T)]
+    depth = gt.pts_self[..., 2].numpy().astype(np.float64)
+    valid = gt.valid.numpy()
+    qpatch = ((np.arange(h)[:, None] // patch) * gw + np.arange(w)[None, :] // patch)  # (h, w)
+    out = []
+    for t in range(1, T):
+        votes = np.zeros((N, t * N))
+        v = valid[t]
+        pts = gt.pts_ref[t].numpy().astype(np.float64)[v]  # (P, 3) in the reference camera
+        q = qpatch[v]
+        for s in range(t):
+            rel = ref_to_cam[s]
+            cam = pts @ rel[:3, :3].T + rel[:3, 3]
+            z = cam[:, 2]
+            front = z > 1e-6
+            uvw = cam @ K[s].T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u, vv = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
+            # original pixel (floor) -> network pixel
+            i = np.round(ai * np.floor(vv) + bi).astype(np.int64, copy=False) if h > 1 else np.zeros(len(z), np.int64)
+            j = np.round(aj * np.floor(u) + bj).astype(np.int64, copy=False) if w > 1 else np.zeros(len(z), np.int64)
+            inside = front & np.isfinite(u) & np.isfinite(vv) & (i >= 0) & (i < h) & (j >= 0) & (j < w)
+            ii, jj = np.clip(i, 0, h - 1), np.clip(j, 0, w - 1)
+            d_s = depth[s][ii, jj]
+            seen = inside & valid[s][ii, jj] & (np.abs(z - d_s) <= depth_tol * np.maximum(d_s, 1e-6))
+            np.add.at(votes, (q[seen], s * N + qpatch[ii[seen], jj[seen]]), 1.0)
+        tot = votes.sum(1, keepdims=True)
+        out.append(torch.from_numpy(np.divide(votes, tot, out=np.zeros_like(votes), where=tot > 0)).float())
+    return out
+
+
+class CrossAttentionRecorder:
+    """Records the cross-attention log-probabilities of the first ``heads`` heads of every decoder
+    block while it is entered (``with CrossAttentionRecorder(model, heads) as rec:``).
+
+    ``rec.records`` holds one (B, heads, N, M) tensor per block call in call order, with gradients:
+    for `stream_clip` over T frames, ``records[t * depth + l]`` is frame ``t``'s block ``l``.
+    """
+
+    def __init__(self, model, heads: int = 1):
+        self.blocks = [blk.cross_attn for blk in model.decoder.blocks_dec]
+        self.heads = int(heads)
+        self.records: list[torch.Tensor] = []
+        self._handles: list = []
+
+    def _hook(self, module, args, output) -> None:
+        x, keys = args[0], args[1]
+        B, N, C = x.shape
+        M = keys.shape[1]
+        nh = module.num_heads
+        hd = C // nh
+        hs = min(self.heads, nh)
+        q = module.projq(x).reshape(B, N, nh, hd)[:, :, :hs].transpose(1, 2).float()
+        k = keys.reshape(B, M, nh, hd)[:, :, :hs].transpose(1, 2).float()
+        self.records.append(torch.log_softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1))
+
+    def __enter__(self) -> "CrossAttentionRecorder":
+        self.records = []
+        self._handles = [b.register_forward_hook(self._hook) for b in self.blocks]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hnd in self._handles:
+            hnd.remove()
+        self._handles = []
+
+
+def attention_correspondence_loss(records: Sequence[torch.Tensor], targets: Sequence[torch.Tensor],
+                                  depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of recorded cross-attention (`CrossAttentionRecorder` over `stream_clip`) against
+    `attention_targets`, averaged over frames 1.., blocks, recorded heads and query patches that have
+    a correspondence. Returns ``(loss, top1)``: top1 is the share of those queries whose most attended
+    memory patch has a GT vote (no gradient)."""
+    losses, hits = [], []
+    for t, tgt in enumerate(targets, start=1):
+        rows = tgt.sum(1) > 0
+        if not bool(rows.any()):
+            continue
+        for l in range(depth):
+            logp = records[t * depth + l][0]  # (heads, N, M)
+            if logp.shape[-1] != tgt.shape[1] or logp.shape[-2] != tgt.shape[0]:
+                raise InputError(f"attention of frame {t} block {l} is {tuple(logp.shape[-2:])}, its target "
+                                 f"{tuple(tgt.shape)}: the clip and the memory disagree")
+            g = tgt.to(logp.device)
+            losses.append(-(g[None, rows] * logp[:, rows]).sum(-1).mean())
+            with torch.no_grad():
+                top = logp[:, rows].argmax(-1)  # (heads, R)
+                hits.append((g[rows].gather(1, top.T).T > 0).float().mean())
+    if not losses:
+        z = records[0].new_zeros(()) if records else torch.zeros(())
+        return z, z.detach()
+    return torch.stack(losses).mean(), torch.stack(hits).mean()
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -352,19 +474,36 @@ def must3r_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821
 
     model = build_must3r_for_training(config)
     res = stream_res(config)
+    lcfg = config.must3r_loss
+    patch = int(model.config.decoder.patch_size)
+    depth = len(model.decoder.blocks_dec)
 
     def make_item(clip, data, item_seed):
         if data.depth is None or data.cam_to_world is None:
             raise InputError(f"the must3r task needs depth and poses; scene {clip.scene_name} has none")
-        return {"gt": gt_pointmaps(data.rgb, data.depth, data.K, data.cam_to_world, res)}
+        gt = gt_pointmaps(data.rgb, data.depth, data.K, data.cam_to_world, res)
+        item = {"gt": gt}
+        if lcfg.attn_corr > 0:
+            item["attn_targets"] = attention_targets(gt, data.K, data.cam_to_world, patch)
+        return item
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         net = model.module if hasattr(model, "module") else model
         gt: GTPointmaps = batch["gt"]
         device = next(net.parameters()).device
-        pred = stream_clip(net, gt.images.to(device))
-        out = pointmap_loss(pred, gt)
-        return {"loss": out["loss"], "regr_ref": out["regr_ref"], "regr_self": out["regr_self"]}
+        if lcfg.attn_corr > 0:
+            with CrossAttentionRecorder(net, lcfg.attn_corr_heads) as rec:
+                pred = stream_clip(net, gt.images.to(device))
+        else:
+            pred = stream_clip(net, gt.images.to(device))
+        out = pointmap_loss(pred, gt, lcfg.conf_alpha)
+        logs = {"regr_ref": out["regr_ref"], "regr_self": out["regr_self"]}
+        loss = out["loss"]
+        if lcfg.attn_corr > 0:
+            a_loss, top1 = attention_correspondence_loss(rec.records, batch["attn_targets"], depth)
+            loss = loss + lcfg.attn_corr * a_loss
+            logs.update(attn_corr=a_loss.detach(), attn_top1=top1)
+        return {"loss": loss, **logs}
 
     sources = {}
     for k, src in enumerate(config.data.sources):
