@@ -106,3 +106,36 @@ def test_load_clip_arrays(small_scene):
     for k, t in enumerate(clip.frames):
         np.testing.assert_array_equal(data.masks[k], small_scene.frame(t).instance_ids == clip.object_id)
     assert data.cam_to_world.shape == (n, 4, 4) and data.depth.shape == (n, 64, 64)
+
+
+def test_view_overlap_is_one_for_itself_zero_looking_away_and_tests_occlusion(small_scene):
+    from threeam.data.sampling import view_overlap
+
+    f = small_scene.frame(0)
+    assert view_overlap(f, f) == pytest.approx(1.0)
+    eye = f.cam_to_world[:3, 3]
+    back = look_at(eye, eye - f.cam_to_world[:3, 2] * np.array([1, 1, 0]))
+    assert view_overlap(f, PosedFrame(f.rgb, f.depth, f.K, back, f.instance_ids)) == 0.0
+    # unlike fov_ratio, occlusion counts: a reference whose depth says "something nearer" sees nothing
+    near = PosedFrame(f.rgb, f.depth * 0.5, f.K, f.cam_to_world, f.instance_ids)
+    assert view_overlap(f, near) == 0.0
+
+
+def test_covisible_clip_keeps_only_frames_that_overlap_the_reference(small_scene):
+    from threeam.data.sampling import sample_covisible_clip, view_overlap
+
+    cfg = SamplerConfig(n_frames=6, tau=0.5, min_ref_pixels=30)
+    vis = VisibilityTable(small_scene)
+    oid = vis.objects(30)[0]
+    clip = sample_covisible_clip(small_scene, oid, cfg, np.random.default_rng(0), vis)
+    ref = small_scene.frame(clip.frames[0])
+    assert clip.mode == "covisible" and 2 <= len(clip.frames) <= 6 and clip.frames[1:] == sorted(clip.frames[1:])
+    for t in clip.frames[1:]:
+        assert view_overlap(small_scene.frame(t), ref, max_points=10**9) > 0.4  # subsampled test > 0.5
+    assert all(r <= cfg.tau for t, r in clip.fov_ratios.items() if t not in clip.frames)
+    # on the orbit, many frames do not overlap the reference (the filter is not vacuous) and none joins
+    full = {t: view_overlap(small_scene.frame(t), ref, max_points=10**9) for t in range(len(small_scene))}
+    far = {t for t, r in full.items() if r < 0.3}
+    assert len(far) >= 5 and not far & set(clip.frames)
+    again = sample_covisible_clip(small_scene, oid, cfg, np.random.default_rng(0), vis)
+    assert again.frames == clip.frames

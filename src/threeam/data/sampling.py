@@ -26,7 +26,7 @@ from threeam.data.visibility import VisibilityTable
 from threeam.errors import InputError
 
 __all__ = ["SamplerConfig", "Clip", "ClipData", "load_clip", "fov_ratio", "sample_fov_clip", "sample_continuous_clip",
-           "sample_random_clip", "ClipSampler", "visible_surface_overlap", "measure_sampler_overlap"]
+           "sample_random_clip", "view_overlap", "sample_covisible_clip", "ClipSampler", "visible_surface_overlap", "measure_sampler_overlap"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Clip:
     scene_name: str
     object_id: int
     frames: list[int]
-    mode: str  # "fov" | "continuous" | "random"
+    mode: str  # "fov" | "continuous" | "random" | "covisible"
     fov_ratios: dict[int, float] = field(default_factory=dict)  # candidate frame -> ratio (FoV mode)
 
 
@@ -204,6 +204,61 @@ def sample_random_clip(scene: Scene, object_id: int, cfg: SamplerConfig, rng: np
     k = min(cfg.n_frames - 1, pool.size)
     others = sorted(int(x) for x in rng.choice(pool, k, replace=False)) if k else []
     return Clip(scene_index, scene.name, object_id, [ref_i] + others, "random")
+
+
+def view_overlap(candidate: PosedFrame, reference: PosedFrame, max_points: int = 2048,
+                 rng: np.random.Generator | None = None, depth_tol: float = 0.05) -> float:
+    """Share of the candidate's valid-depth pixels that the reference camera also sees: inside its
+    image, in front of it, and not hidden (the reference's depth there agrees within ``depth_tol``,
+    relative). Whole views, not one object (compare `fov_ratio`); in [0, 1]."""
+    if candidate.depth is None or candidate.cam_to_world is None or reference.cam_to_world is None \
+            or reference.depth is None:
+        raise InputError(f"covisible sampling needs depth and poses (frame {candidate.name or '?'} / "
+                         f"reference {reference.name or '?'})")
+    rows, cols = np.nonzero(candidate.depth > 0)
+    if rows.size == 0:
+        return 0.0
+    if rows.size > max_points:
+        sel = (rng or np.random.default_rng(0)).choice(rows.size, max_points, replace=False)
+        rows, cols = rows[sel], cols[sel]
+    pts = backproject(candidate.depth, candidate.K, candidate.cam_to_world, (rows, cols))
+    pc = transform_points(invert_rigid(reference.cam_to_world), pts)
+    z = pc[:, 2]
+    K = reference.K
+    h, w = reference.size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = K[0, 0] * pc[:, 0] / z + K[0, 1] * pc[:, 1] / z + K[0, 2]
+        v = K[1, 1] * pc[:, 1] / z + K[1, 2]
+    inside = (z > 1e-6) & np.isfinite(u) & np.isfinite(v) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+    ui = np.clip(np.round(np.where(inside, u, 0)).astype(np.int64), 0, w - 1)
+    vi = np.clip(np.round(np.where(inside, v, 0)).astype(np.int64), 0, h - 1)
+    d_ref = reference.depth[vi, ui]
+    seen = inside & (d_ref > 0) & (np.abs(z - d_ref) <= depth_tol * np.maximum(d_ref, 1e-6))
+    return float(seen.mean())
+
+
+def sample_covisible_clip(scene: Scene, object_id: int, cfg: SamplerConfig, rng: np.random.Generator,
+                          vis: VisibilityTable | None = None, scene_index: int = 0,
+                          reference: int | None = None) -> Clip:
+    """Multi-view clip for pointmap training: the reference as in FoV sampling, then up to
+    ``n_frames - 1`` frames drawn at random among those whose view overlaps the reference view by more
+    than ``tau`` (`view_overlap`), in temporal order. Returns fewer frames when the scene has fewer
+    such frames. ``fov_ratios`` holds the overlap of every tested frame."""
+    vis = vis or VisibilityTable(scene)
+    ref_i = _pick_reference(vis, object_id, cfg, rng) if reference is None else reference
+    ref = scene.frame(ref_i)
+    kept, ratios = [], {}
+    for c in rng.permutation(len(scene)):
+        c = int(c)
+        if len(kept) >= cfg.n_frames - 1:
+            break
+        if c == ref_i or c in vis.unknown:
+            continue
+        r = view_overlap(scene.frame(c), ref, cfg.max_points, rng)
+        ratios[c] = r
+        if r > cfg.tau:
+            kept.append(c)
+    return Clip(scene_index, scene.name, object_id, [ref_i] + sorted(kept), "covisible", ratios)
 
 
 def sample_continuous_clip(scene: Scene, object_id: int, cfg: SamplerConfig, rng: np.random.Generator,

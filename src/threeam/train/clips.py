@@ -6,7 +6,7 @@
   training seed space (`threeam.data.scene_store.train_scene_seed`, never an evaluation seed) and
   cached in ``data.scene_cache``; other sources open ``root`` with `threeam.data.discovery`.
 * :class:`ClipDrawer`: clip ``i`` of a source as a pure function of (seed, source, i): a scene and an
-  object, then FoV-aware / random (``source.sampler``, probability ``source.fov_prob``) or
+  object, then FoV-aware / random / covisible (``source.sampler``, probability ``source.fov_prob``) or
   continuous frames; redrawn while the object is present in fewer than ``data.min_present_frac`` of
   the frames.
 """
@@ -88,7 +88,8 @@ class ClipDrawer:
         return self._geo[i]
 
     def _draw_once(self, rng: np.random.Generator):
-        from threeam.data.sampling import sample_continuous_clip, sample_fov_clip, sample_random_clip
+        from threeam.data.sampling import (sample_continuous_clip, sample_covisible_clip, sample_fov_clip,
+                                           sample_random_clip)
 
         for _ in range(100):
             si = int(rng.integers(len(self.scenes)))
@@ -101,7 +102,8 @@ class ClipDrawer:
         oid = objs[int(rng.integers(len(objs)))]
         scene, vis = self.scenes[si], self.visibility(si)
         if self._has_geometry(si) and rng.random() < self.source.fov_prob:
-            fn = sample_fov_clip if self.source.sampler == "fov" else sample_random_clip
+            fn = {"fov": sample_fov_clip, "random": sample_random_clip,
+                  "covisible": sample_covisible_clip}[self.source.sampler]
             return fn(scene, oid, self.cfg, rng, vis, si)
         return sample_continuous_clip(scene, oid, self.cfg, rng, vis, si)
 

@@ -151,14 +151,16 @@ class DataSourceConfig:
     cache: str = ""
     """MUSt3R feature cache of this source (`threeam precompute`); FoV-sampled clips read it, continuous
     clips run MUSt3R on the fly (the paper's split). Empty: always on the fly."""
-    sampler: Literal["fov", "random"] = "fov"
+    sampler: Literal["fov", "random", "covisible"] = "fov"
     """What the ``fov_prob`` share of clips uses: ``fov`` (FoV-aware sampling) or ``random`` (the
     reference as in FoV sampling, the other frames drawn uniformly from the scene; the paper's
-    "random sampling" ablation arm)."""
+    "random sampling" ablation arm) or ``covisible`` (frames whose whole view overlaps the
+    reference view by more than ``data.fov_tau``: pairs with overlap as DUSt3R / MUSt3R train on;
+    for the ``must3r`` task, `threeam.data.sampling.sample_covisible_clip`)."""
 
     def __post_init__(self) -> None:
-        _check(self.sampler in ("fov", "random"),
-               f"data.sources.{self.name}.sampler must be 'fov' or 'random', got {self.sampler!r}")
+        _check(self.sampler in ("fov", "random", "covisible"),
+               f"data.sources.{self.name}.sampler must be 'fov', 'random' or 'covisible', got {self.sampler!r}")
         _check(bool(self.name), "a data source needs a non-empty name")
         _check(math.isfinite(self.weight) and self.weight >= 0,
                f"data.sources.{self.name}.weight must be >= 0, got {self.weight}")
