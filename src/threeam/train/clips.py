@@ -70,7 +70,7 @@ class ClipDrawer:
         self.config = config
         self.seed = seed
         self.cfg = SamplerConfig(n_frames=n_frames or config.data.frames_per_clip, fov_prob=source.fov_prob,
-                                 tau=config.data.fov_tau)
+                                 tau=config.data.fov_tau, continuous_stride=config.data.continuous_stride)
         self._vis: dict[int, Any] = {}
         self._geo: dict[int, bool] = {}
 

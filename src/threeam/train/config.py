@@ -181,6 +181,8 @@ class DataConfig:
     """Clips per optimizer micro-step on each rank (paper: 1)."""
     fov_tau: float = 0.25
     """FoV-aware sampling threshold: keep a candidate if > tau of its mask points fall in the reference frustum."""
+    continuous_stride: int = 1
+    """Frame step of continuous clips (1: consecutive frames)."""
     image_size: int = 1024
     """SAM 2 input resolution (square)."""
     correction_clicks: int = 7
@@ -221,6 +223,8 @@ class DataConfig:
         _check(self.frames_per_clip >= 1, f"data.frames_per_clip must be >= 1, got {self.frames_per_clip}")
         _check(self.batch_size >= 1, f"data.batch_size must be >= 1, got {self.batch_size}")
         _check(0.0 <= self.fov_tau <= 1.0, f"data.fov_tau must lie in [0, 1], got {self.fov_tau}")
+        _check(isinstance(self.continuous_stride, int) and not isinstance(self.continuous_stride, bool)
+               and self.continuous_stride >= 1, f"data.continuous_stride must be an integer >= 1, got {self.continuous_stride!r}")
         _check(self.image_size >= 16, f"data.image_size must be >= 16, got {self.image_size}")
         _check(self.num_clips >= 0, f"data.num_clips must be >= 0, got {self.num_clips}")
         _check(self.correction_clicks >= 0, f"data.correction_clicks must be >= 0, got {self.correction_clicks}")
