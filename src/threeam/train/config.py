@@ -36,6 +36,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "Must3rLossConfig",
+    "Sam2AttnLossConfig",
     "RunConfig",
     "ToyTaskConfig",
     "TrainConfig",
@@ -336,6 +337,24 @@ class Must3rLossConfig:
 
 
 @dataclass(frozen=True)
+class Sam2AttnLossConfig:
+    """Optional correspondence-supervised memory attention of the ``sam2`` task
+    (`threeam.train.sam2_attention`; our addition for SAM 2 trained from scratch, off by default)."""
+
+    weight: float = 0.0
+    """Weight of the term (0 = SAM 2's losses only)."""
+    heads: int = 1
+    """How many heads per memory-attention layer it supervises (the first ones)."""
+    clips: Literal["continuous", "all"] = "continuous"
+    """Which clips get it: ``continuous`` (consecutive frames only: ordinary video motion) or ``all``."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self, {"weight": (0.0, None)}, "sam2_attn.")
+        check_ints(self, {"heads": 1}, "sam2_attn.")
+        _check(self.clips in ("continuous", "all"), f"sam2_attn.clips must be 'continuous' or 'all', got {self.clips!r}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A complete training run. Build one with :func:`threeam.train.recipes.get_train_config`."""
 
@@ -355,6 +374,8 @@ class TrainConfig:
     """Only used by the ``toy-regression`` task."""
     must3r_loss: Must3rLossConfig = field(default_factory=Must3rLossConfig)
     """Only used by the ``must3r`` task."""
+    sam2_attn: Sam2AttnLossConfig = field(default_factory=Sam2AttnLossConfig)
+    """Only used by the ``sam2`` task."""
 
     def __post_init__(self) -> None:
         _check(bool(self.task), "task must not be empty")

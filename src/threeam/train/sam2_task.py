@@ -51,11 +51,40 @@ def build_sam2_for_training(config: TrainConfig):
     return model
 
 
-def clip_item(clip, data, item_seed: int, kinds: tuple[str, ...], cache: str = "") -> dict:
+def clip_item(clip, data, item_seed: int, kinds: tuple[str, ...], cache: str = "", geometry: bool = False) -> dict:
+    """A training item of a clip; ``geometry`` adds ``depth``, ``K`` and ``cam_to_world`` (None when
+    the clip has no depth / poses) for the memory-attention term."""
     rng = np.random.default_rng(item_seed)
-    return {"rgb": data.rgb, "masks": data.masks, "prompt_kind": kinds[int(rng.integers(len(kinds)))],
+    item = {"rgb": data.rgb, "masks": data.masks, "prompt_kind": kinds[int(rng.integers(len(kinds)))],
             "prompt_kinds": tuple(kinds), "prompt_seed": item_seed, "mode": clip.mode, "scene_name": clip.scene_name,
             "frames": list(clip.frames), "cache": cache if clip.mode == "fov" else ""}
+    if geometry:
+        item.update(depth=data.depth, K=data.K, cam_to_world=data.cam_to_world)
+    return item
+
+
+def memory_attention_term(config: TrainConfig, net: nn.Module, batch: Mapping[str, Any], run):
+    """``run()`` under a `MemoryAttentionRecorder` when ``sam2_attn.weight`` applies to this clip;
+    returns ``(run's result, loss or None, top1 or None)``."""
+    acfg = config.sam2_attn
+    if acfg.weight <= 0 or batch.get("depth") is None or batch.get("cam_to_world") is None \
+            or (acfg.clips == "continuous" and batch.get("mode") != "continuous"):
+        return run(), None, None
+    from threeam.train.sam2_attention import MemoryAttentionRecorder, memory_attention_loss, token_votes
+
+    grid = int(net.image_size) // 16
+    cache: dict = {}
+
+    def votes(a: int, b: int) -> torch.Tensor:
+        if (a, b) not in cache:
+            d, K, P = batch["depth"], batch["K"], batch["cam_to_world"]
+            cache[(a, b)] = torch.from_numpy(token_votes(d[a], K[a], P[a], d[b], K[b], P[b], grid))
+        return cache[(a, b)]
+
+    with MemoryAttentionRecorder(net, acfg.heads) as rec:
+        result = run()
+    loss, top1 = memory_attention_loss(rec.calls, votes)
+    return result, loss, top1
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -140,10 +169,15 @@ def sam2_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821 - TrainTas
     loss_fn = SAM2Loss(config.loss)
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        outputs, targets, _ = forward(_unwrap(model), batch)
+        net = _unwrap(model)
+        (outputs, targets, _), a_loss, top1 = memory_attention_term(config, net, batch, lambda: forward(net, batch))
         losses = loss_fn(outputs, targets)
         out = {"loss": losses["total"]}
         out.update({f"loss_{k}": v.detach() for k, v in losses.items() if k != "total"})
+        if a_loss is not None:  # logged only on the clips the term applies to
+            out["loss"] = out["loss"] + config.sam2_attn.weight * a_loss
+            out["attn_corr"] = a_loss.detach()
+            out["attn_top1"] = top1
         return out
 
     sources = {}
@@ -152,7 +186,9 @@ def sam2_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821 - TrainTas
             raise InputError(f"data.sources.{src.name}.cache is a MUSt3R feature cache; the sam2 task runs no MUSt3R")
         drawer = ClipDrawer(open_source_scenes(src, config, k), src, config, seed=config.seed + k)
         kinds = tuple(src.prompt_kinds)
-        sources[src.name] = clip_source(drawer, lambda c, d, s, kinds=kinds: clip_item(c, d, s, kinds))
+        geo = config.sam2_attn.weight > 0
+        sources[src.name] = clip_source(drawer, lambda c, d, s, kinds=kinds, geo=geo: clip_item(c, d, s, kinds,
+                                                                                                geometry=geo))
     if not sources:
         raise InputError("the sam2 task needs at least one data source (data.sources)")
     evaluate = make_vos_evaluator(config, forward) if config.run.eval_every else None

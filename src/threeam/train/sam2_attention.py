@@ -1,0 +1,183 @@
+"""Correspondence-supervised memory attention for SAM 2 trained from scratch (``sam2_attn.weight``).
+
+Why (docs/evidence.md, "What blocks the gates"): a tiny SAM 2 pretrained from random weights on
+generated clips learns to ignore its memory: its memory features become almost constant (their
+variation around their mean falls from 1.25 at random weights to 0.14) and the tracked masks no
+longer depend on the prompt. Real SAM 2 starts from SAM and learns on SA-V; our toy has neither.
+This optional term pulls the memory attention of each tracked frame towards the memory tokens that
+show the same surface (GT depth and poses), which makes the memory keys - and so the memory
+features - carry appearance again. Our addition, off by default; the toy recipe applies it to
+continuous clips only (small motions, as in ordinary videos), so SAM 2 is not taught wide-baseline
+matching, which is what 3AM's geometry is for.
+
+Pieces:
+
+* :func:`token_votes`: for two posed RGB-D frames, which of the second frame's stride-16 tokens
+  (the SAM 2 grid ``g x g`` over the frame resized to a square) each token of the first one shows;
+* :class:`MemoryAttentionRecorder`: records, per tracked frame, the memory frames in the order
+  SAM 2 concatenates them and the log-attention of the first heads of every memory-attention layer;
+* :func:`memory_attention_loss`: cross-entropy of those against the votes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from threeam.errors import InputError
+
+__all__ = ["token_votes", "MemoryAttentionRecorder", "memory_attention_loss"]
+
+
+def _token_index(rows: np.ndarray, cols: np.ndarray, H: int, W: int, g: int) -> np.ndarray:
+    """Original pixel -> index of the SAM 2 token (g x g grid over the square-resized frame)."""
+    ti = np.clip((rows * g) // H, 0, g - 1)
+    tj = np.clip((cols * g) // W, 0, g - 1)
+    return ti * g + tj
+
+
+def token_votes(depth_a: np.ndarray, K_a: np.ndarray, c2w_a: np.ndarray, depth_b: np.ndarray, K_b: np.ndarray,
+                c2w_b: np.ndarray, grid: int, depth_tol: float = 0.05, step: int = 2) -> np.ndarray:
+    """Token correspondences from frame ``a`` to frame ``b``.
+
+    depth (H, W) metres (0 invalid), K (3, 3), c2w (4, 4) of both frames (same size); ``grid``: tokens
+    per side. Every ``step``-th valid pixel of ``a`` is moved into ``b``; where it lands inside ``b`` on
+    a pixel whose depth agrees within ``depth_tol`` (relative), it votes for that pixel's token.
+    Returns (grid**2, grid**2) float32 votes, rows normalised to sum 1 (zero rows: not seen in ``b``).
+    """
+    H, W = depth_a.shape
+    if depth_b.shape != (H, W):
+        raise InputError(f"frames differ in size: {depth_a.shape} and {depth_b.shape}")
+    n = grid * grid
+    r, c = np.nonzero(depth_a[::step, ::step] > 0)
+    r, c = r * step, c * step
+    votes = np.zeros((n, n), np.float64)
+    if r.size:
+        d = depth_a[r, c].astype(np.float64)
+        cam = np.stack([(c - K_a[0, 2]) / K_a[0, 0] * d, (r - K_a[1, 2]) / K_a[1, 1] * d, d], -1)
+        rel = np.linalg.inv(c2w_b) @ c2w_a
+        pb = cam @ rel[:3, :3].T + rel[:3, 3]
+        z = pb[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = K_b[0, 0] * pb[:, 0] / z + K_b[0, 2]
+            v = K_b[1, 1] * pb[:, 1] / z + K_b[1, 2]
+        ok = (z > 1e-6) & np.isfinite(u) & np.isfinite(v) & (u >= -0.5) & (u < W - 0.5) & (v >= -0.5) & (v < H - 0.5)
+        ui = np.clip(np.round(np.where(ok, u, 0)).astype(np.int64), 0, W - 1)
+        vi = np.clip(np.round(np.where(ok, v, 0)).astype(np.int64), 0, H - 1)
+        db = depth_b[vi, ui]
+        ok &= (db > 0) & (np.abs(z - db) <= depth_tol * np.maximum(db, 1e-6))
+        np.add.at(votes, (_token_index(r[ok], c[ok], H, W, grid), _token_index(vi[ok], ui[ok], H, W, grid)), 1.0)
+    tot = votes.sum(1, keepdims=True)
+    return np.divide(votes, tot, out=np.zeros_like(votes), where=tot > 0).astype(np.float32)
+
+
+class MemoryAttentionRecorder:
+    """While entered, records SAM 2's memory attention of every tracked frame.
+
+    ``rec.calls``: one dict per memory-conditioned call, in call order: ``frame`` (the tracked frame),
+    ``memory`` (frames whose spatial memories form the keys, in SAM 2's order: selected conditioning
+    frames, then recent frames), ``logp`` (one (B, heads, HW, M * HW) tensor per memory-attention
+    layer, log-softmax over the spatial memory keys, with gradients). Object-pointer keys are left
+    out (their attention is not supervised).
+    """
+
+    def __init__(self, sam2, heads: int = 1):
+        self.sam2 = sam2
+        self.heads = int(heads)
+        self.calls: list[dict[str, Any]] = []
+        self._orig_prepare = None
+        self._patched: list = []
+
+    def _memory_order(self, frame_idx: int, is_init: bool, output_dict: dict) -> list[int]:
+        from threeam.models.sam2.sam2_base import memory_frame_indices, select_closest_cond_frames
+
+        if is_init:
+            return []
+        m = self.sam2
+        cond = output_dict["cond_frame_outputs"]
+        selected, unselected = select_closest_cond_frames(frame_idx, cond, m.max_cond_frames_in_attn)
+        order = list(selected)
+        stride = 1 if m.training else m.memory_temporal_stride_for_eval
+        for _, prev in memory_frame_indices(frame_idx, m.num_maskmem, stride, False):
+            if prev in output_dict["non_cond_frame_outputs"] or prev in unselected:
+                order.append(prev)
+        return order
+
+    def __enter__(self) -> "MemoryAttentionRecorder":
+        m = self.sam2
+        self.calls = []
+        orig = m._prepare_memory_conditioned_features
+        self._orig_prepare = orig
+
+        def prepare(frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
+                    output_dict, num_frames, track_in_reverse=False):
+            if track_in_reverse:
+                raise InputError("memory-attention supervision supports forward tracking only")
+            call = {"frame": int(frame_idx), "memory": self._memory_order(frame_idx, is_init_cond_frame, output_dict),
+                    "logp": []}
+            self.calls.append(call)
+            return orig(frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
+                        output_dict, num_frames, track_in_reverse)
+
+        m._prepare_memory_conditioned_features = prepare
+        for layer in m.memory_attention.layers:
+            attn = layer.cross_attn_image
+            orig_attend = attn._attend
+
+            def attend(q, k, v, _orig=orig_attend):
+                call = self.calls[-1] if self.calls else None
+                if call is not None and call["memory"]:
+                    n_sp = len(call["memory"]) * q.shape[-2]
+                    hs = min(self.heads, q.shape[1])
+                    logits = q[:, :hs].float() @ k[:, :hs, :n_sp].float().transpose(-1, -2) / math.sqrt(q.shape[-1])
+                    call["logp"].append(torch.log_softmax(logits, dim=-1))
+                return _orig(q, k, v)
+
+            attn._attend = attend
+            self._patched.append(attn)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        m = self.sam2
+        if self._orig_prepare is not None:
+            del m._prepare_memory_conditioned_features  # back to the class method
+            self._orig_prepare = None
+        for attn in self._patched:
+            del attn._attend
+        self._patched = []
+
+
+def memory_attention_loss(calls: Sequence[dict], votes) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of recorded memory attention (`MemoryAttentionRecorder`) against GT votes.
+
+    ``votes(a, b)`` returns the (HW, HW) `token_votes` of tracked frame ``a`` into memory frame ``b``
+    as a tensor. Averaged over calls, layers, recorded heads and query tokens seen in some memory
+    frame. Returns ``(loss, top1)``: top1 is the share of those queries whose most attended memory
+    token has a vote (no gradient). Zero loss when no call has a supervised query.
+    """
+    losses, hits = [], []
+    for call in calls:
+        if not call["memory"] or not call["logp"]:
+            continue
+        tgt = torch.cat([votes(call["frame"], s) for s in call["memory"]], dim=1)  # (HW, M*HW)
+        tot = tgt.sum(1, keepdim=True)
+        rows = tot[:, 0] > 0
+        if not bool(rows.any()):
+            continue
+        tgt = tgt[rows] / tot[rows]
+        for logp in call["logp"]:
+            lp = logp[0][:, rows]  # (heads, R, M*HW)
+            if lp.shape[-1] != tgt.shape[-1]:
+                raise InputError(f"memory attention has {lp.shape[-1]} spatial keys, the votes {tgt.shape[-1]}: "
+                                 "the memory order and the model disagree")
+            g = tgt.to(lp.device)
+            losses.append(-(g[None] * lp).sum(-1).mean())
+            with torch.no_grad():
+                top = lp.argmax(-1)  # (heads, R)
+                hits.append((g.gather(1, top.T).T > 0).float().mean())
+    if not losses:
+        z = torch.zeros(())
+        return z, z
+    return torch.stack(losses).mean(), torch.stack(hits).mean()
