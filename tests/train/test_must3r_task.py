@@ -134,18 +134,18 @@ def test_held_out_must3r_metrics_include_memory_use(tmp_path):
     assert row["step"] == 1 and row["memory_use"] > 0.0 and "lookalike_pick_rate" in row
 
 
-def _targets(frames):
+def _targets(frames, reference_first=True):
     from threeam.train.must3r_task import attention_targets
 
     scene = _scene(6)
     fr = [scene.frame(t) for t in frames]
     K, C = np.stack([f.K for f in fr]), np.stack([f.cam_to_world for f in fr])
     gt = gt_pointmaps(np.stack([f.rgb for f in fr]), np.stack([f.depth for f in fr]), K, C, 64)
-    return gt, attention_targets(gt, K, C, 16)
+    return gt, attention_targets(gt, K, C, 16, reference_first=reference_first)
 
 
 def test_attention_targets_match_patches_through_the_gt_geometry():
-    gt, tg = _targets([0, 0, 3])
+    gt, tg = _targets([0, 0, 3], reference_first=False)
     assert [tuple(t.shape) for t in tg] == [(12, 12), (12, 24)]
     # the same camera twice: every patch's votes fall (almost all) on the same patch of frame 0
     assert tg[0].argmax(1).tolist() == list(range(12)) and float(tg[0].diagonal().min()) > 0.8
@@ -154,6 +154,11 @@ def test_attention_targets_match_patches_through_the_gt_geometry():
         assert torch.all(((s - 1).abs() < 1e-5) | (s == 0)) and float(t.min()) >= 0
     # clip frame 2 sees clip frames 0 and 1 alike (the same camera): identical halves of its votes
     assert torch.allclose(tg[1][:, :12], tg[1][:, 12:])
+    # reference first: a patch seen in frame 0 votes for frame 0 only; the others keep every frame's votes
+    _, ref_first = _targets([0, 0, 3])
+    seen0 = tg[1][:, :12].sum(1) > 0
+    assert torch.all(ref_first[1][seen0, 12:] == 0) and torch.allclose(ref_first[1][seen0, :12].sum(1), torch.ones(1))
+    assert torch.allclose(ref_first[1][~seen0], tg[1][~seen0])
     # the wider the baseline, the fewer patches have a counterpart in frame 0 (this path: 12, 8, 3, 0)
     seen = [int((_targets([0, f])[1][0].sum(1) > 0).sum()) for f in (1, 2, 3, 5)]
     assert seen == sorted(seen, reverse=True) and seen[0] == 12 and seen[-1] == 0 and 0 < seen[2] < 12

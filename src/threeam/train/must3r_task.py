@@ -176,7 +176,7 @@ def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA) ->
 
 
 def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, patch: int,
-                      depth_tol: float = 0.05) -> list[torch.Tensor]:
+                      depth_tol: float = 0.05, reference_first: bool = True) -> list[torch.Tensor]:
     """GT correspondences of every frame's patches among the patches of the frames before it.
 
     gt: the clip's `GTPointmaps` (network resolution h x w, frame 0 the reference camera); K
@@ -185,7 +185,10 @@ def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, 
     agrees within ``depth_tol`` (relative: the point is visible there), it votes for that pixel's
     patch. Returns for ``t = 1 .. T-1`` a (N, t * N) float tensor (N = (h/p)(w/p) patches, columns in
     the memory's order: frame 0's patches, then frame 1's, ...) whose rows are the normalised votes
-    (a row of zeros: the patch is seen in no earlier frame).
+    (a row of zeros: the patch is seen in no earlier frame). With ``reference_first`` a patch seen in
+    frame 0 votes for frame 0's patches only: the reference frame's tokens are the only ones whose
+    own geometry is the answer (reference-frame points), while the other frames' tokens hold their
+    own estimates of it, so attending to them can propagate a wrong answer (docs/evidence.md).
     """
     T, h, w, _ = gt.pts_ref.shape
     if h % patch or w % patch:
@@ -223,6 +226,9 @@ def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, 
             d_s = depth[s][ii, jj]
             seen = inside & valid[s][ii, jj] & (np.abs(z - d_s) <= depth_tol * np.maximum(d_s, 1e-6))
             np.add.at(votes, (q[seen], s * N + qpatch[ii[seen], jj[seen]]), 1.0)
+        if reference_first:
+            in_ref = votes[:, :N].sum(1) > 0
+            votes[in_ref, N:] = 0.0
         tot = votes.sum(1, keepdims=True)
         out.append(torch.from_numpy(np.divide(votes, tot, out=np.zeros_like(votes), where=tot > 0)).float())
     return out
@@ -484,7 +490,8 @@ def must3r_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821
         gt = gt_pointmaps(data.rgb, data.depth, data.K, data.cam_to_world, res)
         item = {"gt": gt}
         if lcfg.attn_corr > 0:
-            item["attn_targets"] = attention_targets(gt, data.K, data.cam_to_world, patch)
+            item["attn_targets"] = attention_targets(gt, data.K, data.cam_to_world, patch,
+                                                     reference_first=lcfg.attn_corr_targets == "reference_first")
         return item
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
