@@ -32,8 +32,8 @@ from torch import nn
 
 from threeam.errors import InputError
 from threeam.presets import preset_functions
-from threeam.train.config import (DataConfig, DataSourceConfig, ModelConfig, OptimConfig, ParamGroupConfig,
-                                  RunConfig, ToyTaskConfig, TrainConfig)
+from threeam.train.config import (DataConfig, DataSourceConfig, ModelConfig, Must3rLossConfig, OptimConfig,
+                                  ParamGroupConfig, RunConfig, ToyTaskConfig, TrainConfig)
 from threeam.train.distributed import DistContext
 from threeam.train.losses import LossWeights
 from threeam.train.trainer import IndexedSource, SourceFactory, StepFn, Trainer, seed_everything
@@ -201,10 +201,16 @@ def must3r_pretrain_synthetic() -> TrainConfig:
     """Pretraining the tiny MUSt3R (encoder 48 wide / 2 blocks, decoder 32 wide / 12 blocks, 0.37 M
     parameters, input long side 64) from random weights on generated posed RGB-D clips with
     MUSt3R's confidence-aware pointmap regression (`threeam.train.must3r_task`), streaming 8 frames
-    per clip through its memory. Clips: random frames of a scene (p = 0.5, wide baselines) or
-    consecutive ones. Our choices: AdamW lr 5e-4, weight decay 0.05, 200 warm-up steps, cosine to
-    1/10, clip norm 1.0; the scenes of ``sam2-pretrain-synthetic``. Held-out pointmap error,
-    relative depth error and look-alike pick rate every 500 steps.
+    per clip through its memory. What makes it register views at this scale (docs/evidence.md,
+    "Training MUSt3R from scratch"): clips of frames that overlap the reference view
+    (``sampler=covisible``, ``data.fov_tau=0.5``, every clip), 512 training scenes (32 are
+    memorised: registration on training clips, none on held-out ones) and the
+    correspondence-supervised cross-attention (``must3r_loss.attn_corr=1``, reference first).
+    Our choices: AdamW lr 5e-4, weight decay 0.05, 200 warm-up steps, cosine to 1/10, clip norm 1.0.
+    The recipe before 2026-12-02 (random frames p = 0.5, 32 scenes, no attention term) is
+    ``data.sources.synthetic.sampler=random data.sources.synthetic.fov_prob=0.5 data.fov_tau=0.25
+    data.scenes_per_source=32 must3r_loss.attn_corr=0``. Held-out pointmap error, relative depth
+    error, memory use and look-alike pick rate every 500 steps.
     """
     groups = (ParamGroupConfig("encoder", ("encoder",), lr=5e-4), ParamGroupConfig("decoder", ("decoder",), lr=5e-4))
     return TrainConfig(
@@ -212,8 +218,9 @@ def must3r_pretrain_synthetic() -> TrainConfig:
         task="must3r",
         model=_TINY_MODELS,
         optim=OptimConfig(groups=groups, weight_decay=0.05, warmup_steps=200, grad_clip_norm=1.0),
-        data=replace(_TOY_DATA, sources=(
-            DataSourceConfig("synthetic", weight=1.0, fov_prob=0.5, sampler="random", prompt_kinds=("mask",)),)),
+        must3r_loss=Must3rLossConfig(attn_corr=1.0),
+        data=replace(_TOY_DATA, scenes_per_source=512, fov_tau=0.5, sources=(
+            DataSourceConfig("synthetic", weight=1.0, fov_prob=1.0, sampler="covisible", prompt_kinds=("mask",)),)),
         run=replace(_TOY_RUN, eval_items=16),
     )
 
