@@ -133,24 +133,33 @@ def fov_ratio(candidate: PosedFrame, reference: PosedFrame, object_id: int, max_
     if candidate.depth is None or candidate.cam_to_world is None or reference.cam_to_world is None:
         raise InputError(f"FoV sampling needs depth and poses (frame {candidate.name or '?'} / "
                          f"reference {reference.name or '?'})")
-    mask = (candidate.instance_ids == object_id) & (candidate.depth > 0)
+    proj = _project_pixels(candidate, (candidate.instance_ids == object_id) & (candidate.depth > 0), reference,
+                           max_points, rng)
+    return 0.0 if proj is None else float(proj[3].mean())
+
+
+def _project_pixels(candidate: PosedFrame, mask: np.ndarray, reference: PosedFrame, max_points: int,
+                    rng: np.random.Generator | None):
+    """Back-project the candidate's ``mask`` pixels (a random subset of ``max_points``) with its depth
+    and pose and project them into the reference camera. Returns ``(z, u, v, inside)`` per point
+    (depth in the reference camera, pixel coordinates, in front and within its image), or None
+    when the mask is empty."""
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
-        return 0.0
+        return None
     if rows.size > max_points:
         sel = (rng or np.random.default_rng(0)).choice(rows.size, max_points, replace=False)
         rows, cols = rows[sel], cols[sel]
     pts = backproject(candidate.depth, candidate.K, candidate.cam_to_world, (rows, cols))
     pc = transform_points(invert_rigid(reference.cam_to_world), pts)
     z = pc[:, 2]
-    front = z > 1e-6
     K = reference.K
     h, w = reference.size
     with np.errstate(divide="ignore", invalid="ignore"):
         u = K[0, 0] * pc[:, 0] / z + K[0, 1] * pc[:, 1] / z + K[0, 2]
         v = K[1, 1] * pc[:, 1] / z + K[1, 2]
-    inside = front & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
-    return float(inside.mean())
+    inside = (z > 1e-6) & np.isfinite(u) & np.isfinite(v) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+    return z, u, v, inside
 
 
 def _pick_reference(vis: VisibilityTable, object_id: int, cfg: SamplerConfig, rng: np.random.Generator) -> int:
@@ -215,21 +224,11 @@ def view_overlap(candidate: PosedFrame, reference: PosedFrame, max_points: int =
             or reference.depth is None:
         raise InputError(f"covisible sampling needs depth and poses (frame {candidate.name or '?'} / "
                          f"reference {reference.name or '?'})")
-    rows, cols = np.nonzero(candidate.depth > 0)
-    if rows.size == 0:
+    proj = _project_pixels(candidate, candidate.depth > 0, reference, max_points, rng)
+    if proj is None:
         return 0.0
-    if rows.size > max_points:
-        sel = (rng or np.random.default_rng(0)).choice(rows.size, max_points, replace=False)
-        rows, cols = rows[sel], cols[sel]
-    pts = backproject(candidate.depth, candidate.K, candidate.cam_to_world, (rows, cols))
-    pc = transform_points(invert_rigid(reference.cam_to_world), pts)
-    z = pc[:, 2]
-    K = reference.K
+    z, u, v, inside = proj
     h, w = reference.size
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = K[0, 0] * pc[:, 0] / z + K[0, 1] * pc[:, 1] / z + K[0, 2]
-        v = K[1, 1] * pc[:, 1] / z + K[1, 2]
-    inside = (z > 1e-6) & np.isfinite(u) & np.isfinite(v) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
     ui = np.clip(np.round(np.where(inside, u, 0)).astype(np.int64), 0, w - 1)
     vi = np.clip(np.round(np.where(inside, v, 0)).astype(np.int64), 0, h - 1)
     d_ref = reference.depth[vi, ui]
