@@ -64,8 +64,8 @@ def test_the_term_covers_every_tracked_frame_and_trains_the_memory():
         assert c["logp"][0].shape[1] == heads and c["logp"][0].shape[-1] == len(c["memory"]) * c["logp"][0].shape[-2]
         assert c["frame"] not in c["memory"]
     # nothing left behind on the model
-    assert "_prepare_memory_conditioned_features" not in model.__dict__
-    assert all("_attend" not in layer.cross_attn_image.__dict__ for layer in model.memory_attention.layers)
+    assert model.memory_observer is None
+    assert all(layer.cross_attn_image.attention_observer is None for layer in model.memory_attention.layers)
     model.zero_grad()
     (_, _, _), loss, top1 = memory_attention_term(cfg, model, batch, lambda: forward(model, batch))
     assert loss is not None and float(loss.detach()) > 0 and 0 <= float(top1) <= 1

@@ -80,73 +80,47 @@ class MemoryAttentionRecorder:
     ``memory`` (frames whose spatial memories form the keys, in SAM 2's order: selected conditioning
     frames, then recent frames), ``logp`` (one (B, heads, HW, M * HW) tensor per memory-attention
     layer, log-softmax over the spatial memory keys, with gradients). Object-pointer keys are left
-    out (their attention is not supervised).
+    out (their attention is not supervised). Uses SAM 2's public observers (``memory_observer`` of
+    the model, ``attention_observer`` of each layer's ``cross_attn_image``), restored on exit.
     """
 
     def __init__(self, sam2, heads: int = 1):
         self.sam2 = sam2
         self.heads = int(heads)
         self.calls: list[dict[str, Any]] = []
-        self._orig_prepare = None
-        self._patched: list = []
+        self._layers: list = []
 
-    def _memory_order(self, frame_idx: int, is_init: bool, output_dict: dict) -> list[int]:
-        from threeam.models.sam2.sam2_base import memory_frame_indices, select_closest_cond_frames
+    def _on_memory(self, frame_idx: int, memory_frames: list[int]) -> None:
+        self.calls.append({"frame": int(frame_idx), "memory": [int(t) for t in memory_frames], "logp": []})
 
-        if is_init:
-            return []
-        m = self.sam2
-        cond = output_dict["cond_frame_outputs"]
-        selected, unselected = select_closest_cond_frames(frame_idx, cond, m.max_cond_frames_in_attn)
-        order = list(selected)
-        stride = 1 if m.training else m.memory_temporal_stride_for_eval
-        for _, prev in memory_frame_indices(frame_idx, m.num_maskmem, stride, False):
-            if prev in output_dict["non_cond_frame_outputs"] or prev in unselected:
-                order.append(prev)
-        return order
+    def _on_attention(self, q: torch.Tensor, k: torch.Tensor, num_k_exclude_rope: int) -> None:
+        call = self.calls[-1] if self.calls else None
+        if call is None or not call["memory"]:
+            return
+        n_sp = len(call["memory"]) * q.shape[-2]
+        if n_sp != k.shape[-2] - num_k_exclude_rope:
+            raise InputError(f"memory attention has {k.shape[-2] - num_k_exclude_rope} spatial keys for "
+                             f"{len(call['memory'])} memory frames of {q.shape[-2]} tokens")
+        hs = min(self.heads, q.shape[1])
+        logits = q[:, :hs].float() @ k[:, :hs, :n_sp].float().transpose(-1, -2) / math.sqrt(q.shape[-1])
+        call["logp"].append(torch.log_softmax(logits, dim=-1))
 
     def __enter__(self) -> "MemoryAttentionRecorder":
-        m = self.sam2
         self.calls = []
-        orig = m._prepare_memory_conditioned_features
-        self._orig_prepare = orig
-
-        def prepare(frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
-                    output_dict, num_frames, track_in_reverse=False):
-            if track_in_reverse:
-                raise InputError("memory-attention supervision supports forward tracking only")
-            call = {"frame": int(frame_idx), "memory": self._memory_order(frame_idx, is_init_cond_frame, output_dict),
-                    "logp": []}
-            self.calls.append(call)
-            return orig(frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds, feat_sizes,
-                        output_dict, num_frames, track_in_reverse)
-
-        m._prepare_memory_conditioned_features = prepare
-        for layer in m.memory_attention.layers:
-            attn = layer.cross_attn_image
-            orig_attend = attn._attend
-
-            def attend(q, k, v, _orig=orig_attend):
-                call = self.calls[-1] if self.calls else None
-                if call is not None and call["memory"]:
-                    n_sp = len(call["memory"]) * q.shape[-2]
-                    hs = min(self.heads, q.shape[1])
-                    logits = q[:, :hs].float() @ k[:, :hs, :n_sp].float().transpose(-1, -2) / math.sqrt(q.shape[-1])
-                    call["logp"].append(torch.log_softmax(logits, dim=-1))
-                return _orig(q, k, v)
-
-            attn._attend = attend
-            self._patched.append(attn)
+        self.sam2.memory_observer = self._on_memory
+        self._layers = [layer.cross_attn_image for layer in self.sam2.memory_attention.layers]
+        if not all(hasattr(attn, "attention_observer") for attn in self._layers):
+            self.sam2.memory_observer = None
+            raise InputError("memory-attention supervision needs RoPE cross-attention in every memory-attention layer")
+        for attn in self._layers:
+            attn.attention_observer = self._on_attention
         return self
 
     def __exit__(self, *exc) -> None:
-        m = self.sam2
-        if self._orig_prepare is not None:
-            del m._prepare_memory_conditioned_features  # back to the class method
-            self._orig_prepare = None
-        for attn in self._patched:
-            del attn._attend
-        self._patched = []
+        self.sam2.memory_observer = None
+        for attn in self._layers:
+            attn.attention_observer = None
+        self._layers = []
 
 
 def memory_attention_loss(calls: Sequence[dict], votes) -> tuple[torch.Tensor, torch.Tensor]:

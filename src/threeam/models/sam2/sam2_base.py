@@ -175,6 +175,9 @@ class SAM2Base(nn.Module):
         if out_proj is not None and hasattr(out_proj, "weight"):
             self.mem_dim = out_proj.weight.shape[0]  # memory channels are compressed
         self.num_maskmem = num_maskmem
+        # Optional callable(frame_idx, memory_frames) told, before memory attention runs for a tracked
+        # frame, which frames' spatial memories form its keys, in order (training aids; None: off).
+        self.memory_observer = None
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(num_maskmem, 1, 1, self.mem_dim))
         trunc_normal_(self.maskmem_tpos_enc, std=0.02)
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, self.hidden_dim))
@@ -447,6 +450,7 @@ class SAM2Base(nn.Module):
             selected_cond, unselected_cond = select_closest_cond_frames(frame_idx, cond_outputs,
                                                                         self.max_cond_frames_in_attn)
             t_pos_and_prevs = [(0, out) for out in selected_cond.values()]
+            memory_frames = list(selected_cond)
             stride = 1 if self.training else self.memory_temporal_stride_for_eval
             for t_pos, prev_idx in memory_frame_indices(frame_idx, self.num_maskmem, stride, track_in_reverse):
                 out = output_dict["non_cond_frame_outputs"].get(prev_idx, None)
@@ -454,6 +458,10 @@ class SAM2Base(nn.Module):
                     # an unselected conditioning frame among the recent ones still counts as memory
                     out = unselected_cond.get(prev_idx, None)
                 t_pos_and_prevs.append((t_pos, out))
+                if out is not None:
+                    memory_frames.append(prev_idx)
+            if self.memory_observer is not None:
+                self.memory_observer(frame_idx, memory_frames)
 
             for t_pos, prev in t_pos_and_prevs:
                 if prev is None:

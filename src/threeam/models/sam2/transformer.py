@@ -79,6 +79,9 @@ class RoPEAttention(Attention):
         self.rope_k_repeat = rope_k_repeat
         self.feat_sizes = tuple(feat_sizes)
         self._rope_cache: dict = {}
+        # Optional callable(q, k, num_k_exclude_rope) given the rotated queries and keys (B, heads, N,
+        # head_dim) of every call (training aids such as attention supervision; None: off).
+        self.attention_observer = None
 
     def _grid_for(self, n: int) -> tuple[int, int]:
         w, h = self.feat_sizes
@@ -110,6 +113,8 @@ class RoPEAttention(Attention):
             k = torch.cat([k_rot, k[:, :, n_rope:]], dim=2)
         else:
             k = k_rot
+        if self.attention_observer is not None:
+            self.attention_observer(q, k, num_k_exclude_rope)
         return self._attend(q, k, v)
 
 
