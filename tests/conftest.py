@@ -26,3 +26,20 @@ def fill(golden_dir: Path):
     assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def forced_autocast(monkeypatch) -> list:
+    """Records every ``torch.autocast(...)`` opened during the test (its positional arguments); a
+    caller that leaves autocast to the predictor's own ``autocast_context()`` opens none."""
+    import torch
+
+    opened: list = []
+    real = torch.autocast
+
+    def spy(*args, **kwargs):
+        opened.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    return opened

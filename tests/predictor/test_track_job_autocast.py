@@ -35,15 +35,8 @@ class _OwnAutocast(StubPredictor):
             yield item
 
 
-def test_track_video_uses_the_predictor_autocast_context(tmp_path, monkeypatch):
-    forced = []
-    real = torch.autocast
-
-    def spy(*args, **kwargs):
-        forced.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "autocast", spy)
+def test_track_video_uses_the_predictor_autocast_context(tmp_path, forced_autocast):
+    forced = forced_autocast
     video = (np.random.default_rng(0).random((4, 96, 128, 3)) * 255).astype(np.uint8)
     p = _OwnAutocast(autocast=False)
     res = track_video(p, video, [ObjectPrompt(obj_id=1, frame=0, box=[5, 5, 30, 30])], tmp_path / "out",

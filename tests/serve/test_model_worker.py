@@ -37,15 +37,8 @@ def _run(worker, fn):
         worker.shutdown()
 
 
-def test_a_predictor_built_without_autocast_is_not_autocast(monkeypatch):
-    forced = []
-    real = torch.autocast
-
-    def spy(*args, **kwargs):
-        forced.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "autocast", spy)
+def test_a_predictor_built_without_autocast_is_not_autocast(forced_autocast):
+    forced = forced_autocast
     off = _Stub(autocast=False)
     assert _run(ModelWorker(off), lambda: 7) == 7
     assert forced == [] and off.entered == 0
