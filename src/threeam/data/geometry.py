@@ -11,6 +11,8 @@ __all__ = [
     "quat_wxyz_to_matrix",
     "matrix_to_quat_wxyz",
     "invert_rigid",
+    "project_into_view",
+    "seen_by_depth_frame",
     "pixel_rays",
     "backproject",
     "transform_points",
@@ -133,3 +135,34 @@ def project_points(K: np.ndarray, pts_cam: np.ndarray) -> tuple[np.ndarray, np.n
         uv = uvw[:, :2] / uvw[:, 2:3]
     uv[z <= 0] = np.nan
     return uv, z
+
+
+def project_into_view(points_world: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
+                      hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World points ``(N, 3)`` in a camera of image size ``hw`` = (H, W).
+
+    Returns ``(uv (N, 2), z (N,), inside (N,) bool)``: pixel coordinates, depth along the camera's
+    axis, and whether the point is in front of the camera with its pixel inside the image (pixel
+    centres at integers, so ``-0.5 <= u < W - 0.5``)."""
+    uv, z = project_points(K, transform_points(invert_rigid(cam_to_world), points_world))
+    H, W = hw
+    u, v = uv[:, 0], uv[:, 1]
+    with np.errstate(invalid="ignore"):
+        inside = (z > 1e-6) & np.isfinite(u) & np.isfinite(v) & (u >= -0.5) & (u < W - 0.5) \
+            & (v >= -0.5) & (v < H - 0.5)
+    return uv, z, inside
+
+
+def seen_by_depth_frame(points_world: np.ndarray, depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
+                        depth_tol: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which world points ``(N, 3)`` a posed depth frame sees: inside its image (`project_into_view`)
+    and not hidden (the frame's depth at the rounded pixel is valid and agrees with the point's
+    within ``depth_tol``, relative). Returns ``(seen (N,) bool, rows (N,), cols (N,))``, the pixel
+    of each point (meaningful where seen)."""
+    H, W = depth.shape
+    uv, z, inside = project_into_view(points_world, K, cam_to_world, (H, W))
+    cols = np.clip(np.round(np.where(inside, uv[:, 0], 0)).astype(np.int64), 0, W - 1)
+    rows = np.clip(np.round(np.where(inside, uv[:, 1], 0)).astype(np.int64), 0, H - 1)
+    d = depth[rows, cols]
+    seen = inside & (d > 0) & (np.abs(z - d) <= depth_tol * np.maximum(d, 1e-6))
+    return seen, rows, cols

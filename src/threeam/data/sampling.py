@@ -20,7 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from threeam.data.geometry import backproject, invert_rigid, transform_points
+from threeam.data.geometry import (backproject, invert_rigid, project_into_view, seen_by_depth_frame,
+                                   transform_points)
 from threeam.data.types import PosedFrame, Scene
 from threeam.data.visibility import VisibilityTable
 from threeam.errors import InputError
@@ -133,33 +134,24 @@ def fov_ratio(candidate: PosedFrame, reference: PosedFrame, object_id: int, max_
     if candidate.depth is None or candidate.cam_to_world is None or reference.cam_to_world is None:
         raise InputError(f"FoV sampling needs depth and poses (frame {candidate.name or '?'} / "
                          f"reference {reference.name or '?'})")
-    proj = _project_pixels(candidate, (candidate.instance_ids == object_id) & (candidate.depth > 0), reference,
-                           max_points, rng)
-    return 0.0 if proj is None else float(proj[3].mean())
+    pts = _sample_world_points(candidate, (candidate.instance_ids == object_id) & (candidate.depth > 0),
+                               max_points, rng)
+    if pts is None:
+        return 0.0
+    return float(project_into_view(pts, reference.K, reference.cam_to_world, reference.size)[2].mean())
 
 
-def _project_pixels(candidate: PosedFrame, mask: np.ndarray, reference: PosedFrame, max_points: int,
-                    rng: np.random.Generator | None):
-    """Back-project the candidate's ``mask`` pixels (a random subset of ``max_points``) with its depth
-    and pose and project them into the reference camera. Returns ``(z, u, v, inside)`` per point
-    (depth in the reference camera, pixel coordinates, in front and within its image), or None
-    when the mask is empty."""
+def _sample_world_points(frame: PosedFrame, mask: np.ndarray, max_points: int,
+                         rng: np.random.Generator | None) -> np.ndarray | None:
+    """World points ``(N, 3)`` of the frame's ``mask`` pixels (a random subset of ``max_points``),
+    back-projected with its depth and pose; None when the mask is empty."""
     rows, cols = np.nonzero(mask)
     if rows.size == 0:
         return None
     if rows.size > max_points:
         sel = (rng or np.random.default_rng(0)).choice(rows.size, max_points, replace=False)
         rows, cols = rows[sel], cols[sel]
-    pts = backproject(candidate.depth, candidate.K, candidate.cam_to_world, (rows, cols))
-    pc = transform_points(invert_rigid(reference.cam_to_world), pts)
-    z = pc[:, 2]
-    K = reference.K
-    h, w = reference.size
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = K[0, 0] * pc[:, 0] / z + K[0, 1] * pc[:, 1] / z + K[0, 2]
-        v = K[1, 1] * pc[:, 1] / z + K[1, 2]
-    inside = (z > 1e-6) & np.isfinite(u) & np.isfinite(v) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
-    return z, u, v, inside
+    return backproject(frame.depth, frame.K, frame.cam_to_world, (rows, cols))
 
 
 def _pick_reference(vis: VisibilityTable, object_id: int, cfg: SamplerConfig, rng: np.random.Generator) -> int:
@@ -224,16 +216,10 @@ def view_overlap(candidate: PosedFrame, reference: PosedFrame, max_points: int =
             or reference.depth is None:
         raise InputError(f"covisible sampling needs depth and poses (frame {candidate.name or '?'} / "
                          f"reference {reference.name or '?'})")
-    proj = _project_pixels(candidate, candidate.depth > 0, reference, max_points, rng)
-    if proj is None:
+    pts = _sample_world_points(candidate, candidate.depth > 0, max_points, rng)
+    if pts is None:
         return 0.0
-    z, u, v, inside = proj
-    h, w = reference.size
-    ui = np.clip(np.round(np.where(inside, u, 0)).astype(np.int64), 0, w - 1)
-    vi = np.clip(np.round(np.where(inside, v, 0)).astype(np.int64), 0, h - 1)
-    d_ref = reference.depth[vi, ui]
-    seen = inside & (d_ref > 0) & (np.abs(z - d_ref) <= depth_tol * np.maximum(d_ref, 1e-6))
-    return float(seen.mean())
+    return float(seen_by_depth_frame(pts, reference.depth, reference.K, reference.cam_to_world, depth_tol)[0].mean())
 
 
 def sample_covisible_clip(scene: Scene, object_id: int, cfg: SamplerConfig, rng: np.random.Generator,

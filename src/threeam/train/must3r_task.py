@@ -190,6 +190,8 @@ def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, 
     own geometry is the answer (reference-frame points), while the other frames' tokens hold their
     own estimates of it, so attending to them can propagate a wrong answer (docs/evidence.md).
     """
+    from threeam.data.geometry import project_points, transform_points
+
     T, h, w, _ = gt.pts_ref.shape
     if h % patch or w % patch:
         raise InputError(f"network size {h}x{w} is not a multiple of the patch size {patch}")
@@ -211,16 +213,13 @@ def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, 
         pts = gt.pts_ref[t].numpy().astype(np.float64)[v]  # (P, 3) in the reference camera
         q = qpatch[v]
         for s in range(t):
-            rel = ref_to_cam[s]
-            cam = pts @ rel[:3, :3].T + rel[:3, 3]
-            z = cam[:, 2]
+            uv, z = project_points(K[s], transform_points(ref_to_cam[s], pts))
+            u, vv = uv[:, 0], uv[:, 1]
             front = z > 1e-6
-            uvw = cam @ K[s].T
-            with np.errstate(divide="ignore", invalid="ignore"):
-                u, vv = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
-            # original pixel (floor) -> network pixel
-            i = np.round(ai * np.floor(vv) + bi).astype(np.int64, copy=False) if h > 1 else np.zeros(len(z), np.int64)
-            j = np.round(aj * np.floor(u) + bj).astype(np.int64, copy=False) if w > 1 else np.zeros(len(z), np.int64)
+            # original pixel (floor) -> network pixel (points behind the camera: NaN, masked below)
+            with np.errstate(invalid="ignore"):
+                i = np.round(ai * np.floor(vv) + bi).astype(np.int64) if h > 1 else np.zeros(len(z), np.int64)
+                j = np.round(aj * np.floor(u) + bj).astype(np.int64) if w > 1 else np.zeros(len(z), np.int64)
             inside = front & np.isfinite(u) & np.isfinite(vv) & (i >= 0) & (i < h) & (j >= 0) & (j < w)
             ii, jj = np.clip(i, 0, h - 1), np.clip(j, 0, w - 1)
             d_s = depth[s][ii, jj]

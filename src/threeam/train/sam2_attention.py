@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from threeam.data.geometry import backproject, seen_by_depth_frame
 from threeam.errors import InputError
 
 __all__ = ["token_votes", "MemoryAttentionRecorder", "memory_attention_loss"]
@@ -55,20 +56,9 @@ def token_votes(depth_a: np.ndarray, K_a: np.ndarray, c2w_a: np.ndarray, depth_b
     r, c = r * step, c * step
     votes = np.zeros((n, n), np.float64)
     if r.size:
-        d = depth_a[r, c].astype(np.float64)
-        cam = np.stack([(c - K_a[0, 2]) / K_a[0, 0] * d, (r - K_a[1, 2]) / K_a[1, 1] * d, d], -1)
-        rel = np.linalg.inv(c2w_b) @ c2w_a
-        pb = cam @ rel[:3, :3].T + rel[:3, 3]
-        z = pb[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = K_b[0, 0] * pb[:, 0] / z + K_b[0, 2]
-            v = K_b[1, 1] * pb[:, 1] / z + K_b[1, 2]
-        ok = (z > 1e-6) & np.isfinite(u) & np.isfinite(v) & (u >= -0.5) & (u < W - 0.5) & (v >= -0.5) & (v < H - 0.5)
-        ui = np.clip(np.round(np.where(ok, u, 0)).astype(np.int64), 0, W - 1)
-        vi = np.clip(np.round(np.where(ok, v, 0)).astype(np.int64), 0, H - 1)
-        db = depth_b[vi, ui]
-        ok &= (db > 0) & (np.abs(z - db) <= depth_tol * np.maximum(db, 1e-6))
-        np.add.at(votes, (_token_index(r[ok], c[ok], H, W, grid), _token_index(vi[ok], ui[ok], H, W, grid)), 1.0)
+        pts = backproject(depth_a, K_a, c2w_a, (r, c))
+        seen, rb, cb = seen_by_depth_frame(pts, depth_b, K_b, c2w_b, depth_tol)
+        np.add.at(votes, (_token_index(r[seen], c[seen], H, W, grid), _token_index(rb[seen], cb[seen], H, W, grid)), 1.0)
     tot = votes.sum(1, keepdims=True)
     return np.divide(votes, tot, out=np.zeros_like(votes), where=tot > 0).astype(np.float32)
 
