@@ -66,3 +66,32 @@ def test_smoke_pipeline_runs_and_resumes(tmp_path):
     before = (tmp_path / "eval" / "3am-fov-s0.json").stat().st_mtime_ns
     run_toy_ablation(tmp_path, cfg)  # everything is there: nothing is retrained or re-evaluated
     assert (tmp_path / "eval" / "3am-fov-s0.json").stat().st_mtime_ns == before
+
+
+def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
+    """--sam2-weights / --must3r-weights: the arms start from committed records; no pretraining runs."""
+    from dataclasses import replace
+
+    from threeam.errors import InputError
+    from threeam.experiments.artifacts import export_run
+    from threeam.experiments.toy_ablation import config_from_args, parse_args
+    from threeam.train import checkpointing
+
+    cfg = SIZES["smoke"]
+    src = tmp_path / "src"
+    run_toy_ablation(src, cfg, stages=("scenes", "pretrain-must3r", "pretrain-sam2"))
+    rec = {part: tmp_path / "records" / part for part in ("sam2", "must3r")}
+    for part, dest in rec.items():
+        export_run(src / f"pretrain-{part}", dest)
+    args = config_from_args(parse_args(["--out", "x", "--size", "smoke", "--arms", "sam2-ft,3am-fov", "--seeds", "0",
+                                        "--sam2-weights", str(rec["sam2"]), "--must3r-weights", str(rec["must3r"])]))
+    assert args == replace(cfg, arms=("sam2-ft", "3am-fov"), seeds=(0,), sam2_weights=str(rec["sam2"]),
+                           must3r_weights=str(rec["must3r"]))
+    out = tmp_path / "out"
+    result = run_toy_ablation(out, args)
+    assert not (out / "pretrain-sam2").exists() and not (out / "pretrain-must3r").exists()
+    assert set(result["table"]["rows"]) == {"prompt-only", "sam2-pretrained", "sam2-ft", "3am-fov"}
+    model_cfg = checkpointing.read_state(checkpointing.find_latest(out / "arms" / "3am-fov-s0"))["config"]["model"]
+    assert model_cfg["sam2_checkpoint"] == str(rec["sam2"]) and model_cfg["must3r_checkpoint"] == str(rec["must3r"])
+    with pytest.raises(InputError, match="'sam2' training checkpoint"):
+        run_toy_ablation(tmp_path / "bad", replace(cfg, sam2_weights=str(rec["must3r"])), stages=("pretrain-sam2",))

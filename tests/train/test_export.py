@@ -80,3 +80,29 @@ def test_eval_sam2_method_reads_a_sam2_training_run_directly(runs):
     assert _same(model.state_dict(), weights)
     with pytest.raises(CheckpointError, match="'sam2'"):
         EvalContext(checkpoint=str(runs["toy-ablation-3am"][0])).sam2_model()
+
+
+def test_a_run_record_is_a_checkpoint_in_float32(runs, tmp_path):
+    """A committed run record (float16 weights + run.json) loads wherever a checkpoint does."""
+    from threeam.experiments.artifacts import export_run
+    from threeam.train.export import resolve_checkpoint
+    from threeam.train.must3r_task import build_must3r_for_training
+
+    for preset in ("toy-ablation-3am", "must3r-pretrain-synthetic"):
+        run_dir, weights = runs[preset]
+        record = tmp_path / preset
+        export_run(run_dir, record)
+        path, state = resolve_checkpoint(record)
+        assert path.name == "model.fp16.safetensors" and state["step"] == 1
+        assert state["config"]["task"] == get_train_config(preset).task
+        assert is_training_checkpoint(record)
+        loaded = load_for_eval(record).state_dict()
+        assert all(loaded[k].dtype == weights[k].dtype for k in weights)
+        assert _same(loaded, {k: (v.half().to(v.dtype) if v.is_floating_point() else v) for k, v in weights.items()})
+    must3r = build_must3r_for_training(get_train_config("must3r-pretrain-synthetic"))
+    load_part_weights(must3r, tmp_path / "toy-ablation-3am", part="must3r")  # the MUSt3R part of a 3AM record
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.fp16.safetensors").write_bytes(b"")
+    (tmp_path / "broken" / "run.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="run record"):
+        load_for_eval(tmp_path / "broken")

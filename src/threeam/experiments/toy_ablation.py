@@ -80,6 +80,12 @@ class ToyAblationConfig:
     """Gate: the pretrained SAM 2's Whole-Set Tracking Recall exceeds prompt-only's by this much ..."""
     max_fpr: float = 0.5
     """... with a false-positive rate below this."""
+    sam2_weights: str | None = None
+    """Pretrained SAM 2 to use instead of the ``pretrain-sam2`` stage's run: a run, checkpoint or run-record
+    folder of the ``sam2`` task (e.g. ``experiments/toy-ablation/pretrain-sam2-attn-step4194``); the
+    stage is then skipped."""
+    must3r_weights: str | None = None
+    """The same for MUSt3R (a ``must3r`` run, checkpoint or record); ``pretrain-must3r`` is then skipped."""
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -185,11 +191,25 @@ def stage_scenes(out: Path, cfg: ToyAblationConfig) -> None:
     _timing(out, "scenes", {"seconds": time.perf_counter() - t0})
 
 
-def pretrained(out: Path, part: str) -> Path:
-    return out / f"pretrain-{part}"
+def pretrained(out: Path, part: str, cfg: ToyAblationConfig | None = None) -> Path:
+    """The pretrained ``part`` ("sam2" | "must3r") the later stages use: the given weights
+    (``cfg.sam2_weights`` / ``cfg.must3r_weights``) or the pretrain stage's run folder."""
+    given = None if cfg is None else (cfg.sam2_weights if part == "sam2" else cfg.must3r_weights)
+    return Path(given) if given else out / f"pretrain-{part}"
 
 
 def stage_pretrain(out: Path, cfg: ToyAblationConfig, part: str) -> None:
+    given = cfg.sam2_weights if part == "sam2" else cfg.must3r_weights
+    if given:
+        from threeam.train.export import resolve_checkpoint
+
+        _, state = resolve_checkpoint(given)  # fails clearly on a wrong path
+        task = (state or {}).get("config", {}).get("task")
+        if task != part:
+            raise InputError(f"--{part}-weights {given}: a {part!r} training checkpoint or record is needed "
+                             f"(this one is {task!r})")
+        log.info("pretrain-%s: skipped, using %s (step %s)", part, given, state.get("step"))
+        return
     preset = "must3r-pretrain-synthetic" if part == "must3r" else "sam2-pretrain-synthetic"
     steps = cfg.pretrain_must3r_steps if part == "must3r" else cfg.pretrain_sam2_steps
     _timing(out, f"pretrain-{part}", _train(out, pretrained(out, part), preset, cfg.train_overrides, steps))
@@ -259,8 +279,8 @@ def stage_gates(out: Path, cfg: ToyAblationConfig) -> dict:
     from threeam.train.export import resolve_checkpoint
     from threeam.train.must3r_task import stream_res
 
-    must3r = load_for_eval(pretrained(out, "must3r"), task="must3r")
-    res = stream_res(config_from_dict(resolve_checkpoint(pretrained(out, "must3r"))[1]["config"]))
+    must3r = load_for_eval(pretrained(out, "must3r", cfg), task="must3r")
+    res = stream_res(config_from_dict(resolve_checkpoint(pretrained(out, "must3r", cfg))[1]["config"]))
     trials, gt_trials = [], []
     for scene in scenes:
         frames = list(range(0, len(scene), 2))  # the stream every second frame (24 of 48)
@@ -269,7 +289,7 @@ def stage_gates(out: Path, cfg: ToyAblationConfig) -> dict:
         gt_trials += r["gt_trials"]
     pick = summarize_trials(trials)
     gt_pick = summarize_trials(gt_trials)
-    base = {m: _summary(_load_or_eval(out, m, scenes)) for m in ("prompt-only", "sam2-pretrained")}
+    base = {m: _summary(_load_or_eval(out, m, scenes, cfg)) for m in ("prompt-only", "sam2-pretrained")}
     s2, po = base["sam2-pretrained"], base["prompt-only"]
     doc = {
         "must3r_lookalike_pick_rate": pick["pick_rate"], "chance": pick["chance"], "trials": pick["trials"],
@@ -296,9 +316,9 @@ def stage_arms(out: Path, cfg: ToyAblationConfig) -> None:
         for seed in cfg.seeds:
             overrides = list(cfg.train_overrides) + list(ov) + [
                 f"seed={seed}", "data.scene_seed=0",
-                f"model.sam2_checkpoint={pretrained(out, 'sam2')}"]
+                f"model.sam2_checkpoint={pretrained(out, 'sam2', cfg)}"]
             if preset != "toy-ablation-sam2":
-                overrides.append(f"model.must3r_checkpoint={pretrained(out, 'must3r')}")
+                overrides.append(f"model.must3r_checkpoint={pretrained(out, 'must3r', cfg)}")
             info = _train(out, _arm_dir(out, arm, seed), preset, overrides, cfg.arm_steps)
             _timing(out, f"arm {arm} s{seed}", info)
 
@@ -315,7 +335,7 @@ def _load_or_eval(out: Path, method: str, scenes: Sequence, cfg: ToyAblationConf
     if method == "prompt-only":
         predictor = None
     elif method == "sam2-pretrained":
-        predictor = _predictor("sam2", pretrained(out, "sam2"))
+        predictor = _predictor("sam2", pretrained(out, "sam2", cfg))
     else:
         arm, seed = method.rsplit("-s", 1)
         kind = "sam2" if ARMS[arm][0] == "toy-ablation-sam2" else "3am"
@@ -328,7 +348,7 @@ def _load_or_eval(out: Path, method: str, scenes: Sequence, cfg: ToyAblationConf
 def stage_eval(out: Path, cfg: ToyAblationConfig) -> None:
     scenes = eval_scenes(out, cfg)
     for m in _methods(cfg):
-        _load_or_eval(out, m, scenes)
+        _load_or_eval(out, m, scenes, cfg)
 
 
 # ------------------------------------------------------------------------------------ table
@@ -522,6 +542,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arm-steps", type=int, default=None)
     p.add_argument("--pretrain-sam2-steps", type=int, default=None)
     p.add_argument("--pretrain-must3r-steps", type=int, default=None)
+    p.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(ARMS)} (default all); "
+                   "two processes with disjoint arms can share one --out")
+    p.add_argument("--sam2-weights", default=None,
+                   help="pretrained SAM 2 (run, checkpoint or record folder) instead of the pretrain-sam2 stage")
+    p.add_argument("--must3r-weights", default=None,
+                   help="pretrained MUSt3R (run, checkpoint or record folder) instead of the pretrain-must3r stage")
     return p.parse_args(argv)
 
 
@@ -533,6 +559,11 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
     for name in ("arm_steps", "pretrain_sam2_steps", "pretrain_must3r_steps"):
         if getattr(a, name) is not None:
             changes[name] = int(getattr(a, name))
+    if a.arms:
+        changes["arms"] = tuple(x.strip() for x in a.arms.split(",") if x.strip())
+    for name in ("sam2_weights", "must3r_weights"):
+        if getattr(a, name):
+            changes[name] = str(getattr(a, name))
     return replace(cfg, **changes)
 
 

@@ -1,6 +1,7 @@
 """Using training checkpoints outside training: evaluation, initialisation of other runs, export.
 
-* :func:`resolve_checkpoint`: a run folder (its latest checkpoint), a ``step_*`` folder, or a
+* :func:`resolve_checkpoint`: a run folder (its latest checkpoint), a ``step_*`` folder, a run
+  record (`threeam.experiments.artifacts`: ``model.fp16.safetensors`` + ``run.json``) or a
   ``.safetensors`` file -> ``(weights file, state.json or None)``.
 * :func:`load_for_eval`: the trained network of a ``sam2``, ``3am`` or ``must3r`` training
   checkpoint, rebuilt from the checkpoint's own config (no other file is read), in eval mode.
@@ -21,7 +22,12 @@ from torch import nn
 from threeam.errors import CheckpointError
 
 __all__ = ["resolve_checkpoint", "is_training_checkpoint", "load_for_eval", "load_part_weights",
-           "training_state_dict"]
+           "training_state_dict", "RECORD_WEIGHTS", "RECORD_RUN"]
+
+RECORD_WEIGHTS = "model.fp16.safetensors"
+"""Weights file of a run record (`threeam.experiments.artifacts`)."""
+RECORD_RUN = "run.json"
+"""Config and step of a run record."""
 
 
 def resolve_checkpoint(source: str | os.PathLike) -> tuple[Path, dict | None]:
@@ -31,6 +37,8 @@ def resolve_checkpoint(source: str | os.PathLike) -> tuple[Path, dict | None]:
     p = Path(source)
     if p.is_file() and p.suffix == ".safetensors":
         return p, None
+    if p.is_dir() and (p / RECORD_WEIGHTS).is_file() and (p / RECORD_RUN).is_file():
+        return p / RECORD_WEIGHTS, _record_state(p)
     if p.is_dir() and (p / checkpointing.STATE_FILE).is_file():
         return p / checkpointing.MODEL_FILE, checkpointing.read_state(p)
     if p.is_dir() and checkpointing.checkpoint_dir(p).is_dir():
@@ -38,12 +46,23 @@ def resolve_checkpoint(source: str | os.PathLike) -> tuple[Path, dict | None]:
         if latest is None:
             raise CheckpointError(f"{p} is a training run folder without a complete checkpoint")
         return latest / checkpointing.MODEL_FILE, checkpointing.read_state(latest)
-    raise CheckpointError(f"{p} is not a training checkpoint (a run folder, a checkpoints/step_* folder "
-                          "or a .safetensors file)")
+    raise CheckpointError(f"{p} is not a training checkpoint (a run folder, a checkpoints/step_* folder, "
+                          f"a run record with {RECORD_WEIGHTS} and {RECORD_RUN}, or a .safetensors file)")
+
+
+def _record_state(record: Path) -> dict:
+    """The ``state.json``-like part of a run record's ``run.json``: ``{"step", "config"}``."""
+    import json
+
+    try:
+        doc = json.loads((record / RECORD_RUN).read_text(encoding="utf-8"))
+        return {"step": int(doc["step"]), "config": dict(doc["config"])}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{record / RECORD_RUN} is not a run record's run.json ({e})") from None
 
 
 def is_training_checkpoint(source: Any) -> bool:
-    """True for a run folder or ``step_*`` folder written by the training engine."""
+    """True for a run folder or ``step_*`` folder written by the training engine, or a run record."""
     if source is None:
         return False
     try:
@@ -60,9 +79,12 @@ def training_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
     try:
-        return load_file(str(path)), state
+        weights = load_file(str(path))
     except Exception as e:  # noqa: BLE001 - any parse error is a bad file
         raise CheckpointError(f"cannot read {path} as safetensors: {e}") from None
+    if path.name == RECORD_WEIGHTS:  # a record's float16 copy: back to the float32 the models train in
+        weights = {k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}
+    return weights, state
 
 
 def _load_strict(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
