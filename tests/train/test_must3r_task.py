@@ -3,9 +3,11 @@ MUSt3R overfitting one clip, and the look-alike pick metric (GT points pick righ
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from threeam.data.synth import generate_scene, get_synth_config
+from threeam.errors import InputError
 from threeam.train.config import apply_overrides
 from threeam.train.must3r_task import (build_must3r_for_training, gt_pointmaps, lookalike_picks, pointmap_loss,
                                        stream_clip)
@@ -134,18 +136,18 @@ def test_held_out_must3r_metrics_include_memory_use(tmp_path):
     assert row["step"] == 1 and row["memory_use"] > 0.0 and "lookalike_pick_rate" in row
 
 
-def _targets(frames, reference_first=True):
+def _targets(frames, mode="reference_first"):
     from threeam.train.must3r_task import attention_targets
 
     scene = _scene(6)
     fr = [scene.frame(t) for t in frames]
     K, C = np.stack([f.K for f in fr]), np.stack([f.cam_to_world for f in fr])
     gt = gt_pointmaps(np.stack([f.rgb for f in fr]), np.stack([f.depth for f in fr]), K, C, 64)
-    return gt, attention_targets(gt, K, C, 16, reference_first=reference_first)
+    return gt, attention_targets(gt, K, C, 16, mode=mode)
 
 
 def test_attention_targets_match_patches_through_the_gt_geometry():
-    gt, tg = _targets([0, 0, 3], reference_first=False)
+    gt, tg = _targets([0, 0, 3], mode="all")
     assert [tuple(t.shape) for t in tg] == [(12, 12), (12, 24)]
     # the same camera twice: every patch's votes fall (almost all) on the same patch of frame 0
     assert tg[0].argmax(1).tolist() == list(range(12)) and float(tg[0].diagonal().min()) > 0.8
@@ -159,6 +161,22 @@ def test_attention_targets_match_patches_through_the_gt_geometry():
     seen0 = tg[1][:, :12].sum(1) > 0
     assert torch.all(ref_first[1][seen0, 12:] == 0) and torch.allclose(ref_first[1][seen0, :12].sum(1), torch.ones(1))
     assert torch.allclose(ref_first[1][~seen0], tg[1][~seen0])
+    # earliest: every patch votes in the first frame that sees it only (here frame 0 where it can)
+    _, ea = _targets([0, 0, 3], mode="earliest")
+    assert torch.equal(ea[0], ref_first[0])
+    assert torch.allclose(ea[1][seen0], ref_first[1][seen0]) and torch.all(ea[1][~seen0, :12] == 0)
+    _, all3 = _targets([0, 3, 3, 5], mode="all")
+    _, ea3 = _targets([0, 3, 3, 5], mode="earliest")
+    for t, (a, e) in enumerate(zip(all3, ea3), start=1):
+        frames_a, frames_e = a.reshape(12, t, 12).sum(2) > 0, e.reshape(12, t, 12).sum(2) > 0
+        assert torch.equal(frames_e.sum(1) <= 1, torch.ones(12, dtype=torch.bool))  # one frame per patch
+        first = torch.where(frames_a.any(1), frames_a.float().argmax(1), torch.full((12,), -1))
+        assert torch.equal(torch.where(frames_e.any(1), frames_e.float().argmax(1), torch.full((12,), -1)), first)
+    # clip frames 1 and 2 share a camera: clip frame 3 is matched in frame 1 wherever frame 2 sees it too
+    assert float(all3[2].reshape(12, 3, 12).sum(2)[:, 2].sum()) > 0
+    assert float(ea3[2].reshape(12, 3, 12).sum(2)[:, 2].sum()) == 0
+    with pytest.raises(InputError, match="mode"):
+        _targets([0, 3], mode="nearest")
     # the wider the baseline, the fewer patches have a counterpart in frame 0 (this path: 12, 8, 3, 0)
     seen = [int((_targets([0, f])[1][0].sum(1) > 0).sum()) for f in (1, 2, 3, 5)]
     assert seen == sorted(seen, reverse=True) and seen[0] == 12 and seen[-1] == 0 and 0 < seen[2] < 12

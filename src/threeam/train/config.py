@@ -330,15 +330,17 @@ class Must3rLossConfig:
     among the memory's tokens (from GT depth and poses)."""
     attn_corr_heads: int = 1
     """How many heads per decoder block the ``attn_corr`` term supervises (the first ones)."""
-    attn_corr_targets: Literal["reference_first", "all"] = "reference_first"
+    attn_corr_targets: Literal["reference_first", "all", "earliest"] = "reference_first"
     """Which memory patches a query patch should attend to: ``reference_first`` (frame 0's, where the
-    patch is seen in frame 0, else those of any earlier frame) or ``all`` (every earlier frame's alike)."""
+    patch is seen in frame 0, else those of any earlier frame), ``earliest`` (those of the earliest
+    frame that sees it: the fewest hops from the reference) or ``all`` (every earlier frame's alike)."""
 
     def __post_init__(self) -> None:
         check_numbers(self, {"conf_alpha": (0.0, None), "attn_corr": (0.0, None)}, "must3r_loss.")
         check_ints(self, {"attn_corr_heads": 1}, "must3r_loss.")
-        _check(self.attn_corr_targets in ("reference_first", "all"),
-               f"must3r_loss.attn_corr_targets must be 'reference_first' or 'all', got {self.attn_corr_targets!r}")
+        _check(self.attn_corr_targets in ("reference_first", "all", "earliest"),
+               "must3r_loss.attn_corr_targets must be 'reference_first', 'earliest' or 'all', "
+               f"got {self.attn_corr_targets!r}")
 
 
 @dataclass(frozen=True)

@@ -175,8 +175,12 @@ def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA) ->
     return {"loss": loss, "regr_ref": e_ref.mean().detach(), "regr_self": e_self.mean().detach()}
 
 
+ATTENTION_TARGET_MODES = ("all", "reference_first", "earliest")
+"""`attention_targets` modes (``must3r_loss.attn_corr_targets``)."""
+
+
 def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, patch: int,
-                      depth_tol: float = 0.05, reference_first: bool = True) -> list[torch.Tensor]:
+                      depth_tol: float = 0.05, mode: str = "reference_first") -> list[torch.Tensor]:
     """GT correspondences of every frame's patches among the patches of the frames before it.
 
     gt: the clip's `GTPointmaps` (network resolution h x w, frame 0 the reference camera); K
@@ -185,11 +189,15 @@ def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, 
     agrees within ``depth_tol`` (relative: the point is visible there), it votes for that pixel's
     patch. Returns for ``t = 1 .. T-1`` a (N, t * N) float tensor (N = (h/p)(w/p) patches, columns in
     the memory's order: frame 0's patches, then frame 1's, ...) whose rows are the normalised votes
-    (a row of zeros: the patch is seen in no earlier frame). With ``reference_first`` a patch seen in
-    frame 0 votes for frame 0's patches only: the reference frame's tokens are the only ones whose
-    own geometry is the answer (reference-frame points), while the other frames' tokens hold their
-    own estimates of it, so attending to them can propagate a wrong answer (docs/evidence.md).
+    (a row of zeros: the patch is seen in no earlier frame). ``mode``: ``"all"`` keeps every earlier
+    frame's votes; ``"reference_first"`` lets a patch seen in frame 0 vote for frame 0's patches only:
+    the reference frame's tokens are the only ones whose own geometry is the answer (reference-frame
+    points), while the other frames' tokens hold their own estimates of it, so attending to them can
+    propagate a wrong answer (docs/evidence.md); ``"earliest"`` extends that along the stream: every
+    patch votes only in the earliest frame that sees it (the fewest hops from the reference).
     """
+    if mode not in ATTENTION_TARGET_MODES:
+        raise InputError(f"attention target mode must be one of {ATTENTION_TARGET_MODES}, got {mode!r}")
     from threeam.data.geometry import project_points, transform_points
 
     T, h, w, _ = gt.pts_ref.shape
@@ -225,9 +233,14 @@ def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, 
             d_s = depth[s][ii, jj]
             seen = inside & valid[s][ii, jj] & (np.abs(z - d_s) <= depth_tol * np.maximum(d_s, 1e-6))
             np.add.at(votes, (q[seen], s * N + qpatch[ii[seen], jj[seen]]), 1.0)
-        if reference_first:
+        if mode == "reference_first":
             in_ref = votes[:, :N].sum(1) > 0
             votes[in_ref, N:] = 0.0
+        elif mode == "earliest":
+            per_frame = votes.reshape(N, t, N).sum(2) > 0  # (N, t): which earlier frames see the patch
+            first = np.where(per_frame.any(1), per_frame.argmax(1), t)  # t: seen in none
+            keep = np.arange(t)[None, :] == first[:, None]
+            votes = (votes.reshape(N, t, N) * keep[:, :, None]).reshape(N, t * N)
         tot = votes.sum(1, keepdims=True)
         out.append(torch.from_numpy(np.divide(votes, tot, out=np.zeros_like(votes), where=tot > 0)).float())
     return out
@@ -490,7 +503,7 @@ def must3r_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821
         item = {"gt": gt}
         if lcfg.attn_corr > 0:
             item["attn_targets"] = attention_targets(gt, data.K, data.cam_to_world, patch,
-                                                     reference_first=lcfg.attn_corr_targets == "reference_first")
+                                                     mode=lcfg.attn_corr_targets)
         return item
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
