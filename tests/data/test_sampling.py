@@ -72,6 +72,26 @@ def test_continuous_clip(small_scene):
     assert (small_scene.instance_ids(c.frames[0]) == oid).sum() >= 30
 
 
+def test_continuous_clip_near_the_scene_end_runs_backwards(small_scene):
+    """An object seen only in the last frames still gets a full clip (a 1-frame clip trains nothing)."""
+    n = len(small_scene)
+
+    class LastFrames:  # the object shows in the last two frames only
+        def area(self, oid):
+            a = np.zeros(n, np.int64)
+            a[-2:] = 100
+            return a
+
+    cfg = SamplerConfig(n_frames=4, continuous_stride=2, min_ref_pixels=30)
+    for seed in range(5):
+        c = sample_continuous_clip(small_scene, 1, cfg, np.random.default_rng(seed), LastFrames())
+        assert len(c.frames) == 4 and c.frames[0] in (n - 2, n - 1) and np.all(np.diff(c.frames) == -2)
+    # a scene shorter than the clip: the longer direction
+    short = SamplerConfig(n_frames=n + 5, continuous_stride=1, min_ref_pixels=30)
+    c = sample_continuous_clip(small_scene, 1, short, np.random.default_rng(0), LastFrames())
+    assert c.frames[0] in (n - 2, n - 1) and len(c.frames) == c.frames[0] + 1 and np.all(np.diff(c.frames) == -1)
+
+
 def test_sampler_mixes_modes_and_posefree_scenes_are_continuous(small_scene):
     s = ClipSampler([small_scene], SamplerConfig(min_ref_pixels=30), seed=1)
     modes = [s.sample().mode for _ in range(100)]

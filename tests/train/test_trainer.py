@@ -319,6 +319,9 @@ def test_step_fn_contract_errors(tmp_path):
                   tmp_path / "b")
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         nan.train_step()
+    const = Trainer(task.model, lambda m, b: {"loss": m(b["x"]).sum().detach()}, task.sources, cfg, tmp_path / "d")
+    with pytest.raises(InputError, match="depends on no trainable parameter"):
+        const.train_step()
     with pytest.raises(InputError, match="differ from data.sources"):
         Trainer(task.model, task.step_fn, {"other": task.sources["synthetic-static"]}, cfg, tmp_path / "c")
 

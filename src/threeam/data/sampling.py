@@ -248,16 +248,33 @@ def sample_covisible_clip(scene: Scene, object_id: int, cfg: SamplerConfig, rng:
 
 def sample_continuous_clip(scene: Scene, object_id: int, cfg: SamplerConfig, rng: np.random.Generator,
                            vis: VisibilityTable | None = None, scene_index: int = 0) -> Clip:
-    """``n_frames`` consecutive frames (step ``continuous_stride``) starting where the object is visible."""
+    """``n_frames`` consecutive frames (step ``continuous_stride``) starting where the object is visible.
+
+    Where the object shows only so close to the end of the scene that no such clip fits, the clip
+    runs backwards in time from a frame that shows it (a video played in reverse is still a video;
+    a clip cut at the scene's end could be a single frame, which trains nothing). Only a scene
+    shorter than the clip gives a shorter clip.
+    """
     vis = vis or VisibilityTable(scene)
     area = vis.area(object_id)
-    span = cfg.continuous_stride * (cfg.n_frames - 1)
+    stride = cfg.continuous_stride
+    span = stride * (cfg.n_frames - 1)
     starts = np.nonzero(area >= cfg.min_ref_pixels)[0]
     if starts.size == 0:
         raise InputError(f"object {object_id} never shows {cfg.min_ref_pixels} pixels")
     fit = starts[starts + span < len(scene)]
-    start = int(fit[rng.integers(fit.size)]) if fit.size else int(starts[rng.integers(starts.size)])
-    frames = [t for t in range(start, min(len(scene), start + span + 1), cfg.continuous_stride)]
+    back = starts[starts - span >= 0]
+    if fit.size:
+        start = int(fit[rng.integers(fit.size)])
+        frames = list(range(start, start + span + 1, stride))
+    elif back.size:
+        start = int(back[rng.integers(back.size)])
+        frames = list(range(start, start - span - 1, -stride))
+    else:  # the scene is shorter than the clip: the longer direction from a visible frame
+        start = int(starts[rng.integers(starts.size)])
+        fwd = list(range(start, len(scene), stride))
+        rev = list(range(start, -1, -stride))
+        frames = fwd if len(fwd) >= len(rev) else rev
     return Clip(scene_index, scene.name, object_id, frames, "continuous")
 
 

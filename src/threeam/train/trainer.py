@@ -320,6 +320,11 @@ class Trainer:
                 if not torch.isfinite(loss.detach()).all():
                     raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1} "
                                              f"(source {name!r}, position {self.positions[name] - 1})")
+                if not loss.requires_grad:
+                    raise InputError(f"the loss at step {self.step + 1} (source {name!r}, position "
+                                     f"{self.positions[name] - 1}) depends on no trainable parameter: "
+                                     "the batch trains nothing (e.g. a one-frame clip, or only GT-mask "
+                                     "conditioning frames)")
                 (loss.float() / accum).backward()
             for k, v in out.items():
                 val = float(v.detach().float()) if isinstance(v, torch.Tensor) else float(v)
