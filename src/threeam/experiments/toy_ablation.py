@@ -25,6 +25,10 @@ Stages (each skipped when its result exists, training stages resumed from their 
    false-positive rate; Whole Set and Selected Subset), paired 95% confidence intervals of each arm
    against ``sam2-pretrained`` over tracks, ``OUT/table.md``, ``OUT/table.json``, ``OUT/ablation.svg``.
 
+``--sam2-weights`` / ``--must3r-weights`` (a run, checkpoint or run-record folder) replace the
+pretrain stages with given weights; ``--arms`` runs a subset, so two processes with disjoint arms can
+share one ``--out`` on two cores.
+
 Sizes are :class:`ToyAblationConfig` presets (``full``: the documented run; ``smoke``: minutes, for
 tests). Nothing in the evaluation depends on the outcome: the tracks, thresholds and metrics are the
 benchmark's defaults.
