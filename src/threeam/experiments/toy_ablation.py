@@ -198,12 +198,16 @@ def stage_scenes(out: Path, cfg: ToyAblationConfig) -> None:
 def pretrained(out: Path, part: str, cfg: ToyAblationConfig | None = None) -> Path:
     """The pretrained ``part`` ("sam2" | "must3r") the later stages use: the given weights
     (``cfg.sam2_weights`` / ``cfg.must3r_weights``) or the pretrain stage's run folder."""
-    given = None if cfg is None else (cfg.sam2_weights if part == "sam2" else cfg.must3r_weights)
+    given = None if cfg is None else _given_weights(cfg, part)
     return Path(given) if given else out / f"pretrain-{part}"
 
 
+def _given_weights(cfg: ToyAblationConfig, part: str) -> str | None:
+    return cfg.sam2_weights if part == "sam2" else cfg.must3r_weights
+
+
 def stage_pretrain(out: Path, cfg: ToyAblationConfig, part: str) -> None:
-    given = cfg.sam2_weights if part == "sam2" else cfg.must3r_weights
+    given = _given_weights(cfg, part)
     if given:
         from threeam.train.export import resolve_checkpoint
 

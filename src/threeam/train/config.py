@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 PROMPT_KINDS = ("mask", "point", "box")
+ATTENTION_TARGET_MODES = ("all", "reference_first", "earliest")
+"""``must3r_loss.attn_corr_targets`` values (`threeam.train.must3r_task.attention_targets` modes)."""
 """Prompt kinds a data source may simulate during training."""
 
 
@@ -338,7 +340,7 @@ class Must3rLossConfig:
     def __post_init__(self) -> None:
         check_numbers(self, {"conf_alpha": (0.0, None), "attn_corr": (0.0, None)}, "must3r_loss.")
         check_ints(self, {"attn_corr_heads": 1}, "must3r_loss.")
-        _check(self.attn_corr_targets in ("reference_first", "all", "earliest"),
+        _check(self.attn_corr_targets in ATTENTION_TARGET_MODES,
                "must3r_loss.attn_corr_targets must be 'reference_first', 'earliest' or 'all', "
                f"got {self.attn_corr_targets!r}")
 

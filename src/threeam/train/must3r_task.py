@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from threeam.errors import InputError
-from threeam.train.config import TrainConfig
+from threeam.train.config import ATTENTION_TARGET_MODES, TrainConfig
 
 __all__ = ["must3r_config_for", "build_must3r_for_training", "gt_pointmaps", "pointmap_loss", "stream_clip",
            "lookalike_picks", "memory_use", "must3r_task", "CONF_ALPHA", "GTPointmaps",
@@ -173,10 +173,6 @@ def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA) ->
     c = conf[valid]
     loss = (c * e_ref - alpha * c.log()).mean() + (c * e_self - alpha * c.log()).mean()
     return {"loss": loss, "regr_ref": e_ref.mean().detach(), "regr_self": e_self.mean().detach()}
-
-
-ATTENTION_TARGET_MODES = ("all", "reference_first", "earliest")
-"""`attention_targets` modes (``must3r_loss.attn_corr_targets``)."""
 
 
 def attention_targets(gt: GTPointmaps, K: np.ndarray, cam_to_world: np.ndarray, patch: int,
