@@ -218,6 +218,21 @@ def test_init_checkpoint_is_loaded(tmp_path):
     with pytest.raises(CheckpointError, match="does not (fit|match) the model"):
         run_training(apply_overrides(cfg, [f"model.init_checkpoint={tmp_path / 'bad.safetensors'}"]),
                      tmp_path / "run2")
+    # a run folder (its latest checkpoint) and a run record work too; anything else is a clear error
+    from threeam.experiments.artifacts import export_run
+    from threeam.train.export import training_state_dict
+
+    export_run(tmp_path / "run", tmp_path / "record")
+    for source in (tmp_path / "run", tmp_path / "record"):
+        expected, _ = training_state_dict(source)
+        t = run_training(apply_overrides(cfg, [f"model.init_checkpoint={source}"]),
+                         tmp_path / f"from-{source.name}")
+        assert torch.equal(t.bare_model.image_encoder.weight, expected["image_encoder.weight"])
+        assert t.bare_model.image_encoder.weight.dtype == torch.float32
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "empty", tmp_path / "missing"):
+        with pytest.raises(CheckpointError, match="model.init_checkpoint"):
+            run_training(apply_overrides(cfg, [f"model.init_checkpoint={bad}"]), tmp_path / "run3")
 
 
 def test_frozen_parameters_do_not_change(tmp_path):

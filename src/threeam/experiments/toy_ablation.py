@@ -18,7 +18,8 @@ Stages (each skipped when its result exists, training stages resumed from their 
 5. ``arms``: every arm fine-tuned from the same pretrained SAM 2 (and MUSt3R) for the same steps,
    ``seeds`` seeds each -> ``OUT/arms/<arm>-s<seed>``:
    ``sam2-ft`` (SAM 2 alone, no MUSt3R), ``3am-fov`` (FoV-aware p = 0.8), ``3am-continuous``
-   (p = 0), ``3am-random`` (random sampling p = 0.8).
+   (p = 0), ``3am-random`` (random sampling p = 0.8), and our control ``sam2-continuous`` (SAM 2
+   alone, p = 0).
 6. ``eval``: the paper's protocol (`threeam.eval.protocol`) on every evaluation track for
    ``sam2-pretrained``, ``prompt-only`` and every trained arm and seed -> ``OUT/eval/<method>.json``.
 7. ``table``: mean and standard error over seeds per metric (IoU, Tracking Recall, Accuracy,
@@ -60,8 +61,11 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "3am-fov": ("toy-ablation-3am", ()),
     "3am-continuous": ("toy-ablation-3am", ("data.sources.synthetic.fov_prob=0",)),
     "3am-random": ("toy-ablation-3am", ("data.sources.synthetic.sampler=random",)),
+    "sam2-continuous": ("toy-ablation-sam2", ("data.sources.synthetic.fov_prob=0",)),
 }
-"""Arm name -> (training preset, overrides). Every arm starts from the pretrained tiny SAM 2."""
+"""Arm name -> (training preset, overrides). Every arm starts from the pretrained tiny SAM 2.
+``sam2-continuous`` is our control (not in the paper): SAM 2 alone with ``3am-continuous``'s
+sampler, which separates the sampler's effect from the merger's."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,9 @@ class ToyAblationConfig:
     stage is then skipped."""
     must3r_weights: str | None = None
     """The same for MUSt3R (a ``must3r`` run, checkpoint or record); ``pretrain-must3r`` is then skipped."""
+    merger_lr: float | None = None
+    """Feature Merger learning rate of the 3AM arms (None: the ``toy-ablation-3am`` recipe's 5e-4). The
+    merger starts as the identity (zero last conv), so at few steps its rate decides how far it moves."""
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -97,6 +104,8 @@ class ToyAblationConfig:
             raise InputError(f"unknown arm(s) {unknown}; valid: {', '.join(ARMS)}")
         if not self.seeds:
             raise InputError("at least one seed is needed")
+        if self.merger_lr is not None and not (math.isfinite(self.merger_lr) and self.merger_lr > 0):
+            raise InputError(f"merger_lr must be a positive number, got {self.merger_lr}")
 
 
 SIZES: dict[str, ToyAblationConfig] = {
@@ -327,6 +336,8 @@ def stage_arms(out: Path, cfg: ToyAblationConfig) -> None:
                 f"model.sam2_checkpoint={pretrained(out, 'sam2', cfg)}"]
             if preset != "toy-ablation-sam2":
                 overrides.append(f"model.must3r_checkpoint={pretrained(out, 'must3r', cfg)}")
+                if cfg.merger_lr is not None:
+                    overrides.append(f"optim.groups.merger.lr={cfg.merger_lr:g}")
             info = _train(out, _arm_dir(out, arm, seed), preset, overrides, cfg.arm_steps)
             _timing(out, f"arm {arm} s{seed}", info)
 
@@ -556,6 +567,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="pretrained SAM 2 (run, checkpoint or record folder) instead of the pretrain-sam2 stage")
     p.add_argument("--must3r-weights", default=None,
                    help="pretrained MUSt3R (run, checkpoint or record folder) instead of the pretrain-must3r stage")
+    p.add_argument("--merger-lr", type=float, default=None,
+                   help="Feature Merger learning rate of the 3AM arms (default: the recipe's 5e-4)")
     return p.parse_args(argv)
 
 
@@ -567,6 +580,8 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
     for name in ("arm_steps", "pretrain_sam2_steps", "pretrain_must3r_steps"):
         if getattr(a, name) is not None:
             changes[name] = int(getattr(a, name))
+    if a.merger_lr is not None:
+        changes["merger_lr"] = float(a.merger_lr)
     if a.arms:
         changes["arms"] = tuple(x.strip() for x in a.arms.split(",") if x.strip())
     for name in ("sam2_weights", "must3r_weights"):

@@ -255,7 +255,8 @@ class ModelConfig:
     merger: str = "paper"
     """Feature Merger preset."""
     init_checkpoint: str | None = None
-    """Optional safetensors file of the whole training model to start from (not a resume)."""
+    """Optional whole-training-model weights to start from (not a resume): a ``.safetensors`` file, a
+    run folder (its latest checkpoint), a ``checkpoints/step_*`` folder or a run record."""
 
 
 @dataclass(frozen=True)

@@ -437,23 +437,24 @@ test files)."""
 
 
 def load_init_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a safetensors state dict into ``model`` (all keys, matching shapes) before training."""
-    from safetensors.torch import load_file
+    """Load a whole-model state dict into ``model`` (all keys, matching shapes) before training.
 
+    ``path``: a ``.safetensors`` file, a run folder (its latest checkpoint), a ``checkpoints/step_*``
+    folder or a run record (`threeam.train.export`; its float16 weights are cast back to float32).
+    """
     from threeam.errors import CheckpointError
+    from threeam.models.state_dict_check import check_keys
+    from threeam.train.export import training_state_dict
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise CheckpointError(f"model.init_checkpoint {p} does not exist")
     try:
-        weights = load_file(str(p))
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
-        raise CheckpointError(f"cannot read model.init_checkpoint {p} as safetensors: {e}") from None
-    from threeam.models.state_dict_check import check_keys
-
+        weights, _ = training_state_dict(p)
+    except CheckpointError as e:
+        raise CheckpointError(f"model.init_checkpoint: {e}") from None
     check_keys(model.state_dict(), weights, f"model.init_checkpoint {p}")
     model.load_state_dict(weights, strict=True)
-
 
 
 def run_training(config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
