@@ -154,17 +154,40 @@ def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], step
     from threeam.train.recipes import get_train_config, run_training
 
     ov = list(overrides) + [f"run.max_steps={steps}", f"data.scene_cache={_scene_cache(out)}", "run.progress=false"]
+    wanted = apply_overrides(get_train_config(preset), ov)
     latest = checkpointing.find_latest(run_dir)
     if latest is not None:
         state = checkpointing.read_state(latest)
+        saved = config_from_dict(state["config"])
+        cfg = apply_overrides(saved, ov)
+        # what may change on a resume: the step target, the scene cache's path (a moved folder), progress bars
+        same_run = [f"run.max_steps={saved.run.max_steps}", f"data.scene_cache={saved.data.scene_cache}",
+                    f"run.progress={str(saved.run.progress).lower()}"]
+        changed = _config_differences(saved, apply_overrides(wanted, same_run))
+        if changed:
+            raise InputError(f"{run_dir} was trained with another recipe than this run asks for ({'; '.join(changed)}); "
+                             "use another --out (or remove that folder) rather than mixing recipes in one table")
         if int(state["step"]) >= steps:
             return {"steps": int(state["step"]), "seconds": 0.0, "skipped": True}
-        cfg = apply_overrides(config_from_dict(state["config"]), ov)
     else:
-        cfg = apply_overrides(get_train_config(preset), ov)
+        cfg = wanted
     t0 = time.perf_counter()
     trainer = run_training(cfg, run_dir, resume=latest is not None)
     return {"steps": trainer.step, "seconds": time.perf_counter() - t0}
+
+
+def _config_differences(have, want) -> list[str]:
+    """``key: have -> want`` for every leaf where two training configs differ."""
+    from threeam.train.config import config_to_dict
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        items: dict = {}
+        for k, v in d.items():
+            items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return items
+
+    a, b = flat(config_to_dict(have)), flat(config_to_dict(want))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def _timing(out: Path, stage: str, info: dict) -> None:
