@@ -109,3 +109,35 @@ def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
         run_toy_ablation(out, replace(args, merger_lr=2e-3), stages=("arms",))
     with pytest.raises(InputError, match="'sam2' training checkpoint"):
         run_toy_ablation(tmp_path / "bad", replace(cfg, sam2_weights=str(rec["must3r"])), stages=("pretrain-sam2",))
+
+
+def test_timings_from_concurrent_processes_are_all_kept(tmp_path):
+    """Two processes sharing one --out each add their stage times; no entry is lost and repeats add up."""
+    import json
+    import multiprocessing as mp
+
+    from threeam.experiments.toy_ablation import _timing
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_add_timings, args=(str(tmp_path), name)) for name in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    doc = json.loads((tmp_path / "timings.json").read_text())
+    assert set(doc) == {f"arm {n} s{i}" for n in ("a", "b") for i in range(20)}
+    assert all(v["seconds"] == 2.0 for v in doc.values())
+    _timing(tmp_path, "arm a s0", {"seconds": 1.5, "steps": 3})
+    doc = json.loads((tmp_path / "timings.json").read_text())
+    assert doc["arm a s0"] == {"seconds": 3.5, "steps": 3}
+
+
+def _add_timings(out: str, name: str) -> None:
+    from pathlib import Path
+
+    from threeam.experiments.toy_ablation import _timing
+
+    for rep in range(2):
+        for i in range(20):
+            _timing(Path(out), f"arm {name} s{i}", {"seconds": 1.0})

@@ -191,13 +191,24 @@ def _config_differences(have, want) -> list[str]:
 
 
 def _timing(out: Path, stage: str, info: dict) -> None:
+    """Add ``info["seconds"]`` to stage ``stage`` of ``OUT/timings.json`` (its other fields replace the old
+    ones). Several processes may share one ``--out`` (disjoint ``--arms``): the read-modify-write holds an
+    exclusive lock on ``OUT/timings.json.lock`` (POSIX; elsewhere unlocked), so no process's entry is lost."""
+    import contextlib
+
     path = out / "timings.json"
-    doc = json.loads(path.read_text()) if path.is_file() else {}
-    prev = doc.get(stage, {"seconds": 0.0})
-    info = dict(info)
-    info["seconds"] = float(prev.get("seconds", 0.0)) + float(info.get("seconds", 0.0))
-    doc[stage] = info
-    _write_json(path, doc)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "timings.json.lock", "a+") as lock_file:
+        with contextlib.suppress(ImportError):
+            import fcntl
+
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        doc = json.loads(path.read_text()) if path.is_file() else {}
+        prev = doc.get(stage, {"seconds": 0.0})
+        info = dict(info)
+        info["seconds"] = float(prev.get("seconds", 0.0)) + float(info.get("seconds", 0.0))
+        doc[stage] = info
+        _write_json(path, doc)
 
 
 def eval_scenes(out: Path, cfg: ToyAblationConfig) -> list:
