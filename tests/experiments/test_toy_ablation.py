@@ -105,7 +105,7 @@ def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
         replace(cfg, merger_lr=-1.0)
     run_toy_ablation(out, args, stages=("arms",))  # the same recipe again: the finished arms are skipped
     # the same --out with another recipe is refused, naming what differs, instead of skipping the finished arm
-    with pytest.raises(InputError, match=r"another recipe.*optim\.groups"):
+    with pytest.raises(InputError, match=r"another recipe.*optim\.groups\.merger\.lr: 0\.001 -> 0\.002"):
         run_toy_ablation(out, replace(args, merger_lr=2e-3), stages=("arms",))
     with pytest.raises(InputError, match="'sam2' training checkpoint"):
         run_toy_ablation(tmp_path / "bad", replace(cfg, sam2_weights=str(rec["must3r"])), stages=("pretrain-sam2",))

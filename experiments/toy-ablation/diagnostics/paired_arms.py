@@ -9,13 +9,10 @@ Reads only ``OUT/eval/<arm>-s<seed>.json``. One JSON line.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from threeam.experiments.toy_ablation import METRICS, _track_scores, paired_ci
+from threeam.experiments.toy_ablation import METRICS, _track_scores, paired_ci, track_means
 
 out_a, arm_a, out_b, arm_b = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
 seeds = [int(s) for s in (sys.argv[5] if len(sys.argv) > 5 else "0,1,2").split(",")]
@@ -28,14 +25,6 @@ def per_track(out: Path, arm: str) -> tuple[dict, dict]:
         runs.append({(r["scene"], r["object"]): t for r, t in zip(rows, _track_scores(rows))})
         selected.update({(r["scene"], r["object"]): bool(r["selected"]) for r in rows})
     return runs, selected
-
-
-def track_means(runs: list[dict], keys: list, attr: str) -> list[float]:
-    out = []
-    for k in keys:
-        v = np.asarray([getattr(r[k], attr) for r in runs], float)
-        out.append(float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
-    return out
 
 
 ra, sel = per_track(out_a, arm_a)

@@ -154,35 +154,36 @@ def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], step
     from threeam.train.recipes import get_train_config, run_training
 
     ov = list(overrides) + [f"run.max_steps={steps}", f"data.scene_cache={_scene_cache(out)}", "run.progress=false"]
-    wanted = apply_overrides(get_train_config(preset), ov)
+    cfg = apply_overrides(get_train_config(preset), ov)
     latest = checkpointing.find_latest(run_dir)
     if latest is not None:
         state = checkpointing.read_state(latest)
         saved = config_from_dict(state["config"])
-        cfg = apply_overrides(saved, ov)
-        # what may change on a resume: the step target, the scene cache's path (a moved folder), progress bars
-        same_run = [f"run.max_steps={saved.run.max_steps}", f"data.scene_cache={saved.data.scene_cache}",
-                    f"run.progress={str(saved.run.progress).lower()}"]
-        changed = _config_differences(saved, apply_overrides(wanted, same_run))
+        # what may change on a resume: the step target, the scene cache's path (a moved folder), progress bars;
+        # anything else differing means another recipe (so a resumed run continues with exactly `cfg`)
+        as_saved = replace(cfg, run=replace(cfg.run, max_steps=saved.run.max_steps, progress=saved.run.progress),
+                           data=replace(cfg.data, scene_cache=saved.data.scene_cache))
+        changed = _config_differences(saved, as_saved)
         if changed:
             raise InputError(f"{run_dir} was trained with another recipe than this run asks for ({'; '.join(changed)}); "
                              "use another --out (or remove that folder) rather than mixing recipes in one table")
         if int(state["step"]) >= steps:
             return {"steps": int(state["step"]), "seconds": 0.0, "skipped": True}
-    else:
-        cfg = wanted
     t0 = time.perf_counter()
     trainer = run_training(cfg, run_dir, resume=latest is not None)
     return {"steps": trainer.step, "seconds": time.perf_counter() - t0}
 
 
 def _config_differences(have, want) -> list[str]:
-    """``key: have -> want`` for every leaf where two training configs differ."""
+    """``key: have -> want`` for every leaf where two training configs differ, keys spelled as overrides
+    (named groups by name: ``optim.groups.merger.lr``)."""
     from threeam.train.config import config_to_dict
 
     def flat(d: dict, prefix: str = "") -> dict:
         items: dict = {}
         for k, v in d.items():
+            if isinstance(v, list) and v and all(isinstance(x, dict) and "name" in x for x in v):
+                v = {x["name"]: x for x in v}
             items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return items
 
@@ -444,6 +445,16 @@ def paired_ci(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, flo
     return m, m - 1.96 * se, m + 1.96 * se, int(d.size)
 
 
+def track_means(runs: Sequence[dict], keys: Sequence, attr: str) -> list[float]:
+    """Per track ``k`` of ``keys``: the mean over ``runs`` (one ``{track key: TrackScores}`` per seed) of
+    metric ``attr``, ignoring undefined values (nan where no run defines it)."""
+    out = []
+    for k in keys:
+        v = np.asarray([getattr(r[k], attr) for r in runs], float)
+        out.append(float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
+    return out
+
+
 def build_table(out: Path, cfg: ToyAblationConfig) -> dict:
     """Aggregate ``OUT/eval`` into the table (see the module docstring)."""
     rows = {m: json.loads((out / "eval" / f"{m}.json").read_text())["tracks"] for m in _methods(cfg)}
@@ -464,9 +475,7 @@ def build_table(out: Path, cfg: ToyAblationConfig) -> dict:
                     vals = [getattr(per_track[m][k], attr) for k in ks]
                     per_seed.append(float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan)
                 mean, se = mean_se(per_seed)
-                arm_track = [float(np.nanmean([getattr(per_track[m][k], attr) for m in methods]))
-                             if np.isfinite([getattr(per_track[m][k], attr) for m in methods]).any() else math.nan
-                             for k in ks]
+                arm_track = track_means([per_track[m] for m in methods], ks, attr)
                 base_track = [getattr(per_track["sam2-pretrained"][k], attr) for k in ks]
                 d, lo, hi, n = paired_ci(arm_track, base_track)
                 entry[f"{subset}/{label}"] = {"mean": mean, "se": se, "per_seed": per_seed,
