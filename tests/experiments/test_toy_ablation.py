@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,14 +34,19 @@ def _tracks(found: list[bool], selected: list[bool]):
     return rows
 
 
-def test_table_means_over_seeds_and_pairs_tracks(tmp_path):
-    cfg = ToyAblationConfig(seeds=(0, 1), arms=("3am-fov",))
+def _two_seed_eval(tmp_path) -> ToyAblationConfig:
+    """``OUT/eval`` of a 2-seed ``3am-fov`` experiment over 4 tracks (2 in the Selected Subset)."""
     sel = [True, False, True, False]
     docs = {"prompt-only": _tracks([False] * 4, sel), "sam2-pretrained": _tracks([True, True, False, False], sel),
             "3am-fov-s0": _tracks([True, True, True, False], sel), "3am-fov-s1": _tracks([True, True, True, True], sel)}
     (tmp_path / "eval").mkdir()
     for m, rows in docs.items():
         (tmp_path / "eval" / f"{m}.json").write_text(json.dumps({"method": m, "tracks": rows}))
+    return ToyAblationConfig(seeds=(0, 1), arms=("3am-fov",))
+
+
+def test_table_means_over_seeds_and_pairs_tracks(tmp_path):
+    cfg = _two_seed_eval(tmp_path)
     table = build_table(tmp_path, cfg)
     assert table["tracks"] == {"whole": 4, "selected": 2}
     tr = table["rows"]["3am-fov"]["whole/Tracking Recall"]
@@ -53,6 +59,22 @@ def test_table_means_over_seeds_and_pairs_tracks(tmp_path):
     md = (tmp_path / "table.md").read_text()
     assert "| 3am-fov | 2 | " in md and "87.5 ± 12.5" in md
     assert (tmp_path / "ablation.svg").read_text().startswith("<svg")
+
+
+def test_table_adds_the_seeds_whose_merger_reads_the_geometry(tmp_path):
+    cfg = _two_seed_eval(tmp_path)
+    (tmp_path / "geometry").mkdir()
+    for seed, value in ((0, 0.05), (1, 0.5)):
+        (tmp_path / "geometry" / f"3am-fov-s{seed}.json").write_text(json.dumps({"geometry_dependence": value}))
+    table = build_table(tmp_path, cfg)
+    assert table["reads_geometry_seeds"] == {"3am-fov": [1]}
+    row = table["rows"]["3am-fov | reads geometry"]
+    assert row["runs"] == 1 and row["whole/Tracking Recall"]["per_seed"] == pytest.approx([1.0])
+    assert table["rows"]["3am-fov"]["runs"] == 2
+    assert "3am-fov: the merger reads the geometry" in (tmp_path / "table.md").read_text()
+    # the rule is the config's: a stricter threshold leaves no seed (and no extra row)
+    strict = build_table(tmp_path, replace(cfg, geometry_threshold=0.9))
+    assert strict["reads_geometry_seeds"] == {"3am-fov": []} and "3am-fov | reads geometry" not in strict["rows"]
 
 
 @pytest.mark.slow

@@ -239,3 +239,25 @@ def test_ray_map_from_local_points():
     assert torch.allclose(rotated, torch.tensor([[[[0.0, 0.0, 1.0], [0.0, 0.6, 0.8]]]]), atol=1e-6)
     with pytest.raises(InputError):
         ray_map(pts, torch.eye(4))
+
+
+def test_pe3d_fan_in_init_starts_the_3d_code_at_unit_scale():
+    fan_in = get_merger_config("tiny_pe3d_fan_in")
+    assert fan_in == FeatureMergerConfig(**{**TINY.__dict__, "pe3d_init": "fan_in"})
+    feats = make_feats(TINY, LANDSCAPE)
+    h, w = LANDSCAPE.token_hw()
+    rms = {}
+    for cfg in (TINY, fan_in):
+        torch.manual_seed(0)
+        m = FeatureMerger(cfg)
+        pe = m.pe3d(feats.pointmap, feats.raymap, (h, w))
+        enc = m.enc_proj(feats.encoder)
+        rms[cfg.pe3d_init] = float(pe.detach().pow(2).mean().sqrt() / enc.detach().pow(2).mean().sqrt())
+        for lin in (m.pe3d.mlp[0], m.pe3d.mlp[2]):
+            want = 0.02 if cfg.pe3d_init == "small" else lin.in_features ** -0.5
+            assert float(lin.weight.detach().std()) == pytest.approx(want, rel=0.15)
+        f2d = torch.randn(2, cfg.sam_dim, 24, 24)
+        assert torch.equal(m(f2d, feats), f2d)  # still the identity at init
+    assert rms["small"] < 0.1 < 1.0 < rms["fan_in"]
+    with pytest.raises(InputError, match="pe3d_init"):
+        FeatureMergerConfig(pe3d_init="big")

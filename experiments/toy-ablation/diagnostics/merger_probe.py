@@ -1,42 +1,44 @@
 """How much the Feature Merger changes SAM 2's stride-16 feature in a trained 3AM checkpoint.
 
-    python experiments/toy-ablation/diagnostics/merger_probe.py CKPT [N_SCENES]
+    python experiments/toy-ablation/diagnostics/merger_probe.py CKPT [N_SCENES] [--scenes eval|validation]
 
-On the first N evaluation scenes (default 4), frames streamed every second frame through MUSt3R
+On the first N evaluation scenes (default 4; ``--scenes validation``: the training split's two held-out
+scenes, which is what a choice between runs may look at), frames streamed every second frame through MUSt3R
 (frame 0 the reference): the relative change ||F_merged - F_2d|| / ||F_2d|| per frame (mean, max),
 and the same for the merger fed another scene's MUSt3R features (does its output depend on the
 geometry it is given, or is it a constant offset?). Then, stage by stage through the merger, the
 RMS of each stage's output and its spread over frames (RMS of the deviation from the mean over all
 frames, relative to the RMS): where the frame-to-frame (geometry) signal is lost. One JSON line.
+The first numbers are `threeam.experiments.geometry_check`'s (the toy ablation's ``geometry`` stage);
+this script adds the eval-scene option and the stage-by-stage spreads.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 
 import numpy as np
 import torch
 
 from threeam.data.eval_scenes import make_eval_scenes
-from threeam.models.must3r.session import Must3rStreamingSession
+from threeam.experiments.geometry_check import stream_scene, validation_scenes
 from threeam.train.export import load_for_eval
-from threeam.train.vos import encode_frames, frame_to_model_input
+from threeam.train.recipes import get_train_config
 
 torch.set_num_threads(1)
-ckpt, n = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 4
+parser = argparse.ArgumentParser()
+parser.add_argument("ckpt")
+parser.add_argument("n", nargs="?", type=int, default=4)
+parser.add_argument("--scenes", choices=("eval", "validation"), default="eval")
+args = parser.parse_args()
+ckpt, n = args.ckpt, args.n
 model = load_for_eval(ckpt, task="3am")
-scenes = make_eval_scenes("lookalike", n, cache_dir="runs/toy-ablation/scenes")
-S = model.sam2.image_size
+CACHE = "runs/toy-ablation/scenes"
+if args.scenes == "eval":
+    scenes = make_eval_scenes("lookalike", n, cache_dir=CACHE)
+else:  # the training split's held-out scenes (seed space of their own, never evaluation seeds)
+    scenes = validation_scenes(get_train_config("toy-ablation-3am"), min(n, 2), CACHE)
 merger = model.merger
-
-
-def scene_pass(scene):
-    frames = list(range(0, len(scene), 2))
-    rgb = np.stack([scene.frame(t).rgb for t in frames])
-    session = Must3rStreamingSession(model.must3r, model.stream_config)
-    geometry = [session.add_frame(f) for f in rgb]
-    backbone = encode_frames(model.sam2, torch.stack([frame_to_model_input(f, S) for f in rgb]))
-    return rgb, geometry, backbone
 
 
 # stage outputs of the merger, per frame (recorded only while `recording` is set)
@@ -62,7 +64,7 @@ for name, module in named:
 
 rel, rel_other = [], []
 with torch.no_grad():
-    passes = [scene_pass(s) for s in scenes]
+    passes = [stream_scene(model, s) for s in scenes]
     for k, (rgb, geometry, backbone) in enumerate(passes):
         other = passes[(k + 1) % len(passes)][1]
         for t in range(len(geometry)):
@@ -85,7 +87,7 @@ def rms_and_spread(xs: list[torch.Tensor]) -> list[float]:
     return [round(rms, 4), round(float((x - x.mean(0, keepdim=True)).pow(2).mean().sqrt()) / max(rms, 1e-12), 4)]
 
 
-print(json.dumps({"checkpoint": ckpt, "frames": len(rel), "merger_change_mean": float(np.mean(rel)),
+print(json.dumps({"checkpoint": ckpt, "scenes": args.scenes, "frames": len(rel), "merger_change_mean": float(np.mean(rel)),
                   "merger_change_max": float(np.max(rel)),
                   "other_scene_geometry_change_of_the_offset": float(np.mean(rel_other)),
                   "stage_rms_and_spread_over_frames": {k: rms_and_spread(v) for k, v in stages.items()}}))

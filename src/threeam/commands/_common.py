@@ -11,8 +11,8 @@ MODEL_HELP = "sam2 or 3am."
 DEFAULT_MODEL = "sam2"
 DEFAULT_SAM2_PRESET = "sam2.1_hiera_l"
 DEFAULT_3AM_PRESET = "3am_hiera_l"
-PRESET_HELP = (f"Model preset: SAM 2 (sam2.1_hiera_t/s/b+/l, default {DEFAULT_SAM2_PRESET}) or, with --model 3am, "
-               f"3AM ({DEFAULT_3AM_PRESET}, 3am_tiny).")
+PRESET_HELP = (f"Model preset: SAM 2 (sam2.1_hiera_t/s/b+/l, default {DEFAULT_SAM2_PRESET}; sam2.1_debug_256, "
+               f"shipped tiny weights) or, with --model 3am, 3AM ({DEFAULT_3AM_PRESET}; 3am_tiny, shipped tiny weights).")
 MODEL_CONFIG_HELP = "SAM 2 model config as an official-style JSON (replaces the SAM 2 preset)."
 CHECKPOINT_HELP = "SAM 2 checkpoint (file or hub id) or, with --model 3am, a 3AM checkpoint (folder or hub id)."
 RANDOM_WEIGHTS_HELP = "Deterministic random weights from --seed (smoke tests; results are meaningless)."
@@ -37,15 +37,27 @@ def fail(message: Any) -> NoReturn:
     raise typer.Exit(2)
 
 
-def check_weights(checkpoint: Optional[str], random_weights: bool, option: str = "--checkpoint") -> None:
-    """Exactly one source of weights: a checkpoint, or --random-weights."""
+def check_weights(checkpoint: Optional[str], random_weights: bool, option: str = "--checkpoint",
+                  shipped: bool = False) -> None:
+    """Exactly one source of weights: a checkpoint, --random-weights, or (``shipped``: the preset has
+    weights shipped in the package, `threeam.weights`) neither."""
     from threeam.errors import InputError
+    from threeam.weights import shipped_names
 
     if checkpoint is not None and random_weights:
         raise InputError(f"{option} and --random-weights exclude each other: give a checkpoint for real results, "
                          f"or --random-weights alone for a smoke test ({option} {checkpoint} would be ignored)")
-    if checkpoint is None and not random_weights:
-        raise InputError(f"no weights: pass {option} (a file, folder or hub id) or --random-weights for a smoke test")
+    if checkpoint is None and not random_weights and not shipped:
+        names = ", ".join(f"--model {m} --preset {n}" for m in ("3am", "sam2") for n in shipped_names(m))
+        raise InputError(f"no weights: pass {option} (a file, folder or hub id), a preset with shipped weights "
+                         f"({names}) or --random-weights for a smoke test")
+
+
+def has_shipped_weights(model: str, spec: Any) -> bool:
+    """Whether the resolved preset ``spec`` of ``model`` has weights shipped in the package."""
+    from threeam.weights import shipped_weights
+
+    return shipped_weights(model, spec) is not None
 
 
 def check_model(model: str) -> str:
@@ -76,8 +88,9 @@ def resolve_preset(model: str, preset: Optional[str], model_config: Optional[Pat
         return DEFAULT_SAM2_PRESET if model == "sam2" else DEFAULT_3AM_PRESET
     if model == "sam2":
         from threeam.models.sam2.config import resolve_preset_name
+        from threeam.weights import DEBUG_SAM2_NAME, is_debug_sam2_name
 
-        return resolve_preset_name(preset)
+        return DEBUG_SAM2_NAME if is_debug_sam2_name(preset) else resolve_preset_name(preset)
     from threeam.models.three_am import THREE_AM_PRESETS
     from threeam.presets import resolve_name
 

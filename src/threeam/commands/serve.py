@@ -31,9 +31,12 @@ def build_serve_predictor(model: str, preset: Optional[str], model_config: Optio
 
     C.check_model(model)
     device = str(resolve_device(device))
-    if checkpoint is None and not random_weights:
-        raise InputError("no weights: pass --checkpoint (a file, folder or hub id) or --random-weights "
-                         "(the bundled tiny model, random weights: for trying the app out)")
+    shipped = (checkpoint is None and not random_weights and model_config is None and preset is not None
+               and C.has_shipped_weights(model, C.resolve_preset(model, preset, None)))
+    if checkpoint is None and not random_weights and not shipped:
+        raise InputError("no weights: pass --checkpoint (a file, folder or hub id), a preset with shipped weights "
+                         "(--model 3am --preset 3am_tiny, --model sam2 --preset sam2.1_debug_256) or "
+                         "--random-weights (the bundled tiny model, random weights: for trying the app out)")
     bundled = random_weights and preset is None and model_config is None
     if bundled:  # the tiny models, so that the app runs offline
         from threeam.models.three_am import debug_sam2_config
@@ -48,6 +51,8 @@ def build_serve_predictor(model: str, preset: Optional[str], model_config: Optio
                                 add_all_frames_to_correct_as_cond=corrections_as_cond)
     if random_weights:
         label += ", random weights"
+    elif shipped:
+        label += ", shipped weights"
     return predictor, label
 
 

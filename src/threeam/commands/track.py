@@ -93,13 +93,15 @@ def register(app: typer.Typer) -> None:
 
         try:
             C.check_model(model)
-            C.check_weights(checkpoint, random_weights)
+            spec = C.resolve_preset(model, preset, model_config)
+            shipped = checkpoint is None and not random_weights and C.has_shipped_weights(model, spec)
+            C.check_weights(checkpoint, random_weights, shipped=shipped)
             dev = resolve_device(device)
             items = cli_prompts(point, neg_point, box, mask, prompts, frame, obj_id)
             check_track_inputs(video, items, out, direction=direction, overwrite=overwrite, fps=fps,
                                check_all_frames=check_frames)
-            spec = C.resolve_preset(model, preset, model_config)
-            say(f"building {model} ({'random weights' if random_weights else checkpoint}) on {dev}")
+            weights = "random weights" if random_weights else f"shipped weights {spec}" if shipped else checkpoint
+            say(f"building {model} ({weights}) on {dev}")
             predictor = build_predictor(model, preset=spec, checkpoint=checkpoint, device=str(dev),
                                         random_weights=random_weights, seed=seed, progress=not quiet)
             result = track_video(predictor, video, items, out, direction=direction, overlay=not no_overlay,

@@ -28,7 +28,8 @@ class EvalContext:
 
     Attributes:
         model_preset: SAM 2 preset name (e.g. ``sam2.1_hiera_t``) or a `SAM2Config`.
-        checkpoint: SAM 2 checkpoint (path or hub id); None only with ``random_weights``.
+        checkpoint: SAM 2 checkpoint (path or hub id); None only with ``random_weights`` or a preset
+            with shipped weights (`threeam.weights`).
         device: ``cpu`` or ``cuda``.
         random_weights: build with deterministic random weights (the builder's one rule,
             `threeam.predictor.build.random_init_`), for tests and demos; no checkpoint is read.
@@ -51,9 +52,11 @@ class EvalContext:
         if self._model is None:
             from threeam.predictor.build import build_sam2_model, video_predictor_config
 
-            if self.checkpoint is None and not self.random_weights:
-                raise InputError("no SAM 2 checkpoint given: pass --checkpoint PATH_OR_HUB_ID "
-                                 "(or --random-weights for a smoke test)")
+            from threeam.weights import shipped_weights
+
+            if self.checkpoint is None and not self.random_weights and shipped_weights("sam2", self.model_preset) is None:
+                raise InputError("no SAM 2 checkpoint given: pass --checkpoint PATH_OR_HUB_ID, a preset with shipped "
+                                 "weights (--preset sam2.1_debug_256) or --random-weights for a smoke test")
             from threeam.train.export import is_training_checkpoint, load_for_eval
 
             if not self.random_weights and is_training_checkpoint(self.checkpoint):  # a `threeam train` run

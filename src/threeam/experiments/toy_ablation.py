@@ -20,11 +20,16 @@ Stages (each skipped when its result exists, training stages resumed from their 
    ``sam2-ft`` (SAM 2 alone, no MUSt3R), ``3am-fov`` (FoV-aware p = 0.8), ``3am-continuous``
    (p = 0), ``3am-random`` (random sampling p = 0.8), and our control ``sam2-continuous`` (SAM 2
    alone, p = 0).
-6. ``eval``: the paper's protocol (`threeam.eval.protocol`) on every evaluation track for
+6. ``geometry``: the selection check of `threeam.experiments.geometry_check` on every 3AM arm run,
+   on the training split's two held-out scenes (never evaluation scenes): does its merger read the
+   geometry (``geometry_dependence >= geometry_threshold``)? -> ``OUT/geometry/<arm>-s<seed>.json``.
+7. ``eval``: the paper's protocol (`threeam.eval.protocol`) on every evaluation track for
    ``sam2-pretrained``, ``prompt-only`` and every trained arm and seed -> ``OUT/eval/<method>.json``.
-7. ``table``: mean and standard error over seeds per metric (IoU, Tracking Recall, Accuracy,
+8. ``table``: mean and standard error over seeds per metric (IoU, Tracking Recall, Accuracy,
    false-positive rate; Whole Set and Selected Subset), paired 95% confidence intervals of each arm
    against ``sam2-pretrained`` over tracks, ``OUT/table.md``, ``OUT/table.json``, ``OUT/ablation.svg``.
+   Where the ``geometry`` stage ran, each 3AM arm also gets a row ``<arm> | reads geometry`` over only
+   the seeds that pass the check (and the seeds are listed).
 
 ``--sam2-weights`` / ``--must3r-weights`` (a run, checkpoint or run-record folder) replace the
 pretrain stages with given weights; ``--arms`` runs a subset, so two processes with disjoint arms can
@@ -54,7 +59,7 @@ __all__ = ["ToyAblationConfig", "ARMS", "STAGES", "run_toy_ablation", "main", "p
 
 log = logging.getLogger("threeam.experiments")
 
-STAGES = ("scenes", "pretrain-must3r", "pretrain-sam2", "gates", "arms", "eval", "table")
+STAGES = ("scenes", "pretrain-must3r", "pretrain-sam2", "gates", "arms", "geometry", "eval", "table")
 
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sam2-ft": ("toy-ablation-sam2", ()),
@@ -97,6 +102,12 @@ class ToyAblationConfig:
     merger_lr: float | None = None
     """Feature Merger learning rate of the 3AM arms (None: the ``toy-ablation-3am`` recipe's 5e-4). The
     merger starts as the identity (zero last conv), so at few steps its rate decides how far it moves."""
+    geometry_threshold: float = 0.1
+    """The ``geometry`` stage's rule: a 3AM run's merger reads the geometry when its geometry dependence on
+    the held-out training scenes is at least this (`threeam.experiments.geometry_check`)."""
+    merger: str | None = None
+    """Feature Merger preset of the 3AM arms (None: the recipe's ``tiny``); ``tiny_pe3d_fan_in`` starts PE3D at
+    unit scale."""
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -106,6 +117,13 @@ class ToyAblationConfig:
             raise InputError("at least one seed is needed")
         if self.merger_lr is not None and not (math.isfinite(self.merger_lr) and self.merger_lr > 0):
             raise InputError(f"merger_lr must be a positive number, got {self.merger_lr}")
+        if not (math.isfinite(self.geometry_threshold) and self.geometry_threshold >= 0):
+            raise InputError(f"geometry_threshold must be a number >= 0, got {self.geometry_threshold}")
+        if self.merger is not None:
+            from threeam.models.merger import merger_presets
+
+            if self.merger not in merger_presets():
+                raise InputError(f"unknown merger preset {self.merger!r}; valid: {', '.join(merger_presets())}")
 
 
 SIZES: dict[str, ToyAblationConfig] = {
@@ -373,8 +391,43 @@ def stage_arms(out: Path, cfg: ToyAblationConfig) -> None:
                 overrides.append(f"model.must3r_checkpoint={pretrained(out, 'must3r', cfg)}")
                 if cfg.merger_lr is not None:
                     overrides.append(f"optim.groups.merger.lr={cfg.merger_lr:g}")
+                if cfg.merger is not None:
+                    overrides.append(f"model.merger={cfg.merger}")
             info = _train(out, _arm_dir(out, arm, seed), preset, overrides, cfg.arm_steps)
             _timing(out, f"arm {arm} s{seed}", info)
+
+
+def _is_3am(arm: str) -> bool:
+    return ARMS[arm][0] != "toy-ablation-sam2"
+
+
+def _geometry_path(out: Path, arm: str, seed: int) -> Path:
+    return out / "geometry" / f"{arm}-s{seed}.json"
+
+
+def stage_geometry(out: Path, cfg: ToyAblationConfig) -> None:
+    """The selection check on every 3AM arm run (see the module docstring)."""
+    from threeam.experiments.geometry_check import geometry_dependence, reads_geometry, validation_scenes
+    from threeam.train import checkpointing
+    from threeam.train.config import config_from_dict
+    from threeam.train.export import load_for_eval
+
+    for arm in [a for a in cfg.arms if _is_3am(a)]:
+        for seed in cfg.seeds:
+            path = _geometry_path(out, arm, seed)
+            if path.is_file():
+                continue
+            run = _arm_dir(out, arm, seed)
+            latest = checkpointing.find_latest(run)
+            if latest is None:
+                raise InputError(f"{run} has no checkpoint: run the arms stage first")
+            train_cfg = config_from_dict(checkpointing.read_state(latest)["config"])
+            result = geometry_dependence(load_for_eval(run, task="3am"),
+                                         validation_scenes(train_cfg, 2, _scene_cache(out)))
+            result.update(threshold=cfg.geometry_threshold,
+                          reads_geometry=reads_geometry(result["geometry_dependence"], cfg.geometry_threshold))
+            _write_json(path, result)
+            log.info("geometry check %s s%d: %.3f", arm, seed, result["geometry_dependence"])
 
 
 def _methods(cfg: ToyAblationConfig) -> list[str]:
@@ -457,14 +510,26 @@ def track_means(runs: Sequence[dict], keys: Sequence, attr: str) -> list[float]:
 
 def build_table(out: Path, cfg: ToyAblationConfig) -> dict:
     """Aggregate ``OUT/eval`` into the table (see the module docstring)."""
+    from threeam.experiments.geometry_check import reads_geometry
+
     rows = {m: json.loads((out / "eval" / f"{m}.json").read_text())["tracks"] for m in _methods(cfg)}
     keys = [(r["scene"], r["object"]) for r in rows["sam2-pretrained"]]
     selected = {(r["scene"], r["object"]): r["selected"] for r in rows["sam2-pretrained"]}
     per_track = {m: {(r["scene"], r["object"]): ts for r, ts in zip(v, _track_scores(v))} for m, v in rows.items()}
     groups = {"prompt-only": ["prompt-only"], "sam2-pretrained": ["sam2-pretrained"]}
+    geometry: dict[str, list[int]] = {}
     for a in cfg.arms:
         groups[a] = [f"{a}-s{s}" for s in cfg.seeds]
-    table: dict[str, Any] = {"tracks": {"whole": len(keys), "selected": sum(selected.values())}, "rows": {}}
+        checks = {s: _geometry_path(out, a, s) for s in cfg.seeds}
+        if _is_3am(a) and all(p.is_file() for p in checks.values()):
+            # the rule as it stands in this config (the stored values are the measurements)
+            passing = [s for s, p in checks.items()
+                       if reads_geometry(json.loads(p.read_text())["geometry_dependence"], cfg.geometry_threshold)]
+            geometry[a] = passing
+            if passing:
+                groups[f"{a} | reads geometry"] = [f"{a}-s{s}" for s in passing]
+    table: dict[str, Any] = {"tracks": {"whole": len(keys), "selected": sum(selected.values())}, "rows": {},
+                             "reads_geometry_seeds": geometry, "geometry_threshold": cfg.geometry_threshold}
     for g, methods in groups.items():
         entry: dict[str, Any] = {"runs": len(methods)}
         for subset in ("whole", "selected"):
@@ -515,6 +580,9 @@ def format_table(table: dict) -> str:
                 lo, hi = c["ci95"]
                 diffs.append(f"{_pct(c['diff_vs_sam2'])} [{_pct(lo)}, {_pct(hi)}]")
             lines.append(f"| &nbsp;&nbsp;Δ vs SAM 2 | | " + " | ".join(diffs) + " |")
+    for arm, seeds in table.get("reads_geometry_seeds", {}).items():
+        lines.append(f"\n{arm}: the merger reads the geometry (held-out training scenes, dependence >= "
+                     f"{table['geometry_threshold']:g}) in seeds {', '.join(map(str, seeds)) or 'none'}.")
     return "\n".join(lines) + "\n"
 
 
@@ -586,6 +654,8 @@ def run_toy_ablation(out: str | os.PathLike, cfg: ToyAblationConfig = ToyAblatio
             result["gates"] = stage_gates(out, cfg)
         elif stage == "arms":
             stage_arms(out, cfg)
+        elif stage == "geometry":
+            stage_geometry(out, cfg)
         elif stage == "eval":
             stage_eval(out, cfg)
             _timing(out, "eval", {"seconds": time.perf_counter() - t0})
@@ -612,6 +682,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="pretrained MUSt3R (run, checkpoint or record folder) instead of the pretrain-must3r stage")
     p.add_argument("--merger-lr", type=float, default=None,
                    help="Feature Merger learning rate of the 3AM arms (default: the recipe's 5e-4)")
+    p.add_argument("--merger", default=None,
+                   help="Feature Merger preset of the 3AM arms (default: the recipe's tiny; tiny_pe3d_fan_in: PE3D "
+                        "at unit scale from the start)")
     return p.parse_args(argv)
 
 
@@ -625,6 +698,8 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
             changes[name] = int(getattr(a, name))
     if a.merger_lr is not None:
         changes["merger_lr"] = float(a.merger_lr)
+    if a.merger:
+        changes["merger"] = str(a.merger)
     if a.arms:
         changes["arms"] = tuple(x.strip() for x in a.arms.split(",") if x.strip())
     for name in ("sam2_weights", "must3r_weights"):

@@ -26,7 +26,7 @@ Key names are our own (no official 3AM code exists).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -57,6 +57,10 @@ __all__ = [
 # configuration
 
 
+PE3D_INITS = ("small", "fan_in")
+"""Values of `FeatureMergerConfig.pe3d_init`."""
+
+
 @dataclass(frozen=True)
 class FeatureMergerConfig:
     """Sizes of the Feature Merger. The paper gives only enc_dim 1024 -> width 768 and
@@ -84,6 +88,10 @@ class FeatureMergerConfig:
     patch_size: int = 16
     pe3d_freqs: int = 6
     pe3d_max_coord: float = 8.0
+    pe3d_init: str = "small"
+    """Initial weights of PE3D's MLP: ``small`` (truncated normal std 0.02, like every linear; PE3D then
+    starts ~50x weaker than the encoder projection) or ``fan_in`` (std 1/sqrt(fan-in): a unit-scale
+    3-D code from the first step; with it the toy merger reads the geometry in every seed, docs/evidence.md)."""
     rope_freq: float = 100.0
     rope_f0: float = 1.0
     eps: float = 1e-6
@@ -97,6 +105,9 @@ class FeatureMergerConfig:
         check_heads("FeatureMergerConfig.width", self.width, self.num_heads)
         if self.fuse_dim % self.norm_groups:
             raise InputError(f"norm_groups {self.norm_groups} must divide fuse_dim {self.fuse_dim}")
+        if self.pe3d_init not in PE3D_INITS:
+            raise InputError(f"FeatureMergerConfig.pe3d_init must be one of {', '.join(PE3D_INITS)}, "
+                             f"got {self.pe3d_init!r}")
 
     @property
     def num_levels(self) -> int:
@@ -110,6 +121,8 @@ MERGER_PRESETS: dict[str, FeatureMergerConfig] = {
     "tiny": FeatureMergerConfig(enc_dim=48, width=32, num_heads=2, sam_dim=16, up_dim=16, fuse_dim=16,
                                 norm_groups=4, pe3d_freqs=2),
 }
+# the tiny merger with a unit-scale PE3D at init (the toy ablation's fix for mergers that ignore the geometry)
+MERGER_PRESETS["tiny_pe3d_fan_in"] = replace(MERGER_PRESETS["tiny"], pe3d_init="fan_in")
 
 
 get_merger_config, merger_presets = preset_functions(MERGER_PRESETS, "merger")
@@ -364,7 +377,8 @@ class FeatureMerger(nn.Module):
 
     def reset_parameters(self) -> None:
         """Truncated-normal (std 0.02) linears with zero bias, unit LayerNorms, default convs,
-        and a zero final conv so that the merger starts as the identity on F2D."""
+        and a zero final conv so that the merger starts as the identity on F2D. With
+        ``pe3d_init="fan_in"`` PE3D's linears are then redrawn at std 1/sqrt(fan-in)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -374,6 +388,10 @@ class FeatureMerger(nn.Module):
                 nn.init.zeros_(m.bias)
         nn.init.zeros_(self.last_conv.weight)
         nn.init.zeros_(self.last_conv.bias)
+        if self.config.pe3d_init == "fan_in":
+            for m in self.pe3d.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.trunc_normal_(m.weight, std=m.in_features ** -0.5)
 
     def _check(self, f2d: torch.Tensor, feats: Must3rFrameFeatures) -> tuple[int, int]:
         cfg = self.config

@@ -11,9 +11,11 @@ Weights come from exactly one of:
 * ``random_weights=True``: the one random-weights rule, :func:`random_init_` with ``seed``
   (deterministic, independent of the global RNG and of the entry point). A 3AM model's SAM 2 part
   gets exactly the weights a SAM 2 model of the same preset and seed gets, and its Feature Merger
-  keeps its zero-initialised output layer, so a fresh random 3AM tracks exactly like SAM 2.
+  keeps its zero-initialised output layer, so a fresh random 3AM tracks exactly like SAM 2;
+* neither, for a preset name with weights shipped in the package (`threeam.weights`: ``3am_tiny``,
+  ``sam2.1_debug_256``): those weights.
 
-Asking for neither, or for both, is an `InputError`.
+Asking for both, or for neither with a preset that ships no weights, is an `InputError`.
 """
 from __future__ import annotations
 
@@ -53,13 +55,26 @@ def random_init_(module: nn.Module, seed: int = 0, stream: str = "") -> nn.Modul
     return module
 
 
-def _check_weights(checkpoint: Any, random_weights: bool, what: str) -> None:
+def _check_weights(checkpoint: Any, random_weights: bool, what: str, model: str) -> None:
+    from threeam.weights import shipped_names
+
     if checkpoint is not None and random_weights:
         raise InputError(f"give either a {what} checkpoint or random_weights=True, not both "
                          f"(checkpoint {checkpoint!r} would be ignored)")
     if checkpoint is None and not random_weights:
-        raise InputError(f"no weights: give a {what} checkpoint (file, folder or hub id) or "
-                         "random_weights=True (deterministic random weights, for smoke tests)")
+        raise InputError(f"no weights: give a {what} checkpoint (file, folder or hub id), a preset with shipped "
+                         f"weights ({', '.join(shipped_names(model))}) or random_weights=True (deterministic "
+                         "random weights, for smoke tests)")
+
+
+def _shipped_default(model: str, preset: Any, checkpoint: Any, random_weights: bool) -> Any:
+    """``checkpoint``, or the shipped weights of ``preset`` when neither a checkpoint nor random weights is asked for."""
+    if checkpoint is not None or random_weights:
+        return checkpoint
+    from threeam.weights import shipped_weights
+
+    shipped = shipped_weights(model, preset)
+    return None if shipped is None else str(shipped)
 
 
 def _hub_model_id(name: Any) -> Optional[str]:
@@ -74,7 +89,8 @@ def build_sam2_model(preset: Any = "sam2.1_hiera_l", checkpoint: Any = None, dev
 
     Args:
         preset: a preset name (``sam2.1_hiera_t``), an official hub id (``facebook/sam2.1-hiera-tiny``,
-            which also names the checkpoint) or a `SAM2Config`.
+            which also names the checkpoint), ``sam2.1_debug_256`` (the debug model, with shipped
+            weights) or a `SAM2Config`.
         checkpoint: an official ``.pt`` file, a safetensors file or a hub id.
         random_weights, seed: the random-weights rule (:func:`random_init_`, stream ``"sam2"``).
         video_config: a `VideoPredictorConfig` (the memory encoder's click-mask binarisation flag).
@@ -87,7 +103,14 @@ def build_sam2_model(preset: Any = "sam2.1_hiera_l", checkpoint: Any = None, dev
         if checkpoint is None and not random_weights:
             checkpoint = hub
         preset = HF_MODEL_FILES[hub][0]
-    _check_weights(checkpoint, random_weights, "SAM 2")
+    checkpoint = _shipped_default("sam2", preset, checkpoint, random_weights)
+    _check_weights(checkpoint, random_weights, "SAM 2", "sam2")
+    from threeam.weights import is_debug_sam2_name
+
+    if is_debug_sam2_name(preset):
+        from threeam.models.three_am import debug_sam2_config
+
+        preset = debug_sam2_config()
     if random_weights:
         with torch.random.fork_rng(devices=[]):  # construction-time random buffers follow the seed too
             torch.manual_seed(seed)
@@ -138,7 +161,8 @@ def build_three_am_model(preset: Any = "3am_hiera_l", checkpoint: Any = None, de
     Args:
         preset: a 3AM preset (``3am_tiny``, ``3am_hiera_l``), a `ThreeAMConfig`, or a SAM 2 preset /
             config (see :func:`three_am_config_from_sam2`).
-        checkpoint: a 3AM checkpoint folder or hub id (`threeam.models.three_am_weights`).
+        checkpoint: a 3AM checkpoint folder or hub id (`threeam.models.three_am_weights`); None with
+            a preset that has shipped weights (``3am_tiny``): those.
         random_weights, seed: SAM 2 gets :func:`random_init_` stream ``"sam2"`` (the weights of
             ``build_sam2_model(same preset, seed)``), MUSt3R stream ``"must3r"``; the merger is
             built under ``torch.manual_seed(seed)`` with its zero-initialised output layer.
@@ -147,7 +171,8 @@ def build_three_am_model(preset: Any = "3am_hiera_l", checkpoint: Any = None, de
     """
     from threeam.models.three_am import ThreeAM
 
-    _check_weights(checkpoint, random_weights, "3AM")
+    checkpoint = _shipped_default("3am", preset, checkpoint, random_weights)
+    _check_weights(checkpoint, random_weights, "3AM", "3am")
     if checkpoint is not None:
         from threeam.models.three_am_weights import load_three_am
 
@@ -219,7 +244,8 @@ def build_eval_predictor(ctx: Any, model: str):
     """A predictor for the evaluation runner's methods from its `EvalContext`.
 
     ``model="sam2"`` wraps the context's shared SAM 2 model (``ctx.sam2_model()``, built once per
-    run). ``model="3am"``: a 3AM checkpoint in ``ctx.extra["3am_checkpoint"]``, or (only with
+    run). ``model="3am"``: a 3AM checkpoint in ``ctx.extra["3am_checkpoint"]``, the shipped weights of
+    ``ctx.extra["3am_preset"]`` (``3am_tiny``), or (only with
     ``ctx.random_weights``) random weights from ``ctx.seed`` for ``ctx.extra["3am_preset"]`` or the
     3AM configuration of the SAM 2 preset (:func:`three_am_config_from_sam2`); by the random-weights
     rule its SAM 2 part then equals the ``sam2`` method's model, so its scores equal SAM 2's.
@@ -240,9 +266,12 @@ def build_eval_predictor(ctx: Any, model: str):
         net = load_for_eval(ckpt, ctx.device, task="3am") if is_training_checkpoint(ckpt) else \
             build_three_am_model(checkpoint=ckpt, device=ctx.device)
     else:
-        if not ctx.random_weights:
-            raise InputError("3AM needs its weights: pass a 3AM checkpoint folder or hub id (--3am-checkpoint), "
-                             "or --random-weights for a smoke test")
+        from threeam.weights import shipped_weights
+
         preset = ctx.extra.get("3am_preset") or ctx.model_preset
-        net = build_three_am_model(preset, device=ctx.device, random_weights=True, seed=ctx.seed)
+        if not ctx.random_weights and shipped_weights("3am", preset) is None:
+            raise InputError("3AM needs its weights: pass a 3AM checkpoint folder or hub id (--3am-checkpoint), "
+                             "a 3AM preset with shipped weights (--3am-preset 3am_tiny) or --random-weights for a "
+                             "smoke test")
+        net = build_three_am_model(preset, device=ctx.device, random_weights=ctx.random_weights, seed=ctx.seed)
     return ThreeAMVideoPredictor(net, vcfg, progress=False)

@@ -1,0 +1,81 @@
+"""Write the weights that ship in the package (`threeam.weights`) from two toy-ablation runs.
+
+    python experiments/toy-ablation/ship_weights.py THREE_AM_RUN SAM2_RUN [--note TEXT]
+
+THREE_AM_RUN: a run, checkpoint or run-record folder of the ``3am`` task whose model is ``3am_tiny``;
+SAM2_RUN: the same for the ``sam2`` task on the debug SAM 2 (the control trained with the same recipe).
+Writes ``src/threeam/weights/3am_tiny/`` (a 3AM checkpoint folder), ``src/threeam/weights/sam2.1_debug_256.safetensors``
+(a SAM 2 state dict with the official key names) and ``provenance.json`` (sources, their configs' seeds and
+steps, SHA-256 of the files). Parameters are stored as float16 (they load back into float32 models), buffers
+as they are. Replaces the files that are there.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from threeam.models.three_am import get_three_am_config
+from threeam.models.three_am_weights import WEIGHTS_NAME, save_three_am
+from threeam.train.export import load_for_eval, resolve_checkpoint
+from threeam.weights import DEBUG_SAM2_NAME, SHIPPED
+
+ROOT = Path(__file__).resolve().parents[2]
+DEST = ROOT / "src" / "threeam" / "weights"
+
+
+def half_params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    params = {k for k, _ in module.named_parameters()}
+    return {k: (v.half() if k in params and v.is_floating_point() else v).contiguous()
+            for k, v in module.state_dict().items()}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def source_info(source: str) -> dict:
+    _, state = resolve_checkpoint(source)
+    cfg = state["config"]
+    return {"source": source, "task": cfg["task"], "preset": cfg["name"], "seed": cfg["seed"], "step": state["step"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("three_am_run")
+    ap.add_argument("sam2_run")
+    ap.add_argument("--note", default="")
+    a = ap.parse_args()
+    three_am = load_for_eval(a.three_am_run, task="3am")
+    if three_am.config.to_dict() != get_three_am_config("3am_tiny").to_dict():
+        raise SystemExit(f"{a.three_am_run} is not a 3am_tiny model")
+    sam2 = load_for_eval(a.sam2_run, task="sam2")
+    if set(sam2.state_dict()) != {k[len("sam2."):] for k in three_am.state_dict() if k.startswith("sam2.")}:
+        raise SystemExit(f"{a.sam2_run} is not the debug SAM 2 of 3am_tiny")
+
+    folder = DEST / SHIPPED[("3am", "3am_tiny")]
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = save_three_am(three_am, Path(tmp) / "3am_tiny")
+        save_file(half_params(three_am), str(staged / WEIGHTS_NAME), metadata={"format": "threeam", "parts": "all"})
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.copytree(staged, folder, ignore=shutil.ignore_patterns(".threeam-output.json"))
+    sam2_file = DEST / SHIPPED[("sam2", DEBUG_SAM2_NAME)]
+    save_file(half_params(sam2), str(sam2_file))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    doc = {"written_at_commit": commit, "note": a.note,
+           "3am_tiny": {**source_info(a.three_am_run), "sha256": sha256(folder / WEIGHTS_NAME)},
+           DEBUG_SAM2_NAME: {**source_info(a.sam2_run), "sha256": sha256(sam2_file)}}
+    (DEST / "provenance.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()
