@@ -91,6 +91,18 @@ def test_track_command_uses_the_shipped_weights_by_name(tmp_path):
     assert res.exit_code == 2 and "no weights" in res.output
 
 
+def test_the_web_app_takes_a_preset_with_shipped_weights():
+    from threeam.commands.serve import build_serve_predictor
+
+    predictor, label = build_serve_predictor("sam2", DEBUG_SAM2_NAME, None, None, False, 0, "cpu")
+    assert label == f"sam2 {DEBUG_SAM2_NAME}, shipped weights"
+    stored = load_file(str(shipped_weights("sam2", DEBUG_SAM2_NAME)))
+    own = predictor.model.state_dict()
+    assert all(torch.equal(own[k], v.float()) for k, v in stored.items())
+    with pytest.raises(InputError, match="no weights"):
+        build_serve_predictor("3am", "3am_hiera_t", None, None, False, 0, "cpu")
+
+
 def test_shipped_3am_keeps_the_target_better_than_shipped_sam2():
     from threeam.data.eval_scenes import make_eval_scenes
     from threeam.experiments.toy_ablation import _summary, evaluate_method

@@ -1,0 +1,49 @@
+"""Evaluate a trained 3AM with the wrong geometry: does its gain come from MUSt3R's view of the scene?
+
+    python experiments/toy-ablation/diagnostics/wrong_geometry_eval.py RUN OUT.json [N_SCENES]
+
+The toy ablation's evaluation (the same tracks, prompts and metrics as its ``eval`` stage), except that
+MUSt3R streams the frames of ANOTHER evaluation scene (scene i+1 for scene i, cyclically; same frame
+count and size) while SAM 2 sees the true frames: the merger gets a plausible, frame-varying geometry
+that belongs to a different room. A gain over the SAM-2-only control that survives this is not the
+geometry's. Writes the eval stage's JSON format (``tracks``), so `paired_arms.py`-style comparisons apply.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from threeam.data.eval_scenes import make_eval_scenes
+from threeam.experiments.toy_ablation import _predictor, evaluate_method
+from threeam.predictor.three_am_predictor import RawFrames
+
+torch.set_num_threads(1)
+run, out = sys.argv[1], sys.argv[2]
+n = int(sys.argv[3]) if len(sys.argv) > 3 else None
+scenes = make_eval_scenes("lookalike", n, cache_dir="runs/toy-ablation/scenes")
+predictor = _predictor("3am", run)
+original_warm_up = predictor.warm_up
+other_frames: dict = {}
+
+
+def warm_up(state):
+    original_warm_up(state)
+    geo = state.three_am
+    if len(other_frames["rgb"]) != len(geo.frames):
+        raise SystemExit("scenes differ in length")
+    geo.frames = RawFrames(other_frames["rgb"])  # MUSt3R now streams the other room
+
+
+predictor.warm_up = warm_up
+rows, t0 = [], time.perf_counter()
+for i, scene in enumerate(scenes):
+    other = scenes[(i + 1) % len(scenes)]
+    other_frames["rgb"] = np.stack([other.frame(t).rgb for t in range(len(other))])
+    rows += evaluate_method([scene], predictor, f"wrong-geometry {run}")
+with open(out, "w") as f:
+    json.dump({"method": f"wrong-geometry {run}", "seconds": time.perf_counter() - t0, "tracks": rows}, f)
+print(out, len(rows), "tracks")
