@@ -68,21 +68,29 @@ def test_table_adds_the_seeds_whose_merger_reads_the_geometry(tmp_path):
         (tmp_path / "geometry" / f"3am-fov-s{seed}.json").write_text(json.dumps({"geometry_dependence": value}))
     table = build_table(tmp_path, cfg)
     assert table["reads_geometry_seeds"] == {"3am-fov": [1]}
-    row = table["rows"]["3am-fov | reads geometry"]
+    row = table["rows"]["3am-fov (reads geometry)"]
     assert row["runs"] == 1 and row["whole/Tracking Recall"]["per_seed"] == pytest.approx([1.0])
     assert table["rows"]["3am-fov"]["runs"] == 2
     assert "3am-fov: the merger reads the geometry" in (tmp_path / "table.md").read_text()
     # the rule is the config's: a stricter threshold leaves no seed (and no extra row)
     strict = build_table(tmp_path, replace(cfg, geometry_threshold=0.9))
-    assert strict["reads_geometry_seeds"] == {"3am-fov": []} and "3am-fov | reads geometry" not in strict["rows"]
+    assert strict["reads_geometry_seeds"] == {"3am-fov": []} and "3am-fov (reads geometry)" not in strict["rows"]
 
 
 @pytest.mark.slow
 def test_smoke_pipeline_runs_and_resumes(tmp_path):
     cfg = SIZES["smoke"]
     result = run_toy_ablation(tmp_path, cfg)
-    assert set(result["table"]["rows"]) == {"prompt-only", "sam2-pretrained", "sam2-ft", "3am-fov",
-                                             "3am-continuous", "3am-random"}
+    rows = set(result["table"]["rows"])
+    base = {"prompt-only", "sam2-pretrained", "sam2-ft", "3am-fov", "3am-continuous", "3am-random", "sam2-continuous"}
+    assert base <= rows
+    three_am = ("3am-fov", "3am-continuous", "3am-random")
+    assert rows - base <= {f"{a} (reads geometry)" for a in three_am}
+    for arm in three_am:  # the geometry stage checked every 3AM run on held-out training scenes
+        for seed in cfg.seeds:
+            check = json.loads((tmp_path / "geometry" / f"{arm}-s{seed}.json").read_text())
+            assert check["frames"] > 0 and math.isfinite(check["geometry_dependence"])
+    assert set(result["table"]["reads_geometry_seeds"]) == set(three_am)
     gates = json.loads((tmp_path / "gates.json").read_text())
     assert gates["gt_points_pick_rate"] in (1.0, None) or math.isnan(gates["gt_points_pick_rate"])
     before = (tmp_path / "eval" / "3am-fov-s0.json").stat().st_mtime_ns

@@ -112,3 +112,41 @@ def test_the_sam2_prompt_plan_reaches_the_3am_step(monkeypatch):
         assert torch.isfinite(out["loss"])
     assert all(isinstance(p, ClipPromptPlan) for p in seen)
     assert any(len(p.init_cond_frames) == 2 for p in seen) or any(p.use_points for p in seen)
+
+
+def test_fixed_scene_geometry_gives_every_clip_the_same_must3r_input(monkeypatch):
+    """``model.geometry_input=fixed_scene`` (the capacity control): MUSt3R streams the first held-out
+    scene for every clip, never the clip itself; ``clip`` (default) streams the clip."""
+    import pytest
+
+    from threeam.data.synth import generate_scene, get_synth_config
+    from threeam.errors import InputError
+    from threeam.train import three_am_task as task
+
+    small = ["data.scene_frames=4", "data.scene_height=48", "data.scene_width=64"]
+    cfg = apply_overrides(get_train_config("tiny-synthetic"), small + ["model.geometry_input=fixed_scene"])
+    model = build_model(cfg)
+    seen = []
+    real = task.clip_forward
+
+    def spy(net, rgb, masks, kind, seed, geometry, *rest):
+        seen.append(geometry)
+        return real(net, rgb, masks, kind, seed, geometry, *rest)
+
+    monkeypatch.setattr(task, "clip_forward", spy)
+    step = task.make_step_fn(cfg)
+    for scene_seed in (2, 3):
+        scene = generate_scene(get_synth_config("tiny", n_frames=3, height=48, width=64), seed=scene_seed)
+        oid = scene.object_ids()[0]
+        rgb = torch.stack([torch.from_numpy(scene.frame(i).rgb) for i in range(3)]).numpy()
+        masks = torch.stack([torch.from_numpy(scene.frame(i).instance_ids == oid) for i in range(3)]).numpy()
+        out = step(model, {"rgb": rgb, "masks": masks, "prompt_kind": "mask", "prompt_seed": 0})
+        assert torch.isfinite(out["loss"])
+    assert len(seen) == 2 and seen[0] is seen[1] and len(seen[0]) == 3  # one geometry, computed once
+    expected = task.fixed_scene_geometry(cfg, model, 3, (48, 64))
+    assert torch.equal(expected[2].pts_ref, seen[0][2].pts_ref)
+    default = task.make_step_fn(apply_overrides(get_train_config("tiny-synthetic"), small))
+    default(model, {"rgb": rgb, "masks": masks, "prompt_kind": "mask", "prompt_seed": 0})
+    assert seen[-1] is None  # the clip's own frames go through MUSt3R inside clip_forward
+    with pytest.raises(InputError, match="geometry_input"):
+        apply_overrides(get_train_config("tiny-synthetic"), ["model.geometry_input=other"])

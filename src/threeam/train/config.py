@@ -257,6 +257,14 @@ class ModelConfig:
     init_checkpoint: str | None = None
     """Optional whole-training-model weights to start from (not a resume): a ``.safetensors`` file, a
     run folder (its latest checkpoint), a ``checkpoints/step_*`` folder or a run record."""
+    geometry_input: Literal["clip", "fixed_scene"] = "clip"
+    """What MUSt3R streams for each training clip of the ``3am`` task: ``clip`` (its own frames, 3AM) or
+    ``fixed_scene`` (the first frames of the first held-out scene, the same for every clip: the merger gets
+    MUSt3R-shaped input that says nothing about the clip; a control for the merger's capacity)."""
+
+    def __post_init__(self) -> None:
+        _check(self.geometry_input in ("clip", "fixed_scene"),
+               f"model.geometry_input must be 'clip' or 'fixed_scene', got {self.geometry_input!r}")
 
 
 @dataclass(frozen=True)

@@ -134,16 +134,44 @@ def _geometry(batch: Mapping[str, Any], net: ThreeAM, caches: dict):
     return [cache.frame(batch["scene_name"], t, device) for t in batch["frames"]]
 
 
+def fixed_scene_geometry(config: TrainConfig, net: ThreeAM, n_frames: int, hw: tuple[int, int]) -> list:
+    """``model.geometry_input=fixed_scene``: MUSt3R's stream over the first ``n_frames`` frames of the first
+    held-out (validation) scene of ``config``'s generated data, resized to the clips' ``hw`` if needed."""
+    from threeam.experiments.geometry_check import validation_scenes
+
+    scene = validation_scenes(config, 1, config.data.scene_cache or None)[0]
+    if len(scene) < n_frames:
+        raise InputError(f"the fixed scene has {len(scene)} frames, a clip needs {n_frames}")
+    frames = [scene.frame(t).rgb for t in range(n_frames)]
+    if frames[0].shape[:2] != tuple(hw):
+        from PIL import Image
+
+        frames = [np.asarray(Image.fromarray(f).resize((hw[1], hw[0]), Image.BILINEAR)) for f in frames]
+    with torch.no_grad():
+        session = Must3rStreamingSession(net.must3r, net.stream_config)
+        return [session.add_frame(f) for f in frames]
+
+
 def make_step_fn(config: TrainConfig):
     from threeam.train.sam2_task import prompt_plan_for
 
     loss_fn = SAM2Loss(config.loss)
     caches: dict[str, Any] = {}
+    fixed: dict[tuple, list] = {}
+
+    def geometry_of(batch: Mapping[str, Any], net: ThreeAM):
+        if config.model.geometry_input == "clip":
+            return _geometry(batch, net, caches)
+        rgb = np.asarray(batch["rgb"])
+        key = (rgb.shape[0], rgb.shape[1], rgb.shape[2])
+        if key not in fixed:
+            fixed[key] = fixed_scene_geometry(config, net, rgb.shape[0], rgb.shape[1:3])
+        return fixed[key]
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         net = _unwrap(model)
         outputs, targets = clip_forward(net, batch["rgb"], batch["masks"], batch["prompt_kind"], batch["prompt_seed"],
-                                        _geometry(batch, net, caches), config.data.correction_clicks,
+                                        geometry_of(batch, net), config.data.correction_clicks,
                                         prompt_plan_for(config, batch))
         losses = loss_fn(outputs, targets)
         out = {"loss": losses["total"]}
