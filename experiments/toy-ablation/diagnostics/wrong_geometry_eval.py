@@ -1,12 +1,14 @@
 """Evaluate a trained 3AM with the wrong geometry: does its gain come from MUSt3R's view of the scene?
 
-    python experiments/toy-ablation/diagnostics/wrong_geometry_eval.py RUN OUT.json [N_SCENES]
+    python experiments/toy-ablation/diagnostics/wrong_geometry_eval.py RUN OUT.json [N_SCENES] [--fixed]
 
 The toy ablation's evaluation (the same tracks, prompts and metrics as its ``eval`` stage), except that
 MUSt3R streams the frames of ANOTHER evaluation scene (scene i+1 for scene i, cyclically; same frame
 count and size) while SAM 2 sees the true frames: the merger gets a plausible, frame-varying geometry
 that belongs to a different room. A gain over the SAM-2-only control that survives this is not the
-geometry's. Writes the eval stage's JSON format (``tracks``), so `paired_arms.py`-style comparisons apply.
+geometry's. ``--fixed``: MUSt3R streams the same scene for every evaluation scene, the first held-out
+scene of the run's training data (what ``model.geometry_input=fixed_scene`` trains with).
+Writes the eval stage's JSON format (``tracks``), so `paired_arms.py`-style comparisons apply.
 """
 from __future__ import annotations
 
@@ -22,9 +24,17 @@ from threeam.experiments.toy_ablation import _predictor, evaluate_method
 from threeam.predictor.three_am_predictor import RawFrames
 
 torch.set_num_threads(1)
-run, out = sys.argv[1], sys.argv[2]
-n = int(sys.argv[3]) if len(sys.argv) > 3 else None
+args = [a for a in sys.argv[1:] if a != "--fixed"]
+fixed = "--fixed" in sys.argv[1:]
+run, out = args[0], args[1]
+n = int(args[2]) if len(args) > 2 else None
 scenes = make_eval_scenes("lookalike", n, cache_dir="runs/toy-ablation/scenes")
+if fixed:
+    from threeam.experiments.geometry_check import validation_scenes
+    from threeam.train.config import config_from_dict
+    from threeam.train.export import resolve_checkpoint
+
+    decoy = validation_scenes(config_from_dict(resolve_checkpoint(run)[1]["config"]), 1, "runs/toy-ablation/scenes")[0]
 predictor = _predictor("3am", run)
 original_warm_up = predictor.warm_up
 other_frames: dict = {}
@@ -41,7 +51,7 @@ def warm_up(state):
 predictor.warm_up = warm_up
 rows, t0 = [], time.perf_counter()
 for i, scene in enumerate(scenes):
-    other = scenes[(i + 1) % len(scenes)]
+    other = decoy if fixed else scenes[(i + 1) % len(scenes)]
     other_frames["rgb"] = np.stack([other.frame(t).rgb for t in range(len(other))])
     rows += evaluate_method([scene], predictor, f"wrong-geometry {run}")
 with open(out, "w") as f:
