@@ -185,6 +185,7 @@ def test_a_signal_during_the_block_removes_the_temporary(tmp_path, signum):
     _write(out, {"v": "old"})
     script = textwrap.dedent(f"""
         import os, signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a foreground process (a background job inherits SIG_IGN)
         sys.path.insert(0, {SRC!r})
         from threeam.io.atomic import atomic_output_dir
         with atomic_output_dir({str(out)!r}, overwrite=True) as tmp:
