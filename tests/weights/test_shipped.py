@@ -91,6 +91,13 @@ def test_track_command_uses_the_shipped_weights_by_name(tmp_path):
     assert res.exit_code == 2 and "no weights" in res.output
 
 
+def test_info_describes_the_shipped_models_by_name():
+    res = CliRunner().invoke(app, ["info", "--model", "sam2", "--preset", DEBUG_SAM2_NAME])
+    assert res.exit_code == 0, res.output
+    total = sum(p.numel() for p in build_sam2_model(DEBUG_SAM2_NAME).parameters())
+    assert f"{total:,}" in res.output
+
+
 def test_the_web_app_takes_a_preset_with_shipped_weights():
     from threeam.commands.serve import build_serve_predictor
 
