@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from threeam.models.three_am import get_three_am_config
+from threeam.models.three_am import ThreeAM, get_three_am_config
 from threeam.models.three_am_weights import WEIGHTS_NAME, save_three_am
 from threeam.train.export import load_for_eval, resolve_checkpoint
 from threeam.weights import DEBUG_SAM2_NAME, SHIPPED
@@ -54,8 +54,11 @@ def main() -> None:
     ap.add_argument("--note", default="")
     a = ap.parse_args()
     three_am = load_for_eval(a.three_am_run, task="3am")
-    if three_am.config.to_dict() != get_three_am_config("3am_tiny").to_dict():
-        raise SystemExit(f"{a.three_am_run} is not a 3am_tiny model")
+    with torch.device("meta"):
+        reference = ThreeAM(get_three_am_config("3am_tiny"))
+    shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    if {k: tuple(v.shape) for k, v in three_am.state_dict().items()} != shapes:  # the architecture, not the init
+        raise SystemExit(f"{a.three_am_run} does not have the 3am_tiny architecture")
     sam2 = load_for_eval(a.sam2_run, task="sam2")
     if set(sam2.state_dict()) != {k[len("sam2."):] for k in three_am.state_dict() if k.startswith("sam2.")}:
         raise SystemExit(f"{a.sam2_run} is not the debug SAM 2 of 3am_tiny")

@@ -16,7 +16,7 @@ from threeam.models.three_am_weights import CONFIG_NAME, WEIGHTS_NAME
 from threeam.predictor.build import build_predictor, build_sam2_model, build_three_am_model
 from threeam.weights import DEBUG_SAM2_NAME, SHIPPED, shipped_names, shipped_weights
 
-# From docs/evidence.md ("Shipped weights"): on evaluation scene 0 the shipped pair measured
+# From docs/evidence.md ("Is the gain the geometry's?", part 4): on evaluation scene 0 the shipped pair measured
 # 3AM / SAM 2 IoU 0.752 / 0.702 and false-positive rate 0.117 / 0.179 (over all 20 scenes: IoU +4.0 points,
 # FPR -4.8 points). The test asks for at least half of scene 0's measured gaps.
 MIN_IOU_GAIN = 0.025
