@@ -24,14 +24,9 @@ def describe_model(model: str = "sam2", preset: Optional[str] = None, model_conf
     spec = C.resolve_preset(model, preset, model_config)  # exactly as `threeam track`
     if model == "sam2":
         from threeam.models.sam2.build import build_sam2
-        from threeam.weights import is_debug_sam2_name
+        from threeam.models.three_am import resolve_debug_sam2
 
-        if is_debug_sam2_name(spec):  # the debug model (shipped weights): its config lives in code
-            from threeam.models.three_am import debug_sam2_config
-
-            net = sam2 = build_sam2(debug_sam2_config(), device="meta")
-        else:
-            net = sam2 = build_sam2(spec, device="meta")
+        net = sam2 = build_sam2(resolve_debug_sam2(spec), device="meta")
         info = {"model": "sam2", "preset": spec if model_config is None else str(model_config)}
     else:
         from threeam.models.three_am import ThreeAM

@@ -31,12 +31,6 @@ def build_serve_predictor(model: str, preset: Optional[str], model_config: Optio
 
     C.check_model(model)
     device = str(resolve_device(device))
-    shipped = (checkpoint is None and not random_weights and model_config is None and preset is not None
-               and C.has_shipped_weights(model, C.resolve_preset(model, preset, None)))
-    if checkpoint is None and not random_weights and not shipped:
-        raise InputError("no weights: pass --checkpoint (a file, folder or hub id), a preset with shipped weights "
-                         "(--model 3am --preset 3am_tiny, --model sam2 --preset sam2.1_debug_256) or "
-                         "--random-weights (the bundled tiny model, random weights: for trying the app out)")
     bundled = random_weights and preset is None and model_config is None
     if bundled:  # the tiny models, so that the app runs offline
         from threeam.models.three_am import debug_sam2_config
@@ -44,6 +38,11 @@ def build_serve_predictor(model: str, preset: Optional[str], model_config: Optio
         spec, preset = (debug_sam2_config(), "debug (tiny)") if model == "sam2" else ("3am_tiny", "3am_tiny")
     else:
         spec = C.resolve_preset(model, preset, model_config)
+    shipped = checkpoint is None and not random_weights and C.has_shipped_weights(model, spec)
+    if checkpoint is None and not random_weights and not shipped:
+        raise InputError("no weights: pass --checkpoint (a file, folder or hub id), a preset with shipped weights "
+                         "(--model 3am --preset 3am_tiny, --model sam2 --preset sam2.1_debug_256) or "
+                         "--random-weights (the bundled tiny model, random weights: for trying the app out)")
     default = C.DEFAULT_SAM2_PRESET if model == "sam2" else C.DEFAULT_3AM_PRESET
     label = f"{model} {preset or (model_config.name if model_config else default)}"
     predictor = build_predictor(model, preset=spec, checkpoint=None if random_weights else checkpoint,

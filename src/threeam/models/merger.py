@@ -91,7 +91,8 @@ class FeatureMergerConfig:
     pe3d_init: str = "small"
     """Initial weights of PE3D's MLP: ``small`` (truncated normal std 0.02, like every linear; PE3D then
     starts ~50x weaker than the encoder projection) or ``fan_in`` (std 1/sqrt(fan-in): a unit-scale
-    3-D code from the first step; with it the toy merger reads the geometry in every seed, docs/evidence.md)."""
+    3-D code from the first step; in the toy ablation it changed which seeds' mergers depend on the
+    geometry, not how many, and removed the average gain: docs/evidence.md)."""
     rope_freq: float = 100.0
     rope_f0: float = 1.0
     eps: float = 1e-6

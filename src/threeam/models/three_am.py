@@ -40,6 +40,14 @@ def debug_sam2_config() -> SAM2Config:
     return SAM2Config.from_official_dict(_debug_tree())
 
 
+def resolve_debug_sam2(spec: Any) -> Any:
+    """``spec`` (a SAM 2 preset name or config) with the debug model's name (``sam2.1_debug_256``,
+    ``debug``; not an official preset) replaced by `debug_sam2_config`; anything else unchanged."""
+    from threeam.weights import is_debug_sam2_name
+
+    return debug_sam2_config() if is_debug_sam2_name(spec) else spec
+
+
 def _debug_tree() -> dict:
     """The debug SAM 2 config tree (kept in code so an installed package does not need examples/)."""
     def rope(kv: int | None = None) -> dict:

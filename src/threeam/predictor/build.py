@@ -105,12 +105,9 @@ def build_sam2_model(preset: Any = "sam2.1_hiera_l", checkpoint: Any = None, dev
         preset = HF_MODEL_FILES[hub][0]
     checkpoint = _shipped_default("sam2", preset, checkpoint, random_weights)
     _check_weights(checkpoint, random_weights, "SAM 2", "sam2")
-    from threeam.weights import is_debug_sam2_name
+    from threeam.models.three_am import resolve_debug_sam2
 
-    if is_debug_sam2_name(preset):
-        from threeam.models.three_am import debug_sam2_config
-
-        preset = debug_sam2_config()
+    preset = resolve_debug_sam2(preset)
     if random_weights:
         with torch.random.fork_rng(devices=[]):  # construction-time random buffers follow the seed too
             torch.manual_seed(seed)

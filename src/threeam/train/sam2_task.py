@@ -30,10 +30,9 @@ __all__ = ["sam2_config_for", "build_sam2_for_training", "sam2_task", "make_vos_
 
 def sam2_config_for(name: str):
     """``model.sam2``: a SAM 2 preset name, or ``sam2.1_debug_256`` / ``debug`` for the debug model."""
-    from threeam.models.three_am import debug_sam2_config
-    from threeam.weights import is_debug_sam2_name
+    from threeam.models.three_am import resolve_debug_sam2
 
-    return debug_sam2_config() if is_debug_sam2_name(name) else name
+    return resolve_debug_sam2(name)
 
 
 def build_sam2_for_training(config: TrainConfig):

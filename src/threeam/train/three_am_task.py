@@ -162,11 +162,10 @@ def make_step_fn(config: TrainConfig):
     def geometry_of(batch: Mapping[str, Any], net: ThreeAM):
         if config.model.geometry_input == "clip":
             return _geometry(batch, net, caches)
-        rgb = np.asarray(batch["rgb"])
-        key = (rgb.shape[0], rgb.shape[1], rgb.shape[2])
-        if key not in fixed:
-            fixed[key] = fixed_scene_geometry(config, net, rgb.shape[0], rgb.shape[1:3])
-        return fixed[key]
+        t, h, w = np.asarray(batch["rgb"]).shape[:3]
+        if (t, h, w) not in fixed:
+            fixed[(t, h, w)] = fixed_scene_geometry(config, net, t, (h, w))
+        return fixed[(t, h, w)]
 
     def step(model: nn.Module, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         net = _unwrap(model)
