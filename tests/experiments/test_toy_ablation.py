@@ -106,7 +106,7 @@ def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
 
     from threeam.errors import InputError
     from threeam.experiments.artifacts import export_run
-    from threeam.experiments.toy_ablation import config_from_args, parse_args
+    from threeam.experiments.toy_ablation import config_from_args, parse_args, pretrained
     from threeam.train import checkpointing
 
     cfg = SIZES["smoke"]
@@ -114,7 +114,7 @@ def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
     run_toy_ablation(src, cfg, stages=("scenes", "pretrain-must3r", "pretrain-sam2"))
     rec = {part: tmp_path / "records" / part for part in ("sam2", "must3r")}
     for part, dest in rec.items():
-        export_run(src / f"pretrain-{part}", dest)
+        export_run(pretrained(src, part, cfg), dest)
     args = config_from_args(parse_args(["--out", "x", "--size", "smoke", "--arms", "sam2-continuous,3am-fov",
                                         "--seeds", "0", "--merger-lr", "1e-3",
                                         "--sam2-weights", str(rec["sam2"]), "--must3r-weights", str(rec["must3r"])]))
@@ -171,3 +171,66 @@ def _add_timings(out: str, name: str) -> None:
     for rep in range(2):
         for i in range(20):
             _timing(Path(out), f"arm {name} s{i}", {"seconds": 1.0})
+
+
+def test_geometry_oracle_arm_trains_and_evaluates_with_the_gt_pointmap(tmp_path, monkeypatch):
+    """``3am-continuous-gt-points`` is not a default arm; run, it trains with ``model.geometry_input=gt_points``
+    and its evaluation hands the merger each evaluation scene's GT (`use_gt_points`, one scene at a time)."""
+    from dataclasses import replace
+
+    import threeam.train.gt_geometry as gt_geometry
+    from threeam.experiments.toy_ablation import ToyAblationConfig, uses_gt_points
+    from threeam.train import checkpointing
+
+    assert "3am-continuous-gt-points" not in ToyAblationConfig().arms and uses_gt_points("3am-continuous-gt-points")
+    assert not uses_gt_points("3am-continuous")
+    scenes_seen = []
+    real = gt_geometry.use_gt_points
+
+    def spy(predictor):
+        set_scene = real(predictor)
+        return lambda scene: scenes_seen.append(scene.name) or set_scene(scene)
+
+    monkeypatch.setattr(gt_geometry, "use_gt_points", spy)
+    cfg = replace(SIZES["smoke"], arms=("3am-continuous-gt-points",), seeds=(0,))
+    result = run_toy_ablation(tmp_path, cfg)
+    run_cfg = checkpointing.read_state(checkpointing.find_latest(tmp_path / "arms" / "3am-continuous-gt-points-s0"))
+    assert run_cfg["config"]["model"]["geometry_input"] == "gt_points"
+    rows = json.loads((tmp_path / "eval" / "3am-continuous-gt-points-s0.json").read_text())["tracks"]
+    assert rows and sorted(set(scenes_seen)) == sorted({r["scene"] for r in rows})
+    assert "3am-continuous-gt-points" in result["table"]["rows"]
+    assert not (tmp_path / "geometry" / "3am-continuous-gt-points-s0.json").exists()
+
+
+def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
+    """Each phase of a pretraining curriculum starts from the previous phase's weights; the last phase is the
+    pretrained model the later stages use; a rerun skips finished phases. The default curricula's recipes
+    all resolve (names, override keys and values)."""
+    from dataclasses import replace
+
+    from threeam.errors import InputError
+    from threeam.experiments.toy_ablation import (MUST3R_PHASES, SAM2_PHASES, SINGLE_PHASE, PretrainPhase,
+                                                  ToyAblationConfig, config_from_args, parse_args, pretrained)
+    from threeam.train import checkpointing
+    from threeam.train.config import apply_overrides
+    from threeam.train.recipes import get_train_config
+
+    for preset, phases in (("must3r-pretrain-synthetic", MUST3R_PHASES), ("sam2-pretrain-synthetic", SAM2_PHASES)):
+        for ph in phases:
+            apply_overrides(get_train_config(preset), list(ph.overrides))
+    assert ToyAblationConfig().must3r_phases == MUST3R_PHASES
+    single = config_from_args(parse_args(["--out", "x", "--pretrain", "single"]))
+    assert single.must3r_phases == single.sam2_phases == SINGLE_PHASE
+    cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("a", 2), PretrainPhase("b", 1, ("optim.warmup_steps=0",))),
+                  sam2_phases=(PretrainPhase("only", 1),), arms=("sam2-ft",), seeds=(0,))
+    run_toy_ablation(tmp_path, cfg, stages=("scenes", "pretrain-must3r", "pretrain-sam2"))
+    first, last = tmp_path / "pretrain-must3r" / "0-a", tmp_path / "pretrain-must3r" / "1-b"
+    assert pretrained(tmp_path, "must3r", cfg) == last and pretrained(tmp_path, "sam2", cfg).name == "0-only"
+    state = checkpointing.read_state(checkpointing.find_latest(last))
+    assert state["config"]["model"]["init_checkpoint"] == str(first) and state["step"] == 1
+    assert state["config"]["optim"]["warmup_steps"] == 0
+    before = checkpointing.find_latest(last).stat().st_mtime_ns
+    run_toy_ablation(tmp_path, cfg, stages=("pretrain-must3r",))
+    assert checkpointing.find_latest(last).stat().st_mtime_ns == before
+    with pytest.raises(InputError, match="distinct names"):
+        replace(cfg, sam2_phases=(PretrainPhase("x", 1), PretrainPhase("x", 1)))

@@ -10,8 +10,10 @@ Stages (each skipped when its result exists, training stages resumed from their 
 
 1. ``scenes``: render the training scenes (training seed space) and the held-out ``lookalike``
    evaluation scenes (evaluation seeds) into ``OUT/scenes`` (a cache).
-2. ``pretrain-must3r``: ``must3r-pretrain-synthetic`` -> ``OUT/pretrain-must3r``.
-3. ``pretrain-sam2``: ``sam2-pretrain-synthetic`` -> ``OUT/pretrain-sam2``.
+2. ``pretrain-must3r``: the MUSt3R curriculum (`MUST3R_PHASES`, runs of ``must3r-pretrain-synthetic``, each
+   from the previous one's weights) -> ``OUT/pretrain-must3r/<k>-<phase>``; the last phase is the pretrained
+   MUSt3R. ``--pretrain single``: one run of the preset.
+3. ``pretrain-sam2``: the same with `SAM2_PHASES` and ``sam2-pretrain-synthetic`` -> ``OUT/pretrain-sam2/...``.
 4. ``gates``: the pretrained MUSt3R's look-alike pick rate on the evaluation scenes (gate >= 0.9;
    GT points as the control), and the pretrained SAM 2 against the trivial "prompt frame only"
    predictor (Tracking Recall and false-positive rate) -> ``OUT/gates.json``.
@@ -55,7 +57,7 @@ import numpy as np
 
 from threeam.errors import InputError
 
-__all__ = ["ToyAblationConfig", "ARMS", "STAGES", "run_toy_ablation", "main", "paired_ci", "mean_se"]
+__all__ = ["ToyAblationConfig", "PretrainPhase", "MUST3R_PHASES", "SAM2_PHASES", "ARMS", "STAGES", "run_toy_ablation", "main", "paired_ci", "mean_se"]
 
 log = logging.getLogger("threeam.experiments")
 
@@ -69,24 +71,89 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sam2-continuous": ("toy-ablation-sam2", ("data.sources.synthetic.fov_prob=0",)),
     "3am-continuous-fixed-geometry": ("toy-ablation-3am", ("data.sources.synthetic.fov_prob=0",
                                                            "model.geometry_input=fixed_scene")),
+    "3am-continuous-gt-points": ("toy-ablation-3am", ("data.sources.synthetic.fov_prob=0",
+                                                      "model.geometry_input=gt_points")),
 }
 """Arm name -> (training preset, overrides). Every arm starts from the pretrained tiny SAM 2.
 ``sam2-continuous`` is our control (not in the paper): SAM 2 alone with ``3am-continuous``'s
 sampler, which separates the sampler's effect from the merger's. ``3am-continuous-fixed-geometry`` is
 our capacity control: ``3am-continuous`` with MUSt3R fed the same held-out scene for every training
-clip (``model.geometry_input=fixed_scene``), so the merger trains without any information about the clip."""
+clip (``model.geometry_input=fixed_scene``), so the merger trains without any information about the clip.
+``3am-continuous-gt-points`` is our geometry oracle: ``3am-continuous`` with MUSt3R's pointmap and rays
+replaced by the GT from the scenes' depth and poses, in training and in evaluation
+(`threeam.train.gt_geometry`); it bounds what a better MUSt3R could give this merger and SAM 2."""
+
+DIAGNOSTIC_ARMS = ("3am-continuous-fixed-geometry", "3am-continuous-gt-points")
+"""Arms not run by default (``--arms`` adds them)."""
+
+
+def uses_gt_points(arm: str) -> bool:
+    """Whether ``arm`` trains and evaluates with the GT pointmap (`threeam.train.gt_geometry`)."""
+    return "model.geometry_input=gt_points" in ARMS[arm][1]
+
+
+@dataclass(frozen=True)
+class PretrainPhase:
+    """One run of a pretraining curriculum: ``steps`` optimizer steps of the part's preset with ``overrides``,
+    starting from the previous phase's final weights (``model.init_checkpoint``; fresh optimizer and schedule)."""
+
+    name: str
+    steps: int
+    overrides: tuple[str, ...] = ()
+
+
+_CHAIN = ("data.sources.synthetic.fov_prob=0.5", "optim.groups.encoder.lr=1e-4", "optim.groups.decoder.lr=1e-4",
+          "optim.warmup_steps=50")
+
+MUST3R_PHASES: tuple[PretrainPhase, ...] = (
+    PretrainPhase("all-targets", 2000, ("must3r_loss.attn_corr_targets=all",)),
+    PretrainPhase("reference-first", 1800, ("optim.warmup_steps=50",)),
+    PretrainPhase("chain8", 1500, _CHAIN + ("data.frames_per_clip=8",)),
+    PretrainPhase("chain12", 1500, _CHAIN + ("data.frames_per_clip=12",)),
+    PretrainPhase("chain16", 1200, _CHAIN + ("data.frames_per_clip=16",)),
+    PretrainPhase("chain12s2", 1200, _CHAIN + ("data.frames_per_clip=12", "data.continuous_stride=2")),
+    PretrainPhase("chain16s2", 1000, _CHAIN + ("data.frames_per_clip=16", "data.continuous_stride=2")),
+    PretrainPhase("chain24s2", 1000, _CHAIN + ("data.frames_per_clip=24", "data.continuous_stride=2")),
+)
+"""The MUSt3R curriculum of the committed records (docs/evidence.md, "Training MUSt3R from scratch"): covisible
+clips with the attention term on 512 scenes, first with every earlier frame as attention target, then reference
+first, then half the clips ever longer continuous streams (8 ... 24 frames, every frame then every second
+frame). The records' runs were stopped mid-schedule and one continued from an intermediate checkpoint; the
+phases keep their order, recipes and step counts, each with a complete schedule."""
+
+_SAM2_512 = ("data.scenes_per_source=512", "sam2_attn.weight=1", "optim.warmup_steps=50")
+
+SAM2_PHASES: tuple[PretrainPhase, ...] = (
+    PretrainPhase("prompt-plan", 1500, ()),
+    PretrainPhase("continue", 1400, ("optim.warmup_steps=50",)),
+    PretrainPhase("attention", 4200, _SAM2_512),
+    PretrainPhase("continuous-clips", 500, _SAM2_512 + ("data.sources.synthetic.fov_prob=0",
+                                                        "optim.groups.rest.lr=2e-4",
+                                                        "optim.groups.image_encoder.lr=1e-4")),
+)
+"""The SAM 2 curriculum of the committed records (docs/evidence.md): SAM 2's prompt plan, a continuation, the
+memory-attention term on 512 scenes, then continuous clips only (the run that met the SAM 2 gate)."""
+
+SINGLE_PHASE = (PretrainPhase("base", 3000),)
+"""``--pretrain single``: one run of the part's preset (the experiment's first design)."""
 
 
 @dataclass(frozen=True)
 class ToyAblationConfig:
     """Sizes of one toy-ablation run."""
 
-    pretrain_must3r_steps: int = 3000
-    pretrain_sam2_steps: int = 3000
+    must3r_phases: tuple[PretrainPhase, ...] = MUST3R_PHASES
+    """The ``pretrain-must3r`` stage's curriculum (``OUT/pretrain-must3r/<k>-<phase>``, the last one is used)."""
+    sam2_phases: tuple[PretrainPhase, ...] = SAM2_PHASES
+    """The same for ``pretrain-sam2``."""
+    pretrain_must3r_steps: int | None = None
+    """Steps of every MUSt3R phase (None: each phase's own)."""
+    pretrain_sam2_steps: int | None = None
+    """Steps of every SAM 2 phase (None: each phase's own)."""
     arm_steps: int = 300
     seeds: tuple[int, ...] = (0, 1, 2)
-    arms: tuple[str, ...] = tuple(a for a in ARMS if a != "3am-continuous-fixed-geometry")
-    """Default: every arm but the capacity control (``--arms`` adds it)."""
+    arms: tuple[str, ...] = tuple(a for a in ARMS if a not in DIAGNOSTIC_ARMS)
+    """Default: every arm but the capacity control and the geometry oracle (``--arms`` adds them)."""
     eval_set: str = "lookalike"
     eval_scenes: int | None = None
     """None: the set's scene count."""
@@ -120,6 +187,12 @@ class ToyAblationConfig:
             raise InputError(f"unknown arm(s) {unknown}; valid: {', '.join(ARMS)}")
         if not self.seeds:
             raise InputError("at least one seed is needed")
+        for part, phases in (("must3r", self.must3r_phases), ("sam2", self.sam2_phases)):
+            if not phases:
+                raise InputError(f"the {part} pretraining needs at least one phase")
+            names = [ph.name for ph in phases]
+            if len(set(names)) != len(names) or any(ph.steps < 1 for ph in phases):
+                raise InputError(f"{part} phases need distinct names and >= 1 step each, got {phases}")
         if self.merger_lr is not None and not (math.isfinite(self.merger_lr) and self.merger_lr > 0):
             raise InputError(f"merger_lr must be a positive number, got {self.merger_lr}")
         if not (math.isfinite(self.geometry_threshold) and self.geometry_threshold >= 0):
@@ -134,7 +207,8 @@ class ToyAblationConfig:
 SIZES: dict[str, ToyAblationConfig] = {
     "full": ToyAblationConfig(),
     "smoke": ToyAblationConfig(
-        pretrain_must3r_steps=2, pretrain_sam2_steps=2, arm_steps=2, seeds=(0, 1), eval_set="lookalike-tiny",
+        must3r_phases=(PretrainPhase("base", 2),), sam2_phases=(PretrainPhase("base", 2),),
+        arm_steps=2, seeds=(0, 1), eval_set="lookalike-tiny",
         train_overrides=("data.scenes_per_source=1", "data.scene_frames=10", "data.frames_per_clip=3",
                          "data.scene_height=48", "data.scene_width=64",
                          "run.eval_every=0", "data.correction_clicks=1"),
@@ -250,23 +324,42 @@ def stage_scenes(out: Path, cfg: ToyAblationConfig) -> None:
     from threeam.train.recipes import get_train_config
 
     t0 = time.perf_counter()
-    for preset in ("sam2-pretrain-synthetic", "must3r-pretrain-synthetic"):
-        tc = apply_overrides(get_train_config(preset), list(cfg.train_overrides))
-        sc = synthetic_scene_config(tc)
-        names = [("synthetic", j) for j in range(tc.data.scenes_per_source)]
-        if tc.run.eval_every:
-            names += [("validation", j) for j in range(2)]
-        for src, j in names:
-            cached_scene(sc, train_scene_seed(tc.seed, src, j), _scene_cache(out))
+    done = set()
+    for part, preset in (("sam2", "sam2-pretrain-synthetic"), ("must3r", "must3r-pretrain-synthetic")):
+        for phase in _phases(cfg, part):  # every scene some phase trains on (phases may use more scenes)
+            tc = apply_overrides(get_train_config(preset), list(phase.overrides) + list(cfg.train_overrides))
+            sc = synthetic_scene_config(tc)
+            names = [("synthetic", j) for j in range(tc.data.scenes_per_source)]
+            if tc.run.eval_every:
+                names += [("validation", j) for j in range(2)]
+            for src, j in names:
+                key = (sc, train_scene_seed(tc.seed, src, j))
+                if key not in done:
+                    cached_scene(sc, key[1], _scene_cache(out))
+                    done.add(key)
     eval_scenes(out, cfg)
     _timing(out, "scenes", {"seconds": time.perf_counter() - t0})
 
 
+def _phases(cfg: ToyAblationConfig, part: str) -> list[PretrainPhase]:
+    phases = cfg.must3r_phases if part == "must3r" else cfg.sam2_phases
+    steps = cfg.pretrain_must3r_steps if part == "must3r" else cfg.pretrain_sam2_steps
+    return [replace(ph, steps=int(steps)) if steps else ph for ph in phases]
+
+
+def _phase_dir(out: Path, part: str, k: int, phase: PretrainPhase) -> Path:
+    return out / f"pretrain-{part}" / f"{k}-{phase.name}"
+
+
 def pretrained(out: Path, part: str, cfg: ToyAblationConfig | None = None) -> Path:
     """The pretrained ``part`` ("sam2" | "must3r") the later stages use: the given weights
-    (``cfg.sam2_weights`` / ``cfg.must3r_weights``) or the pretrain stage's run folder."""
-    given = None if cfg is None else _given_weights(cfg, part)
-    return Path(given) if given else out / f"pretrain-{part}"
+    (``cfg.sam2_weights`` / ``cfg.must3r_weights``) or the last run of the pretrain stage's curriculum."""
+    cfg = cfg or ToyAblationConfig()
+    given = _given_weights(cfg, part)
+    if given:
+        return Path(given)
+    phases = _phases(cfg, part)
+    return _phase_dir(out, part, len(phases) - 1, phases[-1])
 
 
 def _given_weights(cfg: ToyAblationConfig, part: str) -> str | None:
@@ -286,8 +379,15 @@ def stage_pretrain(out: Path, cfg: ToyAblationConfig, part: str) -> None:
         log.info("pretrain-%s: skipped, using %s (step %s)", part, given, state.get("step"))
         return
     preset = "must3r-pretrain-synthetic" if part == "must3r" else "sam2-pretrain-synthetic"
-    steps = cfg.pretrain_must3r_steps if part == "must3r" else cfg.pretrain_sam2_steps
-    _timing(out, f"pretrain-{part}", _train(out, pretrained(out, part), preset, cfg.train_overrides, steps))
+    previous = None
+    for k, phase in enumerate(_phases(cfg, part)):
+        # the phase's recipe, then the experiment's own overrides (e.g. small scenes in tests) on top
+        overrides = list(phase.overrides) + list(cfg.train_overrides)
+        if previous is not None:
+            overrides.append(f"model.init_checkpoint={previous}")
+        run_dir = _phase_dir(out, part, k, phase)
+        _timing(out, f"pretrain-{part} {k}-{phase.name}", _train(out, run_dir, preset, overrides, phase.steps))
+        previous = run_dir
 
 
 def _sam2_eval_model(source, device: str = "cpu"):
@@ -312,9 +412,12 @@ def _predictor(kind: str, source, device: str = "cpu"):
     return ThreeAMVideoPredictor(load_for_eval(source, device), vcfg, progress=False)
 
 
-def evaluate_method(scenes: Sequence, predictor, name: str) -> list[dict]:
+def evaluate_method(scenes: Sequence, predictor, name: str,
+                    before_scene: Callable[[Any], None] | None = None) -> list[dict]:
     """The paper's protocol on every track of ``scenes``; ``predictor=None`` is the trivial
-    "prompt frame only" predictor (the GT prompt on the conditioning frame, nothing elsewhere)."""
+    "prompt frame only" predictor (the GT prompt on the conditioning frame, nothing elsewhere).
+    ``before_scene(scene)`` runs before each scene is tracked (e.g. `threeam.train.gt_geometry`'s
+    ``set_scene``)."""
     from threeam.data.eval_sequences import EvalSequenceConfig, build_eval_sequences
     from threeam.eval.protocol import load_sequence, score_object, track_objects
 
@@ -324,6 +427,8 @@ def evaluate_method(scenes: Sequence, predictor, name: str) -> list[dict]:
         if not seqs:
             continue
         frames, ids, unknown = load_sequence(scene)
+        if before_scene is not None:
+            before_scene(scene)
         prompts = {s.object_id: (s.cond_frame, ids[s.cond_frame] == s.object_id) for s in seqs}
         if predictor is None:
             masks = {}
@@ -417,7 +522,8 @@ def stage_geometry(out: Path, cfg: ToyAblationConfig) -> None:
     from threeam.train.config import config_from_dict
     from threeam.train.export import load_for_eval
 
-    for arm in [a for a in cfg.arms if _is_3am(a)]:
+    # the check feeds MUSt3R's predicted geometry; it says nothing about an arm that reads the GT pointmap
+    for arm in [a for a in cfg.arms if _is_3am(a) and not uses_gt_points(a)]:
         for seed in cfg.seeds:
             path = _geometry_path(out, arm, seed)
             if path.is_file():
@@ -444,6 +550,7 @@ def _load_or_eval(out: Path, method: str, scenes: Sequence, cfg: ToyAblationConf
     if path.is_file():
         return json.loads(path.read_text())["tracks"]
     t0 = time.perf_counter()
+    before_scene = None
     if method == "prompt-only":
         predictor = None
     elif method == "sam2-pretrained":
@@ -452,7 +559,11 @@ def _load_or_eval(out: Path, method: str, scenes: Sequence, cfg: ToyAblationConf
         arm, seed = method.rsplit("-s", 1)
         kind = "sam2" if ARMS[arm][0] == "toy-ablation-sam2" else "3am"
         predictor = _predictor(kind, _arm_dir(out, arm, int(seed)))
-    rows = evaluate_method(scenes, predictor, method)
+        if uses_gt_points(arm):
+            from threeam.train.gt_geometry import use_gt_points
+
+            before_scene = use_gt_points(predictor)
+    rows = evaluate_method(scenes, predictor, method, before_scene)
     _write_json(path, {"method": method, "seconds": time.perf_counter() - t0, "tracks": rows})
     return rows
 
@@ -677,8 +788,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--seeds", default=None, help="comma-separated arm seeds (default: the size's)")
     p.add_argument("--arm-steps", type=int, default=None)
-    p.add_argument("--pretrain-sam2-steps", type=int, default=None)
-    p.add_argument("--pretrain-must3r-steps", type=int, default=None)
+    p.add_argument("--pretrain", default="curriculum", choices=("curriculum", "single"),
+                   help="pretraining stages: the records' curriculum (default) or one run of each preset")
+    p.add_argument("--pretrain-sam2-steps", type=int, default=None, help="steps of every SAM 2 pretraining phase")
+    p.add_argument("--pretrain-must3r-steps", type=int, default=None, help="steps of every MUSt3R pretraining phase")
     p.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(ARMS)} (default all); "
                    "two processes with disjoint arms can share one --out")
     p.add_argument("--sam2-weights", default=None,
@@ -696,6 +809,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
     cfg = SIZES[a.size]
     changes: dict[str, Any] = {}
+    if getattr(a, "pretrain", "curriculum") == "single":
+        changes.update(must3r_phases=SINGLE_PHASE, sam2_phases=SINGLE_PHASE)
     if a.seeds:
         changes["seeds"] = tuple(int(x) for x in a.seeds.split(","))
     for name in ("arm_steps", "pretrain_sam2_steps", "pretrain_must3r_steps"):

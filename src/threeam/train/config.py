@@ -241,6 +241,10 @@ class DataConfig:
                f"data.prompt_plan must be 'frame0' or 'sam2', got {self.prompt_plan!r}")
 
 
+GEOMETRY_INPUTS = ("clip", "fixed_scene", "gt_points")
+"""Values of `ModelConfig.geometry_input`."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Which networks the 3AM task builds (names of presets in the model packages) and their weights."""
@@ -257,14 +261,16 @@ class ModelConfig:
     init_checkpoint: str | None = None
     """Optional whole-training-model weights to start from (not a resume): a ``.safetensors`` file, a
     run folder (its latest checkpoint), a ``checkpoints/step_*`` folder or a run record."""
-    geometry_input: Literal["clip", "fixed_scene"] = "clip"
-    """What MUSt3R streams for each training clip of the ``3am`` task: ``clip`` (its own frames, 3AM) or
+    geometry_input: Literal["clip", "fixed_scene", "gt_points"] = "clip"
+    """What MUSt3R streams for each training clip of the ``3am`` task: ``clip`` (its own frames, 3AM),
     ``fixed_scene`` (the first frames of the first held-out scene, the same for every clip: the merger gets
-    MUSt3R-shaped input that says nothing about the clip; a control for the merger's capacity)."""
+    MUSt3R-shaped input that says nothing about the clip; a control for the merger's capacity) or
+    ``gt_points`` (its own frames, with the predicted pointmap and rays replaced by the GT from the clip's
+    depth and poses: an oracle of the geometry, `threeam.train.gt_geometry`; a diagnostic, not a method)."""
 
     def __post_init__(self) -> None:
-        _check(self.geometry_input in ("clip", "fixed_scene"),
-               f"model.geometry_input must be 'clip' or 'fixed_scene', got {self.geometry_input!r}")
+        _check(self.geometry_input in GEOMETRY_INPUTS,
+               f"model.geometry_input must be one of {', '.join(GEOMETRY_INPUTS)}, got {self.geometry_input!r}")
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,29 @@ def _net_to_orig(to_orig: np.ndarray, h: int, w: int, H: int, W: int) -> tuple[n
     return np.broadcast_to(rows[:, None], (h, w)).copy(), np.broadcast_to(cols[None, :], (h, w)).copy()
 
 
+def gt_frame_points(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
+                    ref_cam_to_world: np.ndarray, res: int):
+    """One frame's GT at MUSt3R's network resolution (crop16 at ``res``).
+
+    rgb (H, W, 3) uint8, depth (H, W) metres (0 invalid), K (3, 3), cam_to_world and ref_cam_to_world
+    (4, 4): this frame's and the reference camera's poses. Returns ``(prepared frame, pts_self (h, w, 3),
+    pts_ref (h, w, 3), valid (h, w), rows, cols)``: numpy float64 points in this camera's and in the
+    reference camera's frame, and the original pixel (row, col) under each network pixel's centre.
+    """
+    from threeam.models.must3r.preprocess import preprocess_frame
+
+    H, W = depth.shape
+    prep = preprocess_frame(rgb, res=res, mode="crop16")
+    h, w = prep.true_shape
+    rows, cols = _net_to_orig(prep.to_orig, h, w, H, W)
+    d = depth[rows, cols].astype(np.float64)
+    pix = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64)  # (h, w, 3) integer pixel centres
+    p_self = (pix @ np.linalg.inv(K).T) * d[..., None]
+    rel = np.linalg.inv(ref_cam_to_world) @ cam_to_world
+    p_ref = p_self @ rel[:3, :3].T + rel[:3, 3]
+    return prep, p_self, p_ref, d > 0, rows, cols
+
+
 def gt_pointmaps(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
                  res: int) -> GTPointmaps:
     """Preprocess a clip for MUSt3R (crop16 at ``res``) and build its GT pointmaps.
@@ -107,26 +130,15 @@ def gt_pointmaps(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cam_to_world
     rgb (T, H, W, 3) uint8, depth (T, H, W) metres (0 invalid), K (T, 3, 3), cam_to_world (T, 4, 4);
     frame 0 is the reference camera.
     """
-    from threeam.models.must3r.preprocess import preprocess_frame
-
-    T, H, W = depth.shape
     images, selfs, refs, valids = [], [], [], []
-    w2c0 = np.linalg.inv(cam_to_world[0])
     rows = cols = None
-    for t in range(T):
-        prep = preprocess_frame(rgb[t], res=res, mode="crop16")
-        h, w = prep.true_shape
-        rows, cols = _net_to_orig(prep.to_orig, h, w, H, W)
-        d = depth[t][rows, cols].astype(np.float64)
-        pix = np.stack([cols, rows, np.ones_like(cols)], -1).astype(np.float64)  # (h, w, 3) integer pixel centres
-        rays = pix @ np.linalg.inv(K[t]).T
-        p_self = rays * d[..., None]
-        rel = w2c0 @ cam_to_world[t]
-        p_ref = p_self @ rel[:3, :3].T + rel[:3, 3]
+    for t in range(depth.shape[0]):
+        prep, p_self, p_ref, valid, rows, cols = gt_frame_points(rgb[t], depth[t], K[t], cam_to_world[t],
+                                                                 cam_to_world[0], res)
         images.append(prep.image)
         selfs.append(p_self)
         refs.append(p_ref)
-        valids.append(d > 0)
+        valids.append(valid)
     f = lambda xs: torch.from_numpy(np.stack(xs)).float()  # noqa: E731
     return GTPointmaps(torch.stack(images), f(selfs), f(refs), torch.from_numpy(np.stack(valids)), rows, cols)
 

@@ -152,6 +152,21 @@ def fixed_scene_geometry(config: TrainConfig, net: ThreeAM, n_frames: int, hw: t
         return [session.add_frame(f) for f in frames]
 
 
+def gt_points_geometry(batch: Mapping[str, Any], net: ThreeAM, geometry: list | None = None) -> list:
+    """``model.geometry_input=gt_points``: MUSt3R's outputs over the clip (``geometry``, or a fresh stream
+    with frame 0 as reference) with the GT pointmap and rays of the clip's depth and poses
+    (`threeam.train.gt_geometry`)."""
+    from threeam.train.gt_geometry import gt_clip_geometry, network_res
+
+    rgb = np.asarray(batch["rgb"])
+    if geometry is None:
+        with torch.no_grad():
+            session = Must3rStreamingSession(net.must3r, net.stream_config)
+            geometry = [session.add_frame(f) for f in rgb]
+    return gt_clip_geometry(geometry, rgb, batch.get("depth"), batch.get("K"), batch.get("cam_to_world"),
+                            network_res(net))
+
+
 def make_step_fn(config: TrainConfig):
     from threeam.train.sam2_task import prompt_plan_for
 
@@ -162,6 +177,8 @@ def make_step_fn(config: TrainConfig):
     def geometry_of(batch: Mapping[str, Any], net: ThreeAM):
         if config.model.geometry_input == "clip":
             return _geometry(batch, net, caches)
+        if config.model.geometry_input == "gt_points":
+            return gt_points_geometry(batch, net, _geometry(batch, net, caches))
         t, h, w = np.asarray(batch["rgb"]).shape[:3]
         if (t, h, w) not in fixed:
             fixed[(t, h, w)] = fixed_scene_geometry(config, net, t, (h, w))
@@ -188,11 +205,13 @@ def build_three_am_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821 
     from threeam.train.sam2_task import clip_item, make_vos_evaluator
 
     model = build_model(config)
+    gt = config.model.geometry_input == "gt_points"  # the clips carry depth and poses
     sources = {}
     for k, src in enumerate(config.data.sources):  # weight-0 sources are built too (the engine wants them all)
         drawer = ClipDrawer(open_source_scenes(src, config, k), src, config, seed=config.seed + k)
         kinds, cache = tuple(src.prompt_kinds), src.cache
-        sources[src.name] = clip_source(drawer, lambda c, d, s, kinds=kinds, cache=cache: clip_item(c, d, s, kinds, cache))
+        sources[src.name] = clip_source(drawer, lambda c, d, s, kinds=kinds, cache=cache: clip_item(c, d, s, kinds, cache,
+                                                                                                   geometry=gt))
     if not sources:
         raise InputError("the 3am task needs at least one data source (data.sources)")
 
