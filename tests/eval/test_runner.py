@@ -47,8 +47,9 @@ def test_eval_cli_writes_the_paper_table(eval_run):
     assert list(rows[0]) == TABLE_COLUMNS
     md = (out / "results.md").read_text().splitlines()
     assert md[0] == ("| Method | FPS | Mem (MiB, peak RSS delta, CPU) | Whole Set IoU | Whole Set Tracking Recall | "
-                     "Whole Set Accuracy | Selected Subset IoU | Selected Subset Tracking Recall | "
-                     "Selected Subset Accuracy |")
+                     "Whole Set Accuracy | Whole Set False-positive rate | Selected Subset IoU | "
+                     "Selected Subset Tracking Recall | Selected Subset Accuracy | Selected Subset False-positive rate |")
+    assert all(len(line.split("|")) == len(md[0].split("|")) for line in md[1:5])
     assert [line.split("|")[1].strip() for line in md[2:5]] == METHOD_NAMES
     doc = json.loads((out / "results.json").read_text())
     for r in doc["rows"]:
@@ -82,9 +83,10 @@ def test_eval_numbers_equal_aggregate_of_saved_predictions(eval_run):
         assert 0 < subset.n_tracks < whole.n_tracks
         row = next(r for r in doc["rows"] if r["method"] == m)
         for key, val in (("whole_iou", whole.iou), ("whole_tracking_recall", whole.tracking_recall),
-                         ("whole_accuracy", whole.accuracy), ("selected_iou", subset.iou),
-                         ("selected_tracking_recall", subset.tracking_recall),
-                         ("selected_accuracy", subset.accuracy)):
+                         ("whole_accuracy", whole.accuracy), ("whole_false_positive_rate", whole.false_positive_rate),
+                         ("selected_iou", subset.iou), ("selected_tracking_recall", subset.tracking_recall),
+                         ("selected_accuracy", subset.accuracy),
+                         ("selected_false_positive_rate", subset.false_positive_rate)):
             if math.isnan(val):
                 assert row[key] is None, (m, key)
             else:
