@@ -809,7 +809,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
     cfg = SIZES[a.size]
     changes: dict[str, Any] = {}
-    if getattr(a, "pretrain", "curriculum") == "single":
+    if a.pretrain == "single":
         changes.update(must3r_phases=SINGLE_PHASE, sam2_phases=SINGLE_PHASE)
     if a.seeds:
         changes["seeds"] = tuple(int(x) for x in a.seeds.split(","))

@@ -8,7 +8,7 @@ evaluated this way answers "can the merger and SAM 2 use correct geometry at all
 from "does the tiny MUSt3R predict it?". It needs GT depth and poses at inference, so users never get it.
 
 * training: ``model.geometry_input=gt_points`` (the ``3am`` task; frame 0 of the clip is the reference);
-* evaluation: `use_gt_points` on a `ThreeAMVideoPredictor`, with `GroundTruthPoints.set_scene` per scene
+* evaluation: `use_gt_points` on a `ThreeAMVideoPredictor`, then the ``set_scene`` it returns per scene
   (the reference is the first frame MUSt3R's stream sees after a reset: the prompted frame).
 """
 from __future__ import annotations

@@ -82,6 +82,14 @@ def _unwrap(model: nn.Module) -> ThreeAM:
     return model.module if hasattr(model, "module") else model
 
 
+def stream_geometry(model: ThreeAM, frames) -> list:
+    """MUSt3R's outputs for ``frames`` (uint8 (H, W, 3) each) streamed in order through a fresh memory,
+    the first frame as reference, without gradients."""
+    with torch.no_grad():
+        session = Must3rStreamingSession(model.must3r, model.stream_config)
+        return [session.add_frame(f) for f in frames]
+
+
 def clip_forward_full(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind: str = "mask",
                       prompt_seed: int = 0, geometry: list | None = None, correction_clicks: int = 0,
                       plan=None):
@@ -91,8 +99,7 @@ def clip_forward_full(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt
     T = masks.shape[0]
     with torch.no_grad():
         if geometry is None:
-            session = Must3rStreamingSession(model.must3r, model.stream_config)
-            geometry = [session.add_frame(f) for f in rgb]
+            geometry = stream_geometry(model, rgb)
         elif len(geometry) != T:
             raise InputError(f"got MUSt3R outputs for {len(geometry)} frames but the clip has {T}")
 
@@ -147,9 +154,7 @@ def fixed_scene_geometry(config: TrainConfig, net: ThreeAM, n_frames: int, hw: t
         from PIL import Image
 
         frames = [np.asarray(Image.fromarray(f).resize((hw[1], hw[0]), Image.BILINEAR)) for f in frames]
-    with torch.no_grad():
-        session = Must3rStreamingSession(net.must3r, net.stream_config)
-        return [session.add_frame(f) for f in frames]
+    return stream_geometry(net, frames)
 
 
 def gt_points_geometry(batch: Mapping[str, Any], net: ThreeAM, geometry: list | None = None) -> list:
@@ -160,9 +165,7 @@ def gt_points_geometry(batch: Mapping[str, Any], net: ThreeAM, geometry: list | 
 
     rgb = np.asarray(batch["rgb"])
     if geometry is None:
-        with torch.no_grad():
-            session = Must3rStreamingSession(net.must3r, net.stream_config)
-            geometry = [session.add_frame(f) for f in rgb]
+        geometry = stream_geometry(net, rgb)
     return gt_clip_geometry(geometry, rgb, batch.get("depth"), batch.get("K"), batch.get("cam_to_world"),
                             network_res(net))
 
