@@ -234,3 +234,23 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
     assert checkpointing.find_latest(last).stat().st_mtime_ns == before
     with pytest.raises(InputError, match="distinct names"):
         replace(cfg, sam2_phases=(PretrainPhase("x", 1), PretrainPhase("x", 1)))
+
+
+def test_3am_arms_stream_must3r_at_the_size_it_was_pretrained_at(tmp_path):
+    """A MUSt3R pretrained with ``model.must3r_res`` gives every 3AM arm the same ``model.must3r_res`` (the
+    SAM 2 arms have no MUSt3R); the evaluated arm model streams at it."""
+    from dataclasses import replace
+
+    from threeam.experiments.toy_ablation import PretrainPhase
+    from threeam.train import checkpointing
+    from threeam.train.export import load_for_eval
+
+    cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("r48", 1, ("model.must3r_res=48",)),),
+                  sam2_phases=(PretrainPhase("only", 1),), arms=("3am-continuous", "sam2-continuous"), seeds=(0,),
+                  arm_steps=1)
+    run_toy_ablation(tmp_path, cfg, stages=("scenes", "pretrain-must3r", "pretrain-sam2", "arms"))
+    arm = tmp_path / "arms" / "3am-continuous-s0"
+    assert checkpointing.read_state(checkpointing.find_latest(arm))["config"]["model"]["must3r_res"] == 48
+    assert load_for_eval(arm, task="3am").stream_config.res == 48
+    control = checkpointing.read_state(checkpointing.find_latest(tmp_path / "arms" / "sam2-continuous-s0"))
+    assert control["config"]["model"]["must3r_res"] is None

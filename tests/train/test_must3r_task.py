@@ -219,3 +219,28 @@ def test_must3r_training_with_the_attention_term_logs_it(tmp_path):
     tr = run_training(cfg, tmp_path / "run")
     assert all("attn_corr" in h and "attn_top1" in h for h in tr.history)
     assert all(h["attn_corr"] > 0 for h in tr.history)
+
+
+def test_must3r_res_sets_the_training_input_size(tmp_path, monkeypatch):
+    """``model.must3r_res`` is the long side MUSt3R trains at (default 64 for the tiny model); bad values
+    are refused by the config."""
+    import threeam.train.must3r_task as must3r_task
+
+    seen = []
+    real = must3r_task.gt_pointmaps
+
+    def spy(*args):
+        out = real(*args)
+        seen.append((args[-1], tuple(out.images.shape[-2:])))
+        return out
+
+    monkeypatch.setattr(must3r_task, "gt_pointmaps", spy)
+    base = get_train_config("must3r-pretrain-synthetic")
+    assert must3r_task.stream_res(base) == 64
+    cfg = apply_overrides(base, SMALL + ["run.max_steps=1", "run.ckpt_every=10", "run.eval_every=0",
+                                         "model.must3r_res=32"])
+    assert must3r_task.stream_res(cfg) == 32
+    run_training(cfg, tmp_path / "run")
+    assert seen and all(r == 32 and hw == (16, 32) for r, hw in seen), seen  # 48x64 frames -> 24x32 -> crop 16x32
+    with pytest.raises(InputError, match="must3r_res"):
+        apply_overrides(base, ["model.must3r_res=8"])

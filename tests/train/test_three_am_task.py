@@ -150,3 +150,14 @@ def test_fixed_scene_geometry_gives_every_clip_the_same_must3r_input(monkeypatch
     assert seen[-1] is None  # the clip's own frames go through MUSt3R inside clip_forward
     with pytest.raises(InputError, match="geometry_input"):
         apply_overrides(get_train_config("tiny-synthetic"), ["model.geometry_input=other"])
+
+
+def test_must3r_res_reaches_the_3am_model():
+    """``model.must3r_res`` sets the size the 3AM model streams MUSt3R at (default: 3am_tiny's 64)."""
+    from threeam.train.three_am_task import three_am_config_for
+
+    base = get_train_config("toy-ablation-3am")
+    assert three_am_config_for(base).resolved()[3].res == 64
+    cfg = apply_overrides(base, ["model.must3r_res=128"])
+    assert three_am_config_for(cfg).resolved()[3].res == 128
+    assert build_model(cfg).stream_config.res == 128

@@ -12,7 +12,7 @@ cfg = ToyAblationConfig()
 scenes = eval_scenes(out, cfg)
 t0 = time.time()
 m = load_for_eval(sys.argv[1], task="must3r")
-res = 64
+res = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 trials, gtt, uses = [], [], []
 for j, sc in enumerate(scenes):
     r = evaluate_stream(m, sc, list(range(0, len(sc), 2)), res)

@@ -455,12 +455,10 @@ def stage_gates(out: Path, cfg: ToyAblationConfig) -> dict:
         return json.loads(path.read_text())
     t0 = time.perf_counter()
     scenes = eval_scenes(out, cfg)
-    from threeam.train.config import config_from_dict
-    from threeam.train.export import resolve_checkpoint
     from threeam.train.must3r_task import stream_res
 
     must3r = load_for_eval(pretrained(out, "must3r", cfg), task="must3r")
-    res = stream_res(config_from_dict(resolve_checkpoint(pretrained(out, "must3r", cfg))[1]["config"]))
+    res = stream_res(_must3r_run_config(out, cfg))
     trials, gt_trials = [], []
     for scene in scenes:
         frames = list(range(0, len(scene), 2))  # the stream every second frame (24 of 48)
@@ -486,6 +484,14 @@ def stage_gates(out: Path, cfg: ToyAblationConfig) -> dict:
     return doc
 
 
+def _must3r_run_config(out: Path, cfg: ToyAblationConfig):
+    """The training config of the pretrained MUSt3R (its run, checkpoint or record)."""
+    from threeam.train.config import config_from_dict
+    from threeam.train.export import resolve_checkpoint
+
+    return config_from_dict(resolve_checkpoint(pretrained(out, "must3r", cfg))[1]["config"])
+
+
 def _arm_dir(out: Path, arm: str, seed: int) -> Path:
     return out / "arms" / f"{arm}-s{seed}"
 
@@ -499,6 +505,9 @@ def stage_arms(out: Path, cfg: ToyAblationConfig) -> None:
                 f"model.sam2_checkpoint={pretrained(out, 'sam2', cfg)}"]
             if preset != "toy-ablation-sam2":
                 overrides.append(f"model.must3r_checkpoint={pretrained(out, 'must3r', cfg)}")
+                res = _must3r_run_config(out, cfg).model.must3r_res
+                if res is not None:  # the 3AM streams MUSt3R at the size it was trained at
+                    overrides.append(f"model.must3r_res={res}")
                 if cfg.merger_lr is not None:
                     overrides.append(f"optim.groups.merger.lr={cfg.merger_lr:g}")
                 if cfg.merger is not None:

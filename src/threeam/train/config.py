@@ -256,6 +256,10 @@ class ModelConfig:
     must3r: str = "must3r_512"
     """MUSt3R preset."""
     must3r_checkpoint: str | None = None
+    must3r_res: int | None = None
+    """MUSt3R's input long side in pixels (frames are cropped to a multiple of 16, aspect ratio kept), in
+    training and in the 3AM model built from this config; None: 64 for ``tiny`` (as ``3am_tiny``), else the
+    MUSt3R preset's training size."""
     merger: str = "paper"
     """Feature Merger preset."""
     init_checkpoint: str | None = None
@@ -269,6 +273,8 @@ class ModelConfig:
     depth and poses: an oracle of the geometry, `threeam.train.gt_geometry`; a diagnostic, not a method)."""
 
     def __post_init__(self) -> None:
+        _check(self.must3r_res is None or (isinstance(self.must3r_res, int) and self.must3r_res >= 16),
+               f"model.must3r_res must be None or an integer >= 16, got {self.must3r_res!r}")
         _check(self.geometry_input in GEOMETRY_INPUTS,
                f"model.geometry_input must be one of {', '.join(GEOMETRY_INPUTS)}, got {self.geometry_input!r}")
 

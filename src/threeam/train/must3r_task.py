@@ -57,7 +57,10 @@ def must3r_config_for(config: TrainConfig):
 
 
 def stream_res(config: TrainConfig) -> int:
-    """MUSt3R input long side: 64 for the tiny model (as `3am_tiny`), else the model's training size."""
+    """MUSt3R input long side: ``model.must3r_res``; by default 64 for the tiny model (as `3am_tiny`),
+    else the model's training size."""
+    if config.model.must3r_res is not None:
+        return int(config.model.must3r_res)
     return 64 if config.model.must3r.lower() == "tiny" else int(must3r_config_for(config).encoder.img_size[0])
 
 

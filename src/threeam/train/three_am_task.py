@@ -28,6 +28,7 @@ Model names: ``model.sam2`` is a SAM 2 preset or ``sam2.1_debug_256`` (the debug
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -49,7 +50,10 @@ def three_am_config_for(config: TrainConfig) -> ThreeAMConfig:
     from threeam.predictor.build import three_am_config_from_sam2
 
     m = config.model
-    return three_am_config_from_sam2(sam2_config_for(m.sam2), m.must3r, m.merger)
+    cfg = three_am_config_from_sam2(sam2_config_for(m.sam2), m.must3r, m.merger)
+    if m.must3r_res is not None:
+        cfg = replace(cfg, must3r_res=int(m.must3r_res))
+    return cfg
 
 
 def build_model(config: TrainConfig) -> ThreeAM:
