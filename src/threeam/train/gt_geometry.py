@@ -50,8 +50,7 @@ def with_gt_points(out: Must3rFrameOutput, rgb: np.ndarray, depth: np.ndarray, K
 
 def network_res(three_am) -> int:
     """The long side MUSt3R's stream resizes frames to in a `ThreeAM` model."""
-    res = three_am.stream_config.res
-    return int(res) if res is not None else int(three_am.must3r.config.encoder.img_size[0])
+    return three_am.stream_config.input_res(three_am.must3r)
 
 
 def gt_clip_geometry(outputs: Sequence[Must3rFrameOutput], rgb: np.ndarray, depth: np.ndarray | None,

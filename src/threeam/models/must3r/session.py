@@ -82,6 +82,10 @@ class Must3rStreamConfig:
     compute_camera: bool = True
     bf16: bool = True
 
+    def input_res(self, model) -> int:
+        """The long side frames are resized to for ``model`` (a `Must3r`): ``res``, else its training size."""
+        return int(self.res) if self.res is not None else int(model.config.encoder.img_size[0])
+
     def __post_init__(self):
         if self.keyframe_interval is not None and (not isinstance(self.keyframe_interval, int) or self.keyframe_interval < 1):
             raise InputError(f"keyframe_interval must be a positive int or None, got {self.keyframe_interval!r}")
@@ -216,8 +220,7 @@ class Must3rStreamingSession:
             if frame.ndim != 3 or frame.shape[0] != 3:
                 raise InputError(f"a normalised frame tensor must be (3, H, W), got {tuple(frame.shape)}")
             return frame, None
-        res = self.config.res if self.config.res is not None else int(self.model.config.encoder.img_size[0])
-        prepared = preprocess_frame(frame, res=res, mode=self.config.preprocess_mode)
+        prepared = preprocess_frame(frame, res=self.config.input_res(self.model), mode=self.config.preprocess_mode)
         return prepared.image, prepared.to_orig
 
     # ------------------------------------------------------------------ main step
