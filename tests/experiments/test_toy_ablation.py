@@ -179,7 +179,7 @@ def test_geometry_oracle_arm_trains_and_evaluates_with_the_gt_pointmap(tmp_path,
     from dataclasses import replace
 
     import threeam.train.gt_geometry as gt_geometry
-    from threeam.experiments.toy_ablation import ToyAblationConfig, uses_gt_points
+    from threeam.experiments.toy_ablation import ToyAblationConfig, config_from_args, parse_args, uses_gt_points
     from threeam.train import checkpointing
 
     assert "3am-continuous-gt-points" not in ToyAblationConfig().arms and uses_gt_points("3am-continuous-gt-points")
@@ -187,15 +187,24 @@ def test_geometry_oracle_arm_trains_and_evaluates_with_the_gt_pointmap(tmp_path,
     scenes_seen = []
     real = gt_geometry.use_gt_points
 
-    def spy(predictor):
-        set_scene = real(predictor)
+    noises = []
+
+    def spy(predictor, noise=None):
+        noises.append(noise)
+        set_scene = real(predictor, noise)
         return lambda scene: scenes_seen.append(scene.name) or set_scene(scene)
 
     monkeypatch.setattr(gt_geometry, "use_gt_points", spy)
-    cfg = replace(SIZES["smoke"], arms=("3am-continuous-gt-points",), seeds=(0,))
+    # --train-override reaches the arm; the evaluation uses the registration error the arm trained with
+    args = config_from_args(parse_args(["--out", "x", "--size", "smoke", "--arms", "3am-continuous-gt-points",
+                                        "--seeds", "0", "--train-override", "model.gt_points_trans_noise=0.25"]))
+    cfg = replace(SIZES["smoke"], arms=("3am-continuous-gt-points",), seeds=(0,),
+                  train_overrides=SIZES["smoke"].train_overrides + ("model.gt_points_trans_noise=0.25",))
+    assert args == cfg
     result = run_toy_ablation(tmp_path, cfg)
     run_cfg = checkpointing.read_state(checkpointing.find_latest(tmp_path / "arms" / "3am-continuous-gt-points-s0"))
     assert run_cfg["config"]["model"]["geometry_input"] == "gt_points"
+    assert run_cfg["config"]["model"]["gt_points_trans_noise"] == 0.25 and noises == [gt_geometry.PoseNoise(0.25)]
     rows = json.loads((tmp_path / "eval" / "3am-continuous-gt-points-s0.json").read_text())["tracks"]
     assert rows and sorted(set(scenes_seen)) == sorted({r["scene"] for r in rows})
     assert "3am-continuous-gt-points" in result["table"]["rows"]

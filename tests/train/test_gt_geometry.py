@@ -114,3 +114,62 @@ def test_predictor_with_gt_points_uses_the_prompted_frame_as_reference(scene, mo
         assert torch.allclose(m.pts_ref[0][v], gt.pts_ref[order.index(t)][v], atol=1e-4)
     predictor.reset_session(state)
     assert state.three_am.stream.reference is None
+
+
+def test_pose_noise_moves_each_frame_rigidly_and_deterministically(scene, model):
+    """`PoseNoise`: a non-reference frame's GT pointmap moves rigidly (its ``pts_self`` mapped by the new
+    ``c2w`` gives the new ``pts_ref``), by the same error every time, growing with the noise; the reference frame
+    and zero noise leave the GT exact; the training config's fields build it and refuse negative values."""
+    from threeam.train.gt_geometry import PoseNoise
+    from threeam.train.three_am_task import gt_pose_noise
+
+    rgb, depth, K, c2w = _arrays(scene, [0, 2])
+    res = network_res(model)
+    with torch.no_grad():
+        out = Must3rStreamingSession(model.must3r, model.stream_config).add_frame(rgb[1])
+    exact = with_gt_points(out, rgb[1], depth[1], K[1], c2w[1], c2w[0], res)
+    assert torch.equal(with_gt_points(out, rgb[1], depth[1], K[1], c2w[1], c2w[0], res, PoseNoise()).pts_ref,
+                       exact.pts_ref)
+    shifts = []
+    for trans, rot in ((0.05, 2.0), (0.5, 20.0)):
+        noise = PoseNoise(trans, rot)
+        a = with_gt_points(out, rgb[1], depth[1], K[1], c2w[1], c2w[0], res, noise)
+        b = with_gt_points(out, rgb[1], depth[1], K[1], c2w[1], c2w[0], res, noise)
+        assert torch.equal(a.pts_ref, b.pts_ref) and torch.equal(a.c2w, b.c2w)  # deterministic per frame
+        assert torch.equal(a.pts_self, exact.pts_self) and torch.equal(a.rays, exact.rays)
+        valid = exact.pts_self[0].norm(dim=-1) > 0
+        R, t = a.c2w[0, :3, :3].double(), a.c2w[0, :3, 3].double()
+        mapped = exact.pts_self[0].double() @ R.T + t
+        assert torch.allclose(mapped[valid], a.pts_ref[0].double()[valid], atol=1e-4)  # rigid
+        shifts.append(float((a.pts_ref[0] - exact.pts_ref[0])[valid].norm(dim=-1).mean()))
+        ref = with_gt_points(out, rgb[0], depth[0], K[0], c2w[0], c2w[0], res, noise)
+        assert torch.allclose(ref.pts_ref, ref.pts_self, atol=1e-5)  # the reference stays exact
+    assert 0 < shifts[0] < shifts[1]
+    cfg = apply_overrides(get_train_config("tiny-synthetic"), ["model.gt_points_trans_noise=0.2"])
+    assert gt_pose_noise(cfg) == PoseNoise(0.2, 0.0)
+    assert gt_pose_noise(get_train_config("tiny-synthetic")) is None
+    with pytest.raises(InputError, match="gt_points_trans_noise"):
+        apply_overrides(get_train_config("tiny-synthetic"), ["model.gt_points_rot_noise=-1"])
+    with pytest.raises(InputError, match="pose noise"):
+        PoseNoise(-0.1)
+
+
+def test_training_step_applies_the_configured_pose_noise(scene, model, monkeypatch):
+    from threeam.train import three_am_task as task
+
+    cfg = apply_overrides(get_train_config("tiny-synthetic"),
+                          SMALL + ["model.geometry_input=gt_points", "model.gt_points_trans_noise=0.3"])
+    rgb, depth, K, c2w = _arrays(scene, [1, 2, 3])
+    oid = scene.object_ids()[0]
+    masks = np.stack([scene.frame(t).instance_ids == oid for t in (1, 2, 3)])
+    seen = []
+    real = task.clip_forward
+    monkeypatch.setattr(task, "clip_forward", lambda net, r, m, k, s, geometry, *rest:
+                        seen.append(geometry) or real(net, r, m, k, s, geometry, *rest))
+    task.make_step_fn(cfg)(model, {"rgb": rgb, "masks": masks, "prompt_kind": "mask", "prompt_seed": 0,
+                                   "depth": depth, "K": K, "cam_to_world": c2w})
+    gt = gt_pointmaps(rgb, depth, K, c2w, network_res(model))
+    v = [gt.valid[t] for t in range(3)]
+    assert torch.allclose(seen[0][0].pts_ref[0][v[0]], gt.pts_ref[0][v[0]], atol=1e-5)  # the reference
+    for t in (1, 2):
+        assert not torch.allclose(seen[0][t].pts_ref[0][v[t]], gt.pts_ref[t][v[t]], atol=1e-3)

@@ -28,7 +28,12 @@ run, out = args[0], args[1]
 n = int(args[2]) if len(args) > 2 else None
 scenes = make_eval_scenes("lookalike", n, cache_dir="runs/toy-ablation/scenes")
 predictor = _predictor("3am", run)
-set_scene = use_gt_points(predictor)
+from threeam.train import checkpointing
+from threeam.train.config import config_from_dict
+from threeam.train.three_am_task import gt_pose_noise
+
+run_cfg = config_from_dict(checkpointing.read_state(checkpointing.find_latest(run))["config"])
+set_scene = use_gt_points(predictor, gt_pose_noise(run_cfg))  # the registration error the run trained with
 name = f"gt-geometry{' other-room' if other_room else ''} {run}"
 rows, t0 = [], time.perf_counter()
 for i, scene in enumerate(scenes):

@@ -569,9 +569,13 @@ def _load_or_eval(out: Path, method: str, scenes: Sequence, cfg: ToyAblationConf
         kind = "sam2" if ARMS[arm][0] == "toy-ablation-sam2" else "3am"
         predictor = _predictor(kind, _arm_dir(out, arm, int(seed)))
         if uses_gt_points(arm):
+            from threeam.train import checkpointing
+            from threeam.train.config import config_from_dict
             from threeam.train.gt_geometry import use_gt_points
+            from threeam.train.three_am_task import gt_pose_noise
 
-            before_scene = use_gt_points(predictor)
+            run = config_from_dict(checkpointing.read_state(checkpointing.find_latest(_arm_dir(out, arm, int(seed))))["config"])
+            before_scene = use_gt_points(predictor, gt_pose_noise(run))  # the registration error it trained with
     rows = evaluate_method(scenes, predictor, method, before_scene)
     _write_json(path, {"method": method, "seconds": time.perf_counter() - t0, "tracks": rows})
     return rows
@@ -809,6 +813,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="pretrained MUSt3R (run, checkpoint or record folder) instead of the pretrain-must3r stage")
     p.add_argument("--merger-lr", type=float, default=None,
                    help="Feature Merger learning rate of the 3AM arms (default: the recipe's 5e-4)")
+    p.add_argument("--train-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training override for every run (repeatable), after the size's own")
     p.add_argument("--merger", default=None,
                    help="Feature Merger preset of the 3AM arms (default: the recipe's tiny; tiny_pe3d_fan_in: PE3D "
                         "at unit scale from the start)")
@@ -834,6 +840,8 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
     for name in ("sam2_weights", "must3r_weights"):
         if getattr(a, name):
             changes[name] = str(getattr(a, name))
+    if a.train_override:
+        changes["train_overrides"] = tuple(cfg.train_overrides) + tuple(a.train_override)
     return replace(cfg, **changes)
 
 

@@ -271,10 +271,17 @@ class ModelConfig:
     MUSt3R-shaped input that says nothing about the clip; a control for the merger's capacity) or
     ``gt_points`` (its own frames, with the predicted pointmap and rays replaced by the GT from the clip's
     depth and poses: an oracle of the geometry, `threeam.train.gt_geometry`; a diagnostic, not a method)."""
+    gt_points_trans_noise: float = 0.0
+    """With ``gt_points``: per-frame registration error of the GT reference-frame pointmap, the camera-centre
+    shift's standard deviation per axis as a fraction of the frame's median depth (`gt_geometry.PoseNoise`)."""
+    gt_points_rot_noise: float = 0.0
+    """With ``gt_points``: the registration error's rotation, standard deviation of the angle in degrees."""
 
     def __post_init__(self) -> None:
         _check(self.must3r_res is None or (isinstance(self.must3r_res, int) and self.must3r_res >= 16),
                f"model.must3r_res must be None or an integer >= 16, got {self.must3r_res!r}")
+        _check(self.gt_points_trans_noise >= 0 and self.gt_points_rot_noise >= 0,
+               "model.gt_points_trans_noise and model.gt_points_rot_noise must be >= 0")
         _check(self.geometry_input in GEOMETRY_INPUTS,
                f"model.geometry_input must be one of {', '.join(GEOMETRY_INPUTS)}, got {self.geometry_input!r}")
 

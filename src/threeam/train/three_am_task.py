@@ -161,17 +161,26 @@ def fixed_scene_geometry(config: TrainConfig, net: ThreeAM, n_frames: int, hw: t
     return stream_geometry(net, frames)
 
 
-def gt_points_geometry(batch: Mapping[str, Any], net: ThreeAM, geometry: list | None = None) -> list:
+def gt_points_geometry(batch: Mapping[str, Any], net: ThreeAM, geometry: list | None = None,
+                       noise=None) -> list:
     """``model.geometry_input=gt_points``: MUSt3R's outputs over the clip (``geometry``, or a fresh stream
     with frame 0 as reference) with the GT pointmap and rays of the clip's depth and poses
-    (`threeam.train.gt_geometry`)."""
+    (`threeam.train.gt_geometry`), moved by ``noise`` (a `PoseNoise`) if given."""
     from threeam.train.gt_geometry import gt_clip_geometry, network_res
 
     rgb = np.asarray(batch["rgb"])
     if geometry is None:
         geometry = stream_geometry(net, rgb)
     return gt_clip_geometry(geometry, rgb, batch.get("depth"), batch.get("K"), batch.get("cam_to_world"),
-                            network_res(net))
+                            network_res(net), noise)
+
+
+def gt_pose_noise(config: TrainConfig):
+    """The `PoseNoise` of ``model.gt_points_trans_noise`` / ``gt_points_rot_noise`` (None when both are 0)."""
+    from threeam.train.gt_geometry import PoseNoise
+
+    noise = PoseNoise(config.model.gt_points_trans_noise, config.model.gt_points_rot_noise)
+    return noise if noise.active else None
 
 
 def make_step_fn(config: TrainConfig):
@@ -185,7 +194,7 @@ def make_step_fn(config: TrainConfig):
         if config.model.geometry_input == "clip":
             return _geometry(batch, net, caches)
         if config.model.geometry_input == "gt_points":
-            return gt_points_geometry(batch, net, _geometry(batch, net, caches))
+            return gt_points_geometry(batch, net, _geometry(batch, net, caches), gt_pose_noise(config))
         t, h, w = np.asarray(batch["rgb"]).shape[:3]
         if (t, h, w) not in fixed:
             fixed[(t, h, w)] = fixed_scene_geometry(config, net, t, (h, w))
