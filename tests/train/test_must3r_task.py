@@ -62,6 +62,22 @@ def test_loss_is_minimal_for_the_gt_and_grows_with_error():
     assert float(noisy["regr_ref"]) > 0.05 and float(noisy["loss"]) > float(exact["loss"])
 
 
+def test_ref_weight_scales_only_the_reference_frame_term():
+    from threeam.models.must3r.postprocess import Must3rPointmaps
+
+    gt = _gt(_scene(), [0, 1, 2])
+    g = torch.Generator().manual_seed(0)
+    ref = gt.pts_ref + 0.3 * torch.randn(gt.pts_ref.shape, generator=g)
+    self_ = gt.pts_self + 0.2 * torch.randn(gt.pts_self.shape, generator=g)
+    pred = [Must3rPointmaps(ref[t:t + 1], self_[t:t + 1], torch.full((1,) + gt.valid.shape[1:], 1.5))
+            for t in range(3)]
+    one, three, zero = (float(pointmap_loss(pred, gt, ref_weight=w)["loss"]) for w in (1.0, 3.0, 0.0))
+    ref_term = one - zero  # the reference-frame term alone
+    assert ref_term > 0.05 and abs((three - zero) - 3.0 * ref_term) < 1e-4
+    with pytest.raises(InputError, match="ref_weight"):
+        apply_overrides(get_train_config("must3r-pretrain-synthetic"), ["must3r_loss.ref_weight=-1"])
+
+
 def test_every_must3r_parameter_gets_a_gradient():
     cfg = get_train_config("must3r-pretrain-synthetic")
     model = build_must3r_for_training(cfg)

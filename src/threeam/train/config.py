@@ -353,6 +353,10 @@ class Must3rLossConfig:
 
     conf_alpha: float = 0.2
     """Weight of the log-confidence regulariser (DUSt3R / MUSt3R: 0.2)."""
+    ref_weight: float = 1.0
+    """Weight of the reference-frame term (``pts_ref``: every view's points registered in the first
+    view's camera) relative to the own-frame term (``pts_self``). MUSt3R weighs them alike (1.0); our
+    option for a registration-bound tiny model (the look-alike gate reads ``pts_ref`` only)."""
     attn_corr: float = 0.0
     """Weight of the correspondence-supervised cross-attention term (our addition for training from
     scratch, docs/evidence.md; 0 = MUSt3R's loss only): cross-entropy between the cross-attention of
@@ -366,7 +370,8 @@ class Must3rLossConfig:
     frame that sees it: the fewest hops from the reference) or ``all`` (every earlier frame's alike)."""
 
     def __post_init__(self) -> None:
-        check_numbers(self, {"conf_alpha": (0.0, None), "attn_corr": (0.0, None)}, "must3r_loss.")
+        check_numbers(self, {"conf_alpha": (0.0, None), "ref_weight": (0.0, None), "attn_corr": (0.0, None)},
+                      "must3r_loss.")
         check_ints(self, {"attn_corr_heads": 1}, "must3r_loss.")
         _check(self.attn_corr_targets in ATTENTION_TARGET_MODES,
                "must3r_loss.attn_corr_targets must be 'reference_first', 'earliest' or 'all', "

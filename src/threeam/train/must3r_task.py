@@ -167,8 +167,10 @@ def _avg_dis(pts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return n.mean().clamp_min(1e-8) if n.numel() else pts.new_ones(())
 
 
-def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA) -> dict[str, torch.Tensor]:
-    """Confidence-weighted regression of normalised pointmaps (see the module docstring).
+def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA,
+                  ref_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Confidence-weighted regression of normalised pointmaps (see the module docstring);
+    ``ref_weight`` scales the reference-frame term (1.0: MUSt3R's loss).
 
     Returns ``loss`` and the unweighted mean regression errors ``regr_ref`` / ``regr_self``."""
     device = pred[0].pts_ref.device
@@ -186,7 +188,7 @@ def pointmap_loss(pred: Sequence, gt: GTPointmaps, alpha: float = CONF_ALPHA) ->
     e_ref = (pr - gr).norm(dim=-1)[valid]
     e_self = (ps - gs).norm(dim=-1)[valid]
     c = conf[valid]
-    loss = (c * e_ref - alpha * c.log()).mean() + (c * e_self - alpha * c.log()).mean()
+    loss = ref_weight * (c * e_ref - alpha * c.log()).mean() + (c * e_self - alpha * c.log()).mean()
     return {"loss": loss, "regr_ref": e_ref.mean().detach(), "regr_self": e_self.mean().detach()}
 
 
@@ -526,7 +528,7 @@ def must3r_task(config: TrainConfig, ctx) -> "TrainTask":  # noqa: F821
                 pred = stream_clip(net, gt.images.to(device))
         else:
             pred = stream_clip(net, gt.images.to(device))
-        out = pointmap_loss(pred, gt, lcfg.conf_alpha)
+        out = pointmap_loss(pred, gt, lcfg.conf_alpha, lcfg.ref_weight)
         logs = {"regr_ref": out["regr_ref"], "regr_self": out["regr_self"]}
         loss = out["loss"]
         if lcfg.attn_corr > 0:
