@@ -49,6 +49,23 @@ def test_cache_equals_streaming_and_resumes_only_incomplete_scenes(tmp_path):
     assert GeometryCache(out).has(scenes[1].name)
 
 
+def test_a_cache_made_at_another_must3r_size_is_refused(tmp_path):
+    import pytest
+
+    from threeam.errors import InputError
+
+    out = tmp_path / "cache"
+    res = CliRunner().invoke(app, ["precompute", *ARGS, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    name = open_scenes("synthetic:2", synth_frames=5)[0].name
+    made_at = json.loads((out / name / "index.json").read_text())["must3r_res"]
+    model = ThreeAM("3am_tiny")
+    assert made_at == model.stream_config.input_res(model.must3r)
+    assert GeometryCache(out, made_at).frame(name, 0).grid_hw  # the same size reads
+    with pytest.raises(InputError, match=f"computed at MUSt3R input size {made_at} px.*streams at {2 * made_at}"):
+        GeometryCache(out, 2 * made_at).frame(name, 0)
+
+
 def test_fov_clips_read_the_cache_in_the_3am_task(tmp_path):
     from threeam.train.config import apply_overrides
     from threeam.train.distributed import DistContext

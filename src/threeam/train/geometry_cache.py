@@ -9,7 +9,7 @@ and the ray map ``(H', W', 3)`` at MUSt3R's resolution.
 Layout::
 
     OUT/<scene>/index.json            {"scene", "num_frames", "chunk_size", "levels", "grid_hw",
-                                       "true_shape", "chunks": [...done...], "complete": bool}
+                                       "true_shape", "must3r_res", "chunks": [...done...], "complete": bool}
     OUT/<scene>/chunk_00000.safetensors   frames [0, chunk_size): "<t>/level<l>", "<t>/pts_ref", "<t>/rays"
 
 Each scene folder is written with `threeam.io.atomic.atomic_output_dir` (a hidden temporary folder
@@ -57,7 +57,8 @@ def precompute_scene(model: ThreeAM, scene, out_root: str | os.PathLike, chunk_s
     session = Must3rStreamingSession(model.must3r, model.stream_config)
     n = len(scene)
     index = {"scene": scene.name, "num_frames": n, "chunk_size": chunk_size, "levels": list(levels),
-             "grid_hw": None, "true_shape": None, "chunks": [], "complete": False}
+             "grid_hw": None, "true_shape": None, "must3r_res": model.stream_config.input_res(model.must3r),
+             "chunks": [], "complete": False}
     with atomic_output_dir(folder, overwrite=True, kind="feature-cache-scene", option="cache scene") as tmp:
         for start in range(0, n, chunk_size):
             tensors = {}
@@ -90,10 +91,15 @@ def precompute(model: ThreeAM, scenes: Iterable, out_root: str | os.PathLike, ch
 
 
 class GeometryCache:
-    """Read cached MUSt3R outputs: ``cache.frame(scene_name, t)`` -> `Must3rFrameOutput` (float32)."""
+    """Read cached MUSt3R outputs: ``cache.frame(scene_name, t)`` -> `Must3rFrameOutput` (float32).
 
-    def __init__(self, root: str | os.PathLike):
+    ``must3r_res``: the MUSt3R input size the reader expects (the model's ``must3r_res``); a scene
+    cached at another size is refused (its token grid and features are not the model's). Caches
+    written before the size was recorded are not checked."""
+
+    def __init__(self, root: str | os.PathLike, must3r_res: Optional[int] = None):
         self.root = Path(root)
+        self.must3r_res = None if must3r_res is None else int(must3r_res)
         if not self.root.is_dir():
             raise InputError(f"MUSt3R feature cache not found: {self.root} (run `threeam precompute`)")
         self._index: dict[str, dict] = {}
@@ -108,6 +114,11 @@ class GeometryCache:
             if not idx.get("complete"):
                 raise InputError(f"scene {scene_name!r} is incomplete in the MUSt3R cache {self.root}; rerun "
                                  "`threeam precompute` to finish it")
+            have = idx.get("must3r_res")
+            if self.must3r_res is not None and have is not None and int(have) != self.must3r_res:
+                raise InputError(f"scene {scene_name!r} in the MUSt3R cache {self.root} was computed at MUSt3R input "
+                                 f"size {have} px, the model streams at {self.must3r_res} px (model.must3r_res); "
+                                 "precompute the cache again with the model's size or use a cache made for it")
             self._index[scene_name] = idx
         return self._index[scene_name]
 

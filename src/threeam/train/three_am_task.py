@@ -140,7 +140,9 @@ def _geometry(batch: Mapping[str, Any], net: ThreeAM, caches: dict):
         return None
     from threeam.train.geometry_cache import GeometryCache
 
-    cache = caches.setdefault(batch["cache"], GeometryCache(batch["cache"]))
+    if batch["cache"] not in caches:
+        caches[batch["cache"]] = GeometryCache(batch["cache"], net.stream_config.input_res(net.must3r))
+    cache = caches[batch["cache"]]
     device = next(net.parameters()).device
     return [cache.frame(batch["scene_name"], t, device) for t in batch["frames"]]
 
