@@ -260,3 +260,29 @@ def test_must3r_res_sets_the_training_input_size(tmp_path, monkeypatch):
     assert seen and all(r == 32 and hw == (16, 32) for r, hw in seen), seen  # 48x64 frames -> 24x32 -> crop 16x32
     with pytest.raises(InputError, match="must3r_res"):
         apply_overrides(base, ["model.must3r_res=8"])
+
+
+def test_tiny_wide_must3r_trains_and_builds_into_a_3am_model():
+    from threeam.models.three_am import ThreeAM, tiny_must3r_config
+    from threeam.predictor.build import three_am_config_from_sam2
+    from threeam.train.must3r_task import stream_res
+    from threeam.train.three_am_task import three_am_config_for
+
+    wide = tiny_must3r_config("tiny-wide")
+    assert (wide.encoder.embed_dim, wide.encoder.depth, wide.decoder.embed_dim) == (96, 4, 64)
+    cfg = apply_overrides(get_train_config("must3r-pretrain-synthetic"), ["model.must3r=tiny-wide"])
+    model = build_must3r_for_training(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 3 * sum(
+        p.numel() for p in build_must3r_for_training(get_train_config("must3r-pretrain-synthetic")).parameters())
+    assert stream_res(cfg) == 64
+    gt = _gt(_scene(), [0, 1, 2])
+    pointmap_loss(stream_clip(model, gt.images), gt)["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters())
+    # the 3AM task builds the same MUSt3R (the merger's widths follow it); its weights load into it
+    tcfg = apply_overrides(get_train_config("toy-ablation-3am"), ["model.must3r=tiny-wide"])
+    three = ThreeAM(three_am_config_for(tcfg))
+    three.must3r.load_state_dict(model.state_dict())  # strict: same keys and shapes
+    assert three.must3r.encoder.patch_embed.proj.weight.shape[0] == 96
+    assert three_am_config_from_sam2("sam2.1_hiera_t", "tiny-wide").must3r_res == 64
+    with pytest.raises(InputError, match="unknown tiny MUSt3R"):
+        tiny_must3r_config("tiny-huge")

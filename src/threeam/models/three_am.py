@@ -91,12 +91,33 @@ def _debug_tree() -> dict:
     }
 
 
-def tiny_must3r_config() -> Must3rConfig:
-    """A tiny MUSt3R (encoder 48 wide, depth 2; decoder 32 wide, 12 blocks) for tests and demos."""
+def tiny_must3r_config(name: str = "tiny") -> Must3rConfig:
+    """A tiny MUSt3R for tests, demos and the toy experiments (64 px, patch 16), by name:
+
+    * ``tiny`` (``3am_tiny``'s): encoder 48 wide, depth 2; decoder 32 wide, 12 blocks (367k parameters).
+    * ``tiny-wide``: encoder 96 wide, depth 4; decoder 64 wide, 12 blocks (about 4x the parameters), for
+      the registration-bound toy experiments (docs/evidence.md).
+    """
+    key = name.lower()
+    if key not in TINY_MUST3R_SHAPES:
+        raise InputError(f"unknown tiny MUSt3R {name!r}; known: {', '.join(TINY_MUST3R_SHAPES)}")
+    enc_dim, enc_depth, dec_dim, dec_depth = TINY_MUST3R_SHAPES[key]
     return Must3rConfig(
-        Must3rEncoderConfig(img_size=(64, 64), embed_dim=48, depth=2, num_heads=4),
-        Must3rDecoderConfig(img_size=(64, 64), enc_embed_dim=48, embed_dim=32, depth=12, num_heads=4),
+        Must3rEncoderConfig(img_size=(64, 64), embed_dim=enc_dim, depth=enc_depth, num_heads=4),
+        Must3rDecoderConfig(img_size=(64, 64), enc_embed_dim=enc_dim, embed_dim=dec_dim, depth=dec_depth, num_heads=4),
     )
+
+
+TINY_MUST3R_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (48, 2, 32, 12),
+    "tiny-wide": (96, 4, 64, 12),
+}
+"""(encoder width, encoder depth, decoder width, decoder depth) of each named tiny MUSt3R."""
+
+
+def is_tiny_must3r(name: Any) -> bool:
+    """Whether ``name`` names a tiny MUSt3R (`tiny_must3r_config`)."""
+    return isinstance(name, str) and name.lower() in TINY_MUST3R_SHAPES
 
 
 @dataclass

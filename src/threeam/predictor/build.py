@@ -122,18 +122,19 @@ def three_am_config_from_sam2(sam2: Any, must3r: Any = None, merger: Any = None)
 
     Args:
         sam2: a SAM 2 preset name or `SAM2Config`.
-        must3r: ``"tiny"`` (the tiny MUSt3R of ``3am_tiny`` at 64 px with its stream options), a
-            MUSt3R preset name, or None: ``must3r_512`` for an official SAM 2 preset, the tiny one
+        must3r: ``"tiny"`` (the tiny MUSt3R of ``3am_tiny`` at 64 px with its stream options) or
+            another tiny MUSt3R name (``tiny-wide``: the same size and stream options), a MUSt3R preset name, or None: ``must3r_512`` for an official SAM 2 preset, the tiny one
             for a custom (small) SAM 2 config.
         merger: a merger preset; None: ``tiny`` with the tiny MUSt3R, else the paper's.
     """
-    from threeam.models.three_am import ThreeAMConfig, get_three_am_config
+    from threeam.models.three_am import ThreeAMConfig, get_three_am_config, is_tiny_must3r, tiny_must3r_config
 
     if must3r is None:
         must3r = "must3r_512" if isinstance(sam2, str) else "tiny"
-    if isinstance(must3r, str) and must3r.lower() == "tiny":
+    if is_tiny_must3r(must3r):
         tiny = get_three_am_config("3am_tiny")
-        return ThreeAMConfig(sam2, tiny.must3r, merger or "tiny", must3r_res=tiny.must3r_res, stream=tiny.stream)
+        return ThreeAMConfig(sam2, tiny_must3r_config(must3r), merger or "tiny", must3r_res=tiny.must3r_res,
+                             stream=tiny.stream)
     return ThreeAMConfig(sam2, must3r.lower() if isinstance(must3r, str) else must3r, merger or "paper")
 
 

@@ -50,18 +50,20 @@ CONF_ALPHA = 0.2
 
 def must3r_config_for(config: TrainConfig):
     from threeam.models.must3r.config import get_must3r_config
-    from threeam.models.three_am import tiny_must3r_config
+    from threeam.models.three_am import is_tiny_must3r, tiny_must3r_config
 
     name = config.model.must3r
-    return tiny_must3r_config() if name.lower() == "tiny" else get_must3r_config(name)
+    return tiny_must3r_config(name) if is_tiny_must3r(name) else get_must3r_config(name)
 
 
 def stream_res(config: TrainConfig) -> int:
-    """MUSt3R input long side: ``model.must3r_res``; by default 64 for the tiny model (as `3am_tiny`),
+    """MUSt3R input long side: ``model.must3r_res``; by default 64 for a tiny model (as `3am_tiny`),
     else the model's training size."""
+    from threeam.models.three_am import is_tiny_must3r
+
     if config.model.must3r_res is not None:
         return int(config.model.must3r_res)
-    return 64 if config.model.must3r.lower() == "tiny" else int(must3r_config_for(config).encoder.img_size[0])
+    return 64 if is_tiny_must3r(config.model.must3r) else int(must3r_config_for(config).encoder.img_size[0])
 
 
 def build_must3r_for_training(config: TrainConfig):
