@@ -91,6 +91,13 @@ def _debug_tree() -> dict:
     }
 
 
+TINY_MUST3R_SHAPES: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (48, 2, 32, 12),
+    "tiny-wide": (96, 4, 64, 12),
+}
+"""(encoder width, encoder depth, decoder width, decoder depth) of each named tiny MUSt3R."""
+
+
 def tiny_must3r_config(name: str = "tiny") -> Must3rConfig:
     """A tiny MUSt3R for tests, demos and the toy experiments (64 px, patch 16), by name:
 
@@ -106,13 +113,6 @@ def tiny_must3r_config(name: str = "tiny") -> Must3rConfig:
         Must3rEncoderConfig(img_size=(64, 64), embed_dim=enc_dim, depth=enc_depth, num_heads=4),
         Must3rDecoderConfig(img_size=(64, 64), enc_embed_dim=enc_dim, embed_dim=dec_dim, depth=dec_depth, num_heads=4),
     )
-
-
-TINY_MUST3R_SHAPES: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (48, 2, 32, 12),
-    "tiny-wide": (96, 4, 64, 12),
-}
-"""(encoder width, encoder depth, decoder width, decoder depth) of each named tiny MUSt3R."""
 
 
 def is_tiny_must3r(name: Any) -> bool:

@@ -123,8 +123,9 @@ def three_am_config_from_sam2(sam2: Any, must3r: Any = None, merger: Any = None)
     Args:
         sam2: a SAM 2 preset name or `SAM2Config`.
         must3r: ``"tiny"`` (the tiny MUSt3R of ``3am_tiny`` at 64 px with its stream options) or
-            another tiny MUSt3R name (``tiny-wide``: the same size and stream options), a MUSt3R preset name, or None: ``must3r_512`` for an official SAM 2 preset, the tiny one
-            for a custom (small) SAM 2 config.
+            another tiny MUSt3R name (``tiny-wide``: the same size and stream options), a MUSt3R
+            preset name, or None: ``must3r_512`` for an official SAM 2 preset, the tiny one for a
+            custom (small) SAM 2 config.
         merger: a merger preset; None: ``tiny`` with the tiny MUSt3R, else the paper's.
     """
     from threeam.models.three_am import ThreeAMConfig, get_three_am_config, is_tiny_must3r, tiny_must3r_config

@@ -59,11 +59,13 @@ def must3r_config_for(config: TrainConfig):
 def stream_res(config: TrainConfig) -> int:
     """MUSt3R input long side: ``model.must3r_res``; by default 64 for a tiny model (as `3am_tiny`),
     else the model's training size."""
-    from threeam.models.three_am import is_tiny_must3r
+    from threeam.models.three_am import get_three_am_config, is_tiny_must3r
 
     if config.model.must3r_res is not None:
         return int(config.model.must3r_res)
-    return 64 if is_tiny_must3r(config.model.must3r) else int(must3r_config_for(config).encoder.img_size[0])
+    if is_tiny_must3r(config.model.must3r):
+        return int(get_three_am_config("3am_tiny").must3r_res)  # the size three_am_config_from_sam2 gives it
+    return int(must3r_config_for(config).encoder.img_size[0])
 
 
 def build_must3r_for_training(config: TrainConfig):
