@@ -140,6 +140,22 @@ def test_memory_use_is_zero_when_the_decoder_ignores_its_memory_and_large_at_ran
         memory_use(model, clip[:1], other)
 
 
+def test_lookalike_gate_pools_the_scenes_trials_in_order_and_measures_memory_use():
+    from threeam.train.must3r_task import evaluate_stream, lookalike_gate
+
+    scenes = [generate_scene(get_synth_config("lookalike", n_frames=12, height=48, width=64), seed=s) for s in (11, 12)]
+    model = build_must3r_for_training(apply_overrides(get_train_config("must3r-pretrain-synthetic"), ["seed=3"])).eval()
+    g = lookalike_gate(model, scenes, 64, stride=3)
+    expect = [evaluate_stream(model, sc, list(range(0, len(sc), 3)), 64) for sc in scenes]
+    assert g["trials"] == expect[0]["trials"] + expect[1]["trials"] and len(g["trials"]) > 0
+    assert g["gt_trials"] == expect[0]["gt_trials"] + expect[1]["gt_trials"]
+    assert all(c for c, _ in g["gt_trials"])  # the control: true world points always pick right
+    assert g["summary"]["trials"] == len(g["trials"]) and g["memory_use"] > 0.05  # random weights read memory
+    assert np.isnan(lookalike_gate(model, scenes[:1], 64, stride=3)["memory_use"])  # no second scene to swap in
+    with pytest.raises(InputError, match="stride"):
+        lookalike_gate(model, scenes, 64, stride=0)
+
+
 def test_held_out_must3r_metrics_include_memory_use(tmp_path):
     import json
 
@@ -270,6 +286,8 @@ def test_tiny_wide_must3r_trains_and_builds_into_a_3am_model():
 
     wide = tiny_must3r_config("tiny-wide")
     assert (wide.encoder.embed_dim, wide.encoder.depth, wide.decoder.embed_dim) == (96, 4, 64)
+    wider = tiny_must3r_config("tiny-wider")
+    assert (wider.decoder.enc_embed_dim, wider.decoder.embed_dim, wider.decoder.depth) == (96, 128, 12)
     cfg = apply_overrides(get_train_config("must3r-pretrain-synthetic"), ["model.must3r=tiny-wide"])
     model = build_must3r_for_training(cfg)
     assert sum(p.numel() for p in model.parameters()) > 3 * sum(

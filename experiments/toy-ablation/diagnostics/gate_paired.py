@@ -1,5 +1,5 @@
 """The look-alike pick test of two must3r checkpoints on the same trials (the 20 lookalike evaluation
-scenes streamed every second frame, as gate.py), with the paired difference and its 95% interval;
+scenes streamed every second frame, as gate.py: `lookalike_gate`), with the paired difference and its 95% interval;
 usage: gate_paired.py CKPT_A CKPT_B [res]. The trials are fixed by the scenes' GT (which frames show
 an object and its copy), so trial k is the same question for both."""
 import json
@@ -13,15 +13,14 @@ from pathlib import Path
 
 from threeam.experiments.toy_ablation import ToyAblationConfig, eval_scenes
 from threeam.train.export import load_for_eval
-from threeam.train.must3r_task import evaluate_stream
+from threeam.train.must3r_task import lookalike_gate
 
 scenes = eval_scenes(Path("runs/toy-ablation"), ToyAblationConfig())
 res = int(sys.argv[3]) if len(sys.argv) > 3 else 64
 picks = []
 for ckpt in sys.argv[1:3]:
     m = load_for_eval(ckpt, task="must3r")
-    picks.append(np.array([c for sc in scenes for c, _ in evaluate_stream(m, sc, list(range(0, len(sc), 2)), res)["trials"]],
-                          dtype=float))
+    picks.append(np.array([c for c, _ in lookalike_gate(m, scenes, res, memory_scenes=0)["trials"]], dtype=float))
 a, b = picks
 if a.shape != b.shape:
     raise SystemExit(f"the two runs saw different trials ({a.size} vs {b.size})")

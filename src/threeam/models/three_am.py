@@ -94,6 +94,7 @@ def _debug_tree() -> dict:
 TINY_MUST3R_SHAPES: dict[str, tuple[int, int, int, int]] = {
     "tiny": (48, 2, 32, 12),
     "tiny-wide": (96, 4, 64, 12),
+    "tiny-wider": (96, 4, 128, 12),
 }
 """(encoder width, encoder depth, decoder width, decoder depth) of each named tiny MUSt3R."""
 
@@ -104,6 +105,8 @@ def tiny_must3r_config(name: str = "tiny") -> Must3rConfig:
     * ``tiny`` (``3am_tiny``'s): encoder 48 wide, depth 2; decoder 32 wide, 12 blocks (367k parameters).
     * ``tiny-wide``: encoder 96 wide, depth 4; decoder 64 wide, 12 blocks (about 4x the parameters), for
       the registration-bound toy experiments (docs/evidence.md).
+    * ``tiny-wider``: ``tiny-wide`` with a decoder 128 wide (4.1M parameters), the next step of the
+      width study.
     """
     key = name.lower()
     if key not in TINY_MUST3R_SHAPES:

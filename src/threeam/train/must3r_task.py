@@ -459,6 +459,32 @@ def summarize_trials(trials: Sequence[tuple[bool, int]]) -> dict[str, float]:
             "trials": float(len(trials))}
 
 
+def lookalike_gate(model, scenes: Sequence, res: int, stride: int = 2, memory_scenes: int = 6) -> dict[str, Any]:
+    """The look-alike gate of a MUSt3R (issue #14: it must pick the right one of two look-alikes): each
+    of ``scenes`` streamed every ``stride``-th frame (`evaluate_stream`), plus `memory_use` on the first
+    two frames of the first ``memory_scenes`` scenes (each against the next one's reference frame).
+
+    Returns ``trials`` (the concatenated per-scene ``(correct, candidates)`` list, in scene order, so
+    trial k is the same question for any model: paired comparisons), ``gt_trials`` (GT world points,
+    the control), ``memory_use`` (mean; NaN when fewer than two scenes) and `summarize_trials`'s
+    ``pick_rate`` / ``chance`` / ``trials`` count under ``summary``.
+    """
+    if stride < 1:
+        raise InputError(f"lookalike_gate: stride must be >= 1, got {stride}")
+    trials: list = []
+    gt_trials: list = []
+    for scene in scenes:
+        r = evaluate_stream(model, scene, list(range(0, len(scene), stride)), res)
+        trials += r["trials"]
+        gt_trials += r["gt_trials"]
+    device = next(model.parameters()).device
+    clips = [_net_images(sc, [0, 1], res).to(device) for sc in list(scenes)[:memory_scenes]]
+    uses = [memory_use(model, clip, clips[(j + 1) % len(clips)][0]) for j, clip in enumerate(clips)
+            if len(clips) > 1 and clips[(j + 1) % len(clips)][0].shape == clip.shape[1:]]
+    return {"trials": trials, "gt_trials": gt_trials, "memory_use": float(np.mean(uses)) if uses else math.nan,
+            "summary": summarize_trials(trials)}
+
+
 def make_must3r_evaluator(config: TrainConfig):
     from threeam.data.scene_store import cached_scene, train_scene_seed
     from threeam.train.clips import scene_seed, synthetic_scene_config
