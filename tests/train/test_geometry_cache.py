@@ -66,6 +66,37 @@ def test_a_cache_made_at_another_must3r_size_is_refused(tmp_path):
         GeometryCache(out, 2 * made_at).frame(name, 0)
 
 
+def test_a_cache_made_by_other_must3r_weights_is_refused_by_readers_and_by_precompute(tmp_path):
+    import pytest
+
+    from threeam.errors import InputError
+    from threeam.train.geometry_cache import must3r_fingerprint
+
+    out = tmp_path / "cache"
+    res = CliRunner().invoke(app, ["precompute", *ARGS, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    scenes = open_scenes("synthetic:2", synth_frames=5)
+    torch.manual_seed(0)
+    same = ThreeAM("3am_tiny").eval()  # the command's seed: the weights that made the cache
+    torch.manual_seed(1)
+    other = ThreeAM("3am_tiny").eval()
+    fp_same, fp_other = must3r_fingerprint(same.must3r), must3r_fingerprint(other.must3r)
+    copy = ThreeAM("3am_tiny")
+    copy.must3r.load_state_dict(same.must3r.state_dict())
+    assert fp_same != fp_other and must3r_fingerprint(copy.must3r) == fp_same  # a function of the weights only
+    assert json.loads((out / scenes[0].name / "index.json").read_text())["must3r_weights"] == fp_same
+    res_px = same.stream_config.input_res(same.must3r)
+    assert GeometryCache(out, res_px, fp_same).frame(scenes[0].name, 0).grid_hw
+    with pytest.raises(InputError, match="other MUSt3R weights"):
+        GeometryCache(out, res_px, fp_other).frame(scenes[0].name, 0)
+    # precompute with other weights into the same folder: refused, nothing overwritten or mixed in
+    stamp = (out / scenes[0].name / "chunk_00000.safetensors").stat().st_mtime_ns
+    with pytest.raises(InputError, match="precompute into a new folder"):
+        precompute(other, scenes, out, chunk_size=3, progress=False)
+    assert (out / scenes[0].name / "chunk_00000.safetensors").stat().st_mtime_ns == stamp
+    assert precompute(same, scenes, out, chunk_size=3, progress=False) == []  # the same weights: all complete
+
+
 def test_fov_clips_read_the_cache_in_the_3am_task(tmp_path):
     from threeam.train.config import apply_overrides
     from threeam.train.distributed import DistContext

@@ -138,10 +138,11 @@ def clip_forward(model: ThreeAM, rgb: np.ndarray, masks: np.ndarray, prompt_kind
 def _geometry(batch: Mapping[str, Any], net: ThreeAM, caches: dict):
     if not batch.get("cache"):
         return None
-    from threeam.train.geometry_cache import GeometryCache
+    from threeam.train.geometry_cache import GeometryCache, must3r_fingerprint
 
-    if batch["cache"] not in caches:
-        caches[batch["cache"]] = GeometryCache(batch["cache"], net.stream_config.input_res(net.must3r))
+    if batch["cache"] not in caches:  # checked against the MUSt3R's weights when the run first reads the cache
+        caches[batch["cache"]] = GeometryCache(batch["cache"], net.stream_config.input_res(net.must3r),
+                                               must3r_fingerprint(net.must3r))
     cache = caches[batch["cache"]]
     device = next(net.parameters()).device
     return [cache.frame(batch["scene_name"], t, device) for t in batch["frames"]]
