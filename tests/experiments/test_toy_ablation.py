@@ -218,8 +218,9 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
     from dataclasses import replace
 
     from threeam.errors import InputError
-    from threeam.experiments.toy_ablation import (MUST3R_PHASES, SAM2_PHASES, SINGLE_PHASE, PretrainPhase,
-                                                  ToyAblationConfig, config_from_args, parse_args, pretrained)
+    from threeam.experiments.toy_ablation import (MUST3R_PHASES, SAM2_PHASES, SINGLE_PHASE, TINY_WIDE_PHASES,
+                                                  PretrainPhase, ToyAblationConfig, config_from_args, parse_args,
+                                                  pretrained)
     from threeam.train import checkpointing
     from threeam.train.config import apply_overrides
     from threeam.train.recipes import get_train_config
@@ -230,6 +231,11 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
     assert ToyAblationConfig().must3r_phases == MUST3R_PHASES
     single = config_from_args(parse_args(["--out", "x", "--pretrain", "single"]))
     assert single.must3r_phases == single.sam2_phases == SINGLE_PHASE
+    wide = config_from_args(parse_args(["--out", "x", "--pretrain", "wide"]))
+    assert wide.must3r_phases == TINY_WIDE_PHASES and wide.sam2_phases == SAM2_PHASES
+    assert [ph.steps for ph in TINY_WIDE_PHASES] == [600] * len(MUST3R_PHASES) + [1500, 2000]
+    for ph in TINY_WIDE_PHASES:
+        assert apply_overrides(get_train_config("must3r-pretrain-synthetic"), list(ph.overrides)).model.must3r == "tiny-wide"
     cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("a", 2), PretrainPhase("b", 1, ("optim.warmup_steps=0",))),
                   sam2_phases=(PretrainPhase("only", 1),), arms=("sam2-ft",), seeds=(0,))
     run_toy_ablation(tmp_path, cfg, stages=("scenes", "pretrain-must3r", "pretrain-sam2"))
@@ -245,21 +251,23 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
         replace(cfg, sam2_phases=(PretrainPhase("x", 1), PretrainPhase("x", 1)))
 
 
-def test_3am_arms_stream_must3r_at_the_size_it_was_pretrained_at(tmp_path):
-    """A MUSt3R pretrained with ``model.must3r_res`` gives every 3AM arm the same ``model.must3r_res`` (the
-    SAM 2 arms have no MUSt3R); the evaluated arm model streams at it."""
+def test_3am_arms_build_the_must3r_it_was_pretrained_as(tmp_path):
+    """A MUSt3R pretrained with ``model.must3r_res`` and ``model.must3r=tiny-wide`` gives every 3AM arm the same
+    size and architecture (the SAM 2 arms have no MUSt3R); the evaluated arm model streams at that size."""
     from dataclasses import replace
 
     from threeam.experiments.toy_ablation import PretrainPhase
     from threeam.train import checkpointing
     from threeam.train.export import load_for_eval
 
-    cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("r48", 1, ("model.must3r_res=48",)),),
+    cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("r48", 1, ("model.must3r_res=48", "model.must3r=tiny-wide")),),
                   sam2_phases=(PretrainPhase("only", 1),), arms=("3am-continuous", "sam2-continuous"), seeds=(0,),
                   arm_steps=1)
     run_toy_ablation(tmp_path, cfg, stages=("scenes", "pretrain-must3r", "pretrain-sam2", "arms"))
     arm = tmp_path / "arms" / "3am-continuous-s0"
     assert checkpointing.read_state(checkpointing.find_latest(arm))["config"]["model"]["must3r_res"] == 48
-    assert load_for_eval(arm, task="3am").stream_config.res == 48
+    assert checkpointing.read_state(checkpointing.find_latest(arm))["config"]["model"]["must3r"] == "tiny-wide"
+    model = load_for_eval(arm, task="3am")
+    assert model.stream_config.res == 48 and model.must3r.encoder.patch_embed.proj.weight.shape[0] == 96
     control = checkpointing.read_state(checkpointing.find_latest(tmp_path / "arms" / "sam2-continuous-s0"))
     assert control["config"]["model"]["must3r_res"] is None

@@ -12,7 +12,8 @@ Stages (each skipped when its result exists, training stages resumed from their 
    evaluation scenes (evaluation seeds) into ``OUT/scenes`` (a cache).
 2. ``pretrain-must3r``: the MUSt3R curriculum (`MUST3R_PHASES`, runs of ``must3r-pretrain-synthetic``, each
    from the previous one's weights) -> ``OUT/pretrain-must3r/<k>-<phase>``; the last phase is the pretrained
-   MUSt3R. ``--pretrain single``: one run of the preset.
+   MUSt3R. ``--pretrain single``: one run of the preset; ``--pretrain wide``: `TINY_WIDE_PHASES` (the wider tiny
+   MUSt3R; the 3AM arms then build that MUSt3R, as they do for any pretrained MUSt3R's ``model.must3r``).
 3. ``pretrain-sam2``: the same with `SAM2_PHASES` and ``sam2-pretrain-synthetic`` -> ``OUT/pretrain-sam2/...``.
 4. ``gates``: the pretrained MUSt3R's look-alike pick rate on the evaluation scenes (gate >= 0.9;
    GT points as the control), and the pretrained SAM 2 against the trivial "prompt frame only"
@@ -57,7 +58,7 @@ import numpy as np
 
 from threeam.errors import InputError
 
-__all__ = ["ToyAblationConfig", "PretrainPhase", "MUST3R_PHASES", "SAM2_PHASES", "ARMS", "STAGES", "run_toy_ablation", "main", "paired_ci", "mean_se"]
+__all__ = ["ToyAblationConfig", "PretrainPhase", "MUST3R_PHASES", "TINY_WIDE_PHASES", "SAM2_PHASES", "ARMS", "STAGES", "run_toy_ablation", "main", "paired_ci", "mean_se"]
 
 log = logging.getLogger("threeam.experiments")
 
@@ -120,6 +121,19 @@ clips with the attention term on 512 scenes, first with every earlier frame as a
 first, then half the clips ever longer continuous streams (8 ... 24 frames, every frame then every second
 frame). The records' runs were stopped mid-schedule and one continued from an intermediate checkpoint; the
 phases keep their order, recipes and step counts, each with a complete schedule."""
+
+_C24 = ("data.frames_per_clip=24", "data.continuous_stride=2")
+_WIDE = ("model.must3r=tiny-wide",)
+
+TINY_WIDE_PHASES: tuple[PretrainPhase, ...] = tuple(
+    replace(ph, steps=600, overrides=ph.overrides + _WIDE) for ph in MUST3R_PHASES) + (
+    PretrainPhase("chain24s2-more", 1500, _CHAIN + _C24 + _WIDE),
+    PretrainPhase("chain24s2-long", 2000, _CHAIN + _C24 + _WIDE),
+)
+"""``--pretrain wide``: the curriculum of the wider tiny MUSt3R (``model.must3r=tiny-wide``; docs/evidence.md, "A
+wider tiny MUSt3R"): `MUST3R_PHASES` with every phase cut to 600 steps, then two more runs of the chain24s2 recipe
+(1500 and 2000 steps, each a fresh schedule), as the records ``pretrain-must3r-tiny-wide-c1500-step1500`` and
+``...-c2000b-step2000`` were made (about 2.3 h on one core)."""
 
 _SAM2_512 = ("data.scenes_per_source=512", "sam2_attn.weight=1", "optim.warmup_steps=50")
 
@@ -505,9 +519,11 @@ def stage_arms(out: Path, cfg: ToyAblationConfig) -> None:
                 f"model.sam2_checkpoint={pretrained(out, 'sam2', cfg)}"]
             if preset != "toy-ablation-sam2":
                 overrides.append(f"model.must3r_checkpoint={pretrained(out, 'must3r', cfg)}")
-                res = _must3r_run_config(out, cfg).model.must3r_res
-                if res is not None:  # the 3AM streams MUSt3R at the size it was trained at
-                    overrides.append(f"model.must3r_res={res}")
+                made = _must3r_run_config(out, cfg).model
+                if isinstance(made.must3r, str):  # the 3AM builds the MUSt3R the weights are for (tiny-wide, ...)
+                    overrides.append(f"model.must3r={made.must3r}")
+                if made.must3r_res is not None:  # the 3AM streams MUSt3R at the size it was trained at
+                    overrides.append(f"model.must3r_res={made.must3r_res}")
                 if cfg.merger_lr is not None:
                     overrides.append(f"optim.groups.merger.lr={cfg.merger_lr:g}")
                 if cfg.merger is not None:
@@ -801,8 +817,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--seeds", default=None, help="comma-separated arm seeds (default: the size's)")
     p.add_argument("--arm-steps", type=int, default=None)
-    p.add_argument("--pretrain", default="curriculum", choices=("curriculum", "single"),
-                   help="pretraining stages: the records' curriculum (default) or one run of each preset")
+    p.add_argument("--pretrain", default="curriculum", choices=("curriculum", "single", "wide"),
+                   help="pretraining stages: the records' curriculum (default), one run of each preset, or (wide) "
+                        "the records' SAM 2 curriculum with the tiny-wide MUSt3R's (TINY_WIDE_PHASES)")
     p.add_argument("--pretrain-sam2-steps", type=int, default=None, help="steps of every SAM 2 pretraining phase")
     p.add_argument("--pretrain-must3r-steps", type=int, default=None, help="steps of every MUSt3R pretraining phase")
     p.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(ARMS)} (default all); "
@@ -826,6 +843,8 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
     changes: dict[str, Any] = {}
     if a.pretrain == "single":
         changes.update(must3r_phases=SINGLE_PHASE, sam2_phases=SINGLE_PHASE)
+    elif a.pretrain == "wide":
+        changes.update(must3r_phases=TINY_WIDE_PHASES)
     if a.seeds:
         changes["seeds"] = tuple(int(x) for x in a.seeds.split(","))
     for name in ("arm_steps", "pretrain_sam2_steps", "pretrain_must3r_steps"):
