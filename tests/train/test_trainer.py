@@ -229,6 +229,20 @@ def test_init_checkpoint_is_loaded(tmp_path):
                          tmp_path / f"from-{source.name}")
         assert torch.equal(t.bare_model.image_encoder.weight, expected["image_encoder.weight"])
         assert t.bare_model.image_encoder.weight.dtype == torch.float32
+    # a record of a run started from another names that run's step and preset, while it can still be read
+    import json
+
+    lineage = export_run(tmp_path / "from-record", tmp_path / "record2")["init_lineage"]
+    raw = {"init_checkpoint": str(tmp_path / "init.safetensors"), "found": True, "step": None, "task": None,
+           "preset": None}  # the record's run started from bare weights: the chain ends there
+    assert lineage == [{"init_checkpoint": str(tmp_path / "record"), "found": True, "step": 1, "task": cfg.task,
+                        "preset": cfg.name}, raw]
+    assert json.loads((tmp_path / "record2" / "run.json").read_text())["init_lineage"] == lineage
+    import shutil
+
+    shutil.rmtree(tmp_path / "record")
+    assert export_run(tmp_path / "from-record", tmp_path / "record3")["init_lineage"] == [
+        {"init_checkpoint": str(tmp_path / "record"), "found": False}]
     (tmp_path / "empty").mkdir()
     for bad in (tmp_path / "empty", tmp_path / "missing"):
         with pytest.raises(CheckpointError, match="model.init_checkpoint"):

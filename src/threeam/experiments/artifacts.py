@@ -5,7 +5,9 @@ safetensors, the config and step, the held-out evaluations and the loss curve.
 
 writes ``DEST/model.fp16.safetensors`` (metadata: step, task, preset), ``DEST/run.json`` (config,
 step, wall-clock seconds of the logged curve) ``DEST/eval.jsonl`` (copied) and ``DEST/curve.csv``
-(every logged ``train/*`` scalar by step). A float16 copy is for inspection and initialisation
+(every logged ``train/*`` scalar by step). ``run.json``'s ``init_lineage`` follows ``model.init_checkpoint``
+back through the runs each started from, as far as they can be read at export time (a record made from an
+uncommitted run still says which step and preset that run was). A float16 copy is for inspection and initialisation
 (``model.init_checkpoint`` after casting back, or `load_part_weights`); resuming needs the full
 checkpoint folder.
 """
@@ -45,10 +47,33 @@ def export_run(run_dir: str | Path, dest: str | Path) -> dict:
         shutil.copyfile(run_dir / "eval.jsonl", dest / "eval.jsonl")
     doc = {"step": step, "task": state["config"]["task"], "preset": state["config"]["name"],
            "logged_wall_seconds": seconds, "parameters": int(sum(v.numel() for v in weights.values())),
-           "config": state["config"]}
+           "init_lineage": init_lineage(state["config"]), "config": state["config"]}
     (dest / "run.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     del torch
     return doc
+
+
+def init_lineage(config: dict, max_depth: int = 64) -> list[dict]:
+    """The runs a training config started from (``model.init_checkpoint``, then that run's, ...), newest
+    first: ``{"init_checkpoint", "found": True, "step", "task", "preset"}`` per readable one, and a last
+    ``{"init_checkpoint", "found": False}`` where the chain can no longer be read (or a ``.safetensors``
+    file without a config, ``"step": None``). Stops after ``max_depth`` links (a cycle)."""
+    from threeam.errors import ThreeAMError
+    from threeam.train.export import resolve_checkpoint
+
+    out: list[dict] = []
+    source = (config.get("model") or {}).get("init_checkpoint")
+    while source and len(out) < max_depth:
+        try:
+            _, state = resolve_checkpoint(source)
+        except (ThreeAMError, OSError):
+            out.append({"init_checkpoint": str(source), "found": False})
+            break
+        cfg = (state or {}).get("config") or {}
+        out.append({"init_checkpoint": str(source), "found": True, "step": (state or {}).get("step"),
+                    "task": cfg.get("task"), "preset": cfg.get("name")})
+        source = (cfg.get("model") or {}).get("init_checkpoint")
+    return out
 
 
 def _curve(tb_dir: Path) -> dict[int, dict]:
