@@ -233,7 +233,7 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
     assert single.must3r_phases == single.sam2_phases == SINGLE_PHASE
     wide = config_from_args(parse_args(["--out", "x", "--pretrain", "wide"]))
     assert wide.must3r_phases == TINY_WIDE_PHASES and wide.sam2_phases == SAM2_PHASES
-    assert [ph.steps for ph in TINY_WIDE_PHASES] == [600] * len(MUST3R_PHASES) + [1500, 2000]
+    assert [ph.steps for ph in TINY_WIDE_PHASES] == [600] * len(MUST3R_PHASES) + [1500, 2000, 4000]
     for ph in TINY_WIDE_PHASES:
         assert apply_overrides(get_train_config("must3r-pretrain-synthetic"), list(ph.overrides)).model.must3r == "tiny-wide"
     cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("a", 2), PretrainPhase("b", 1, ("optim.warmup_steps=0",))),

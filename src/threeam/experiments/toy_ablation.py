@@ -129,11 +129,12 @@ TINY_WIDE_PHASES: tuple[PretrainPhase, ...] = tuple(
     replace(ph, steps=600, overrides=ph.overrides + _WIDE) for ph in MUST3R_PHASES) + (
     PretrainPhase("chain24s2-more", 1500, _CHAIN + _C24 + _WIDE),
     PretrainPhase("chain24s2-long", 2000, _CHAIN + _C24 + _WIDE),
+    PretrainPhase("chain24s2-longer", 4000, _CHAIN + _C24 + _WIDE),
 )
 """``--pretrain wide``: the curriculum of the wider tiny MUSt3R (``model.must3r=tiny-wide``; docs/evidence.md, "A
-wider tiny MUSt3R"): `MUST3R_PHASES` with every phase cut to 600 steps, then two more runs of the chain24s2 recipe
-(1500 and 2000 steps, each a fresh schedule), as the records ``pretrain-must3r-tiny-wide-c1500-step1500`` and
-``...-c2000b-step2000`` were made (about 2.3 h on one core)."""
+wider tiny MUSt3R"): `MUST3R_PHASES` with every phase cut to 600 steps, then three more runs of the chain24s2
+recipe (1500, 2000 and 4000 steps, each a fresh schedule), as the records ``pretrain-must3r-tiny-wide-c1500-step1500``,
+``...-c2000b-step2000`` and ``...-c4000c-step4000`` were made (about 3 h on one core)."""
 
 _SAM2_512 = ("data.scenes_per_source=512", "sam2_attn.weight=1", "optim.warmup_steps=50")
 
