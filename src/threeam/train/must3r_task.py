@@ -477,12 +477,24 @@ def lookalike_gate(model, scenes: Sequence, res: int, stride: int = 2, memory_sc
         r = evaluate_stream(model, scene, list(range(0, len(scene), stride)), res)
         trials += r["trials"]
         gt_trials += r["gt_trials"]
+    return {"trials": trials, "gt_trials": gt_trials,
+            "memory_use": ring_memory_use(model, list(scenes)[:memory_scenes], res), "summary": summarize_trials(trials)}
+
+
+def ring_memory_use(model, scenes: Sequence, res: int) -> float:
+    """Mean `memory_use` of each scene's first two frames with the reference frame replaced by the next
+    scene's (cyclically); scenes whose frame sizes differ from the next one's are left out. NaN when fewer
+    than two scenes (no other reference to swap in) or none comparable."""
+    if len(scenes) < 2:
+        return math.nan
     device = next(model.parameters()).device
-    clips = [_net_images(sc, [0, 1], res).to(device) for sc in list(scenes)[:memory_scenes]]
-    uses = [memory_use(model, clip, clips[(j + 1) % len(clips)][0]) for j, clip in enumerate(clips)
-            if len(clips) > 1 and clips[(j + 1) % len(clips)][0].shape == clip.shape[1:]]
-    return {"trials": trials, "gt_trials": gt_trials, "memory_use": float(np.mean(uses)) if uses else math.nan,
-            "summary": summarize_trials(trials)}
+    clips = [_net_images(sc, [0, 1], res).to(device) for sc in scenes]
+    uses = []
+    for j, clip in enumerate(clips):
+        other = clips[(j + 1) % len(clips)][0]
+        if other.shape == clip.shape[1:]:
+            uses.append(memory_use(model, clip, other))
+    return float(np.mean(uses)) if uses else math.nan
 
 
 def make_must3r_evaluator(config: TrainConfig):
@@ -500,7 +512,7 @@ def make_must3r_evaluator(config: TrainConfig):
                                             config.data.scene_cache or None, name=f"val_{j}") for j in range(2)]
         was = net.training
         net.eval()
-        rows, trials, uses = [], [], []
+        rows, trials = [], []
         try:
             for scene in state["scenes"]:
                 n = len(scene)
@@ -509,19 +521,14 @@ def make_must3r_evaluator(config: TrainConfig):
                 r = evaluate_stream(net, scene, frames, res)
                 rows.append(r)
                 trials += r["trials"]
-            device = next(net.parameters()).device
-            clips = [_net_images(sc, [0, 1], res).to(device) for sc in state["scenes"]]
-            for j, clip in enumerate(clips):
-                other = clips[(j + 1) % len(clips)][0]
-                if other.shape == clip.shape[1:]:
-                    uses.append(memory_use(net, clip, other))
+            use = ring_memory_use(net, state["scenes"], res)
         finally:
             net.train(was)
         s = summarize_trials(trials)
         return {"abs_rel": float(np.nanmean([r["abs_rel"] for r in rows])),
                 "pointmap_error": float(np.nanmean([r["pointmap_error"] for r in rows])),
                 "lookalike_pick_rate": s["pick_rate"], "lookalike_chance": s["chance"],
-                "memory_use": float(np.mean(uses)) if uses else math.nan}
+                "memory_use": use}
 
     return evaluate
 
