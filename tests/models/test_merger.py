@@ -261,3 +261,30 @@ def test_pe3d_fan_in_init_starts_the_3d_code_at_unit_scale():
     assert rms["small"] < 0.1 < 1.0 < rms["fan_in"]
     with pytest.raises(InputError, match="pe3d_init"):
         FeatureMergerConfig(pe3d_init="big")
+
+
+def test_geometry_fuse_offset_is_made_of_the_geometry_alone():
+    geo = get_merger_config("tiny_geometry_fuse")
+    assert geo == FeatureMergerConfig(**{**TINY.__dict__, "fuse_input": "geometry"})
+    torch.manual_seed(0)
+    assert torch.equal(FeatureMerger(geo)(f2d := torch.randn(2, TINY.sam_dim, 16, 16),
+                                          make_feats(TINY, LANDSCAPE)), f2d)  # identity at init
+    feats, other = make_feats(TINY, LANDSCAPE), make_feats(TINY, LANDSCAPE, seed=1)
+    a, b = torch.randn(2, TINY.sam_dim, 16, 16), torch.randn(2, TINY.sam_dim, 16, 16)
+    offsets = {}
+    for cfg in (TINY, geo):
+        m = perturbed(cfg)
+        assert m.fuse[0].in_channels == cfg.fuse_in_channels
+        offsets[cfg.fuse_input] = (m(a, feats) - a, m(b, feats) - b, m(a, other) - a)
+    same_geo_a, same_geo_b, other_geo = offsets["geometry"]
+    assert torch.allclose(same_geo_a, same_geo_b, atol=1e-6)     # F2D does not enter the offset
+    assert not torch.allclose(same_geo_a, other_geo, atol=1e-4)  # the geometry does
+    concat_a, concat_b, _ = offsets["concat"]
+    assert not torch.allclose(concat_a, concat_b, atol=1e-4)     # the paper's block reads F2D
+    assert TINY.fuse_in_channels == TINY.sam_dim + TINY.up_dim + 1 and geo.fuse_in_channels == TINY.up_dim + 1
+    with pytest.raises(InputError, match="fuse_input"):
+        FeatureMergerConfig(fuse_input="add")
+    from threeam.errors import CheckpointError
+    from threeam.models.state_dict_check import check_keys
+    with pytest.raises(CheckpointError, match=r"fuse\.0\.weight: checkpoint \(16, 17, 3, 3\) vs model \(16, 33, 3, 3\)"):
+        check_keys(FeatureMerger(TINY).state_dict(), FeatureMerger(geo).state_dict(), "geometry merger")

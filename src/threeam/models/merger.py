@@ -20,7 +20,8 @@ Computation (widths from :class:`FeatureMergerConfig`):
    ``up = Conv3x3(width -> up_dim)``;
 5. ``F_merged = F2D + fuse(cat[F2D, up, valid])`` with ``fuse = Conv3x3(sam_dim + up_dim + 1
    -> fuse_dim) -> GroupNorm -> GELU -> Conv1x1(fuse_dim -> sam_dim)``; the last 1x1 conv is
-   zero-initialised, so a fresh merger returns F2D exactly.
+   zero-initialised, so a fresh merger returns F2D exactly. With ``fuse_input="geometry"`` the
+   block reads ``cat[up, valid]`` only (``up_dim + 1`` input channels).
 
 Key names are our own (no official 3AM code exists).
 """
@@ -60,6 +61,9 @@ __all__ = [
 PE3D_INITS = ("small", "fan_in")
 """Values of `FeatureMergerConfig.pe3d_init`."""
 
+FUSE_INPUTS = ("concat", "geometry")
+"""Values of `FeatureMergerConfig.fuse_input`."""
+
 
 @dataclass(frozen=True)
 class FeatureMergerConfig:
@@ -93,6 +97,11 @@ class FeatureMergerConfig:
     starts ~50x weaker than the encoder projection) or ``fan_in`` (std 1/sqrt(fan-in): a unit-scale
     3-D code from the first step; in the toy ablation it changed which seeds' mergers depend on the
     geometry, not how many, and removed the average gain: docs/evidence.md)."""
+    fuse_input: str = "concat"
+    """What the final conv block reads: ``concat`` (the paper: ``cat[F2D, up, valid]``, so the offset can be
+    any function of SAM 2's feature and the geometry) or ``geometry`` (ours: ``cat[up, valid]`` only, so
+    the offset added to F2D is made of MUSt3R's output alone and cannot become a refinement of F2D that
+    ignores the geometry; docs/merger.md)."""
     rope_freq: float = 100.0
     rope_f0: float = 1.0
     eps: float = 1e-6
@@ -109,6 +118,14 @@ class FeatureMergerConfig:
         if self.pe3d_init not in PE3D_INITS:
             raise InputError(f"FeatureMergerConfig.pe3d_init must be one of {', '.join(PE3D_INITS)}, "
                              f"got {self.pe3d_init!r}")
+        if self.fuse_input not in FUSE_INPUTS:
+            raise InputError(f"FeatureMergerConfig.fuse_input must be one of {', '.join(FUSE_INPUTS)}, "
+                             f"got {self.fuse_input!r}")
+
+    @property
+    def fuse_in_channels(self) -> int:
+        """Input channels of the final conv block: (sam_dim +) up_dim + 1 (the validity mask)."""
+        return (self.sam_dim if self.fuse_input == "concat" else 0) + self.up_dim + 1
 
     @property
     def num_levels(self) -> int:
@@ -124,6 +141,8 @@ MERGER_PRESETS: dict[str, FeatureMergerConfig] = {
 }
 # the tiny merger with a unit-scale PE3D at init (the toy ablation's fix for mergers that ignore the geometry)
 MERGER_PRESETS["tiny_pe3d_fan_in"] = replace(MERGER_PRESETS["tiny"], pe3d_init="fan_in")
+# the tiny merger whose offset is made of the geometry alone (final conv block without F2D)
+MERGER_PRESETS["tiny_geometry_fuse"] = replace(MERGER_PRESETS["tiny"], fuse_input="geometry")
 
 
 get_merger_config, merger_presets = preset_functions(MERGER_PRESETS, "merger")
@@ -364,7 +383,7 @@ class FeatureMerger(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.width, eps=cfg.eps)
         self.up_conv = nn.Conv2d(cfg.width, cfg.up_dim, kernel_size=3, padding=1)
         self.fuse = nn.Sequential(
-            nn.Conv2d(cfg.sam_dim + cfg.up_dim + 1, cfg.fuse_dim, kernel_size=3, padding=1),
+            nn.Conv2d(cfg.fuse_in_channels, cfg.fuse_dim, kernel_size=3, padding=1),
             nn.GroupNorm(cfg.norm_groups, cfg.fuse_dim),
             nn.GELU(),
             nn.Conv2d(cfg.fuse_dim, cfg.sam_dim, kernel_size=1),
@@ -442,7 +461,8 @@ class FeatureMerger(nn.Module):
         x, valid = align_to_sam_grid(x, feats.geometry, grid_hw, self.config.patch_size)
         up = self.up_conv(x.to(f2d.dtype))
         valid = valid.to(f2d.dtype).expand(b, 1, *grid_hw)
-        return f2d + self.fuse(torch.cat([f2d, up, valid], dim=1))
+        parts = [f2d, up, valid] if self.config.fuse_input == "concat" else [up, valid]
+        return f2d + self.fuse(torch.cat(parts, dim=1))
 
 
 def merger_parameter_count(config: FeatureMergerConfig | str = "paper") -> int:
