@@ -1,6 +1,6 @@
 """Evaluate a trained 3AM with the wrong geometry: does its gain come from MUSt3R's view of the scene?
 
-    python experiments/toy-ablation/diagnostics/wrong_geometry_eval.py RUN OUT.json [N_SCENES] [--fixed]
+    python experiments/toy-ablation/diagnostics/wrong_geometry_eval.py RUN OUT.json [N_SCENES] [--fixed] [--cache DIR]
 
 The toy ablation's evaluation (the same tracks, prompts and metrics as its ``eval`` stage), except that
 MUSt3R streams the frames of ANOTHER evaluation scene (scene i+1 for scene i, cyclically; same frame
@@ -8,7 +8,9 @@ count and size) while SAM 2 sees the true frames: the merger gets a plausible, f
 that belongs to a different room. A gain over the SAM-2-only control that survives this is not the
 geometry's. ``--fixed``: MUSt3R streams the same scene for every evaluation scene, the first held-out
 scene of the run's training data (what ``model.geometry_input=fixed_scene`` trains with).
-Writes the eval stage's JSON format (``tracks``), so `paired_arms.py`-style comparisons apply.
+``--cache DIR``: the scene cache (default: the ``scenes`` folder of the experiment that holds RUN, i.e.
+``RUN/../../scenes``, when it exists, else ``runs/toy-ablation/scenes``).
+Writes the eval stage's JSON format (``tracks``) atomically, so `paired_arms.py`-style comparisons apply.
 """
 from __future__ import annotations
 
@@ -16,25 +18,36 @@ import json
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from threeam.data.eval_scenes import make_eval_scenes
 from threeam.experiments.toy_ablation import _predictor, evaluate_method
+from threeam.io.atomic import atomic_write_text
 from threeam.predictor.three_am_predictor import RawFrames
 
 torch.set_num_threads(1)
-args = [a for a in sys.argv[1:] if a != "--fixed"]
-fixed = "--fixed" in sys.argv[1:]
+argv = sys.argv[1:]
+cache = None
+if "--cache" in argv:
+    i = argv.index("--cache")
+    cache, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+args = [a for a in argv if a != "--fixed"]
+fixed = "--fixed" in argv
 run, out = args[0], args[1]
 n = int(args[2]) if len(args) > 2 else None
-scenes = make_eval_scenes("lookalike", n, cache_dir="runs/toy-ablation/scenes")
+if cache is None:
+    beside = Path(run).absolute().parent.parent / "scenes"
+    cache = str(beside) if beside.is_dir() else "runs/toy-ablation/scenes"
+scenes = make_eval_scenes("lookalike", n, cache_dir=cache)
 if fixed:
     from threeam.experiments.geometry_check import validation_scenes
     from threeam.train.config import config_from_dict
     from threeam.train.export import resolve_checkpoint
 
-    decoy = validation_scenes(config_from_dict(resolve_checkpoint(run)[1]["config"]), 1, "runs/toy-ablation/scenes")[0]
+    decoy = validation_scenes(config_from_dict(resolve_checkpoint(run)[1]["config"]), 1, cache)[0]
 predictor = _predictor("3am", run)
 original_warm_up = predictor.warm_up
 other_frames: dict = {}
@@ -54,6 +67,6 @@ for i, scene in enumerate(scenes):
     other = decoy if fixed else scenes[(i + 1) % len(scenes)]
     other_frames["rgb"] = np.stack([other.frame(t).rgb for t in range(len(other))])
     rows += evaluate_method([scene], predictor, f"wrong-geometry {run}")
-with open(out, "w") as f:
-    json.dump({"method": f"wrong-geometry {run}", "seconds": time.perf_counter() - t0, "tracks": rows}, f)
+atomic_write_text(out, json.dumps({"method": f"wrong-geometry {run}", "seconds": time.perf_counter() - t0,
+                                   "tracks": rows}))
 print(out, len(rows), "tracks")
