@@ -3,6 +3,8 @@ other weights are asked for, and the shipped 3AM keeps the target better than th
 generated look-alike scene (the protocol of `threeam experiment toy-ablation`)."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 
 import pytest
@@ -21,35 +23,47 @@ from threeam.weights import DEBUG_SAM2_NAME, SHIPPED, shipped_names, shipped_wei
 # FPR -4.8 points). The test asks for at least half of scene 0's measured gaps.
 MIN_IOU_GAIN = 0.025
 MIN_FPR_DROP = 0.03
+# 3am_tiny_wide (docs/evidence.md, "A tiny-wide MUSt3R at 84.8%": Tracking Recall +3.42 over the 236 tracks, all of it
+# gone with another room's geometry). On evaluation scenes 0 and 1 (24 tracks) the shipped 3am_tiny_wide / SAM 2
+# measured Tracking Recall 0.2717 / 0.2509, IoU 0.7188 / 0.6549, false-positive rate 0.1622 / 0.2361; the test asks
+# for at least half of each gap.
+WIDE_MIN_TR_GAIN = 0.010
+WIDE_MIN_IOU_GAIN = 0.03
+WIDE_MIN_FPR_DROP = 0.035
 
 
 def test_every_registered_file_is_installed_and_named():
-    assert sorted(shipped_names("3am")) == ["3am_tiny"] and shipped_names("sam2") == [DEBUG_SAM2_NAME]
-    folder = shipped_weights("3am", "3am_tiny")
-    assert (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
+    assert sorted(shipped_names("3am")) == ["3am_tiny", "3am_tiny_wide"] and shipped_names("sam2") == [DEBUG_SAM2_NAME]
+    folders = [shipped_weights("3am", name) for name in shipped_names("3am")]
+    assert all((f / CONFIG_NAME).is_file() and (f / WEIGHTS_NAME).is_file() for f in folders)
     assert shipped_weights("sam2", DEBUG_SAM2_NAME).is_file()
     assert shipped_weights("sam2", "debug") == shipped_weights("sam2", DEBUG_SAM2_NAME)
     assert shipped_weights("3am", "3am_hiera_l") is None and shipped_weights("sam2", "sam2.1_hiera_t") is None
-    assert len(SHIPPED) == 2
-    size = sum(p.stat().st_size for p in folder.iterdir()) + shipped_weights("sam2", DEBUG_SAM2_NAME).stat().st_size
-    assert size < 16 * 2 ** 20  # "a few MB"
-    provenance = json.loads((folder.parent / "provenance.json").read_text())
-    assert provenance["3am_tiny"]["task"] == "3am" and provenance[DEBUG_SAM2_NAME]["task"] == "sam2"
+    assert len(SHIPPED) == 3
+    for folder in folders:
+        size = sum(p.stat().st_size for p in folder.iterdir()) + shipped_weights("sam2", DEBUG_SAM2_NAME).stat().st_size
+        assert size < 12 * 2 ** 20  # "a few MB" per model and its control
+    provenance = json.loads((folders[0].parent / "provenance.json").read_text())
+    assert provenance[DEBUG_SAM2_NAME]["task"] == "sam2"
+    for name in shipped_names("3am"):
+        assert provenance[name]["task"] == "3am" and provenance["notes"][name]
+        assert provenance[name]["sha256"] == hashlib.sha256((shipped_weights("3am", name) / WEIGHTS_NAME).read_bytes()).hexdigest()
 
 
 def _same(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k].float(), b[k].float()) for k in a)
 
 
-def test_a_name_with_shipped_weights_loads_them_and_random_weights_only_by_request():
-    net = build_three_am_model("3am_tiny")
-    stored = load_file(str(shipped_weights("3am", "3am_tiny") / WEIGHTS_NAME))
+@pytest.mark.parametrize("name", ["3am_tiny", "3am_tiny_wide"])
+def test_a_name_with_shipped_weights_loads_them_and_random_weights_only_by_request(name):
+    net = build_three_am_model(name)
+    stored = load_file(str(shipped_weights("3am", name) / WEIGHTS_NAME))
     own = net.state_dict()
     assert set(stored) == set(own)
     assert all(torch.equal(own[k], stored[k].to(own[k].dtype)) for k in stored)
     assert all(v.dtype == torch.float32 for v in own.values() if v.is_floating_point())
     assert net.merger.last_conv.weight.abs().sum() > 0  # trained, not the identity merger
-    random = build_three_am_model("3am_tiny", random_weights=True).state_dict()
+    random = build_three_am_model(name, random_weights=True).state_dict()
     assert not _same(random, own)
 
     sam2 = build_sam2_model(DEBUG_SAM2_NAME).state_dict()
@@ -110,16 +124,32 @@ def test_the_web_app_takes_a_preset_with_shipped_weights():
         build_serve_predictor("3am", "3am_hiera_t", None, None, False, 0, "cpu")
 
 
-def test_shipped_3am_keeps_the_target_better_than_shipped_sam2():
+@functools.lru_cache(maxsize=None)
+def _scene_rows(model: str, preset: str, scene_index: int) -> tuple:
+    """The toy ablation's per-track rows of a shipped model on one held-out evaluation scene (never a training scene)."""
     from threeam.data.eval_scenes import make_eval_scenes
-    from threeam.experiments.toy_ablation import _summary, evaluate_method
+    from threeam.experiments.toy_ablation import evaluate_method
 
-    scenes = make_eval_scenes("lookalike", 1)  # evaluation scene 0: never a training scene
-    scores = {}
-    for model, preset in (("3am", "3am_tiny"), ("sam2", DEBUG_SAM2_NAME)):
-        rows = evaluate_method(scenes, build_predictor(model, preset=preset, progress=False), model)
-        assert len(rows) >= 10
-        scores[model] = _summary(rows)["whole"]
-    three_am, sam2 = scores["3am"], scores["sam2"]
-    assert three_am["IoU"] >= sam2["IoU"] + MIN_IOU_GAIN, scores
-    assert three_am["False-positive rate"] <= sam2["False-positive rate"] - MIN_FPR_DROP, scores
+    scene = make_eval_scenes("lookalike", scene_index + 1)[scene_index]
+    return tuple(evaluate_method([scene], build_predictor(model, preset=preset, progress=False), model))
+
+
+def _whole(model: str, preset: str, n_scenes: int) -> dict:
+    from threeam.experiments.toy_ablation import _summary
+
+    rows = [r for i in range(n_scenes) for r in _scene_rows(model, preset, i)]
+    assert len(rows) >= 10 * n_scenes
+    return _summary(rows)["whole"]
+
+
+def test_shipped_3am_keeps_the_target_better_than_shipped_sam2():
+    three_am, sam2 = _whole("3am", "3am_tiny", 1), _whole("sam2", DEBUG_SAM2_NAME, 1)
+    assert three_am["IoU"] >= sam2["IoU"] + MIN_IOU_GAIN, (three_am, sam2)
+    assert three_am["False-positive rate"] <= sam2["False-positive rate"] - MIN_FPR_DROP, (three_am, sam2)
+
+
+def test_shipped_wide_3am_keeps_the_target_better_than_shipped_sam2():
+    three_am, sam2 = _whole("3am", "3am_tiny_wide", 2), _whole("sam2", DEBUG_SAM2_NAME, 2)
+    assert three_am["Tracking Recall"] >= sam2["Tracking Recall"] + WIDE_MIN_TR_GAIN, (three_am, sam2)
+    assert three_am["IoU"] >= sam2["IoU"] + WIDE_MIN_IOU_GAIN, (three_am, sam2)
+    assert three_am["False-positive rate"] <= sam2["False-positive rate"] - WIDE_MIN_FPR_DROP, (three_am, sam2)

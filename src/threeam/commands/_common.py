@@ -12,7 +12,7 @@ DEFAULT_MODEL = "sam2"
 DEFAULT_SAM2_PRESET = "sam2.1_hiera_l"
 DEFAULT_3AM_PRESET = "3am_hiera_l"
 PRESET_HELP = (f"Model preset: SAM 2 (sam2.1_hiera_t/s/b+/l, default {DEFAULT_SAM2_PRESET}; sam2.1_debug_256, "
-               f"shipped tiny weights) or, with --model 3am, 3AM ({DEFAULT_3AM_PRESET}; 3am_tiny, shipped tiny weights).")
+               f"shipped tiny weights) or, with --model 3am, 3AM ({DEFAULT_3AM_PRESET}; 3am_tiny_wide, 3am_tiny: shipped tiny weights).")
 MODEL_CONFIG_HELP = "SAM 2 model config as an official-style JSON (replaces the SAM 2 preset)."
 CHECKPOINT_HELP = "SAM 2 checkpoint (file or hub id) or, with --model 3am, a 3AM checkpoint (folder or hub id)."
 RANDOM_WEIGHTS_HELP = "Deterministic random weights from --seed (smoke tests; results are meaningless)."

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         three_am_checkpoint: str = typer.Option(None, "--3am-checkpoint",
                                                help="3AM checkpoint folder or hub id (methods 3am, 3am+...)."),
         three_am_preset: str = typer.Option(None, "--3am-preset",
-                                           help="3AM preset: 3am_tiny (shipped weights) or, for --random-weights "
+                                           help="3AM preset: 3am_tiny_wide or 3am_tiny (shipped weights) or, for --random-weights "
                                                 "runs, any 3AM preset."),
         random_weights: bool = typer.Option(False, "--random-weights", help=C.RANDOM_WEIGHTS_HELP),
         seed: int = typer.Option(0, "--seed", help=C.SEED_HELP),

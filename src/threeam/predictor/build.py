@@ -161,7 +161,7 @@ def build_three_am_model(preset: Any = "3am_hiera_l", checkpoint: Any = None, de
         preset: a 3AM preset (``3am_tiny``, ``3am_hiera_l``), a `ThreeAMConfig`, or a SAM 2 preset /
             config (see :func:`three_am_config_from_sam2`).
         checkpoint: a 3AM checkpoint folder or hub id (`threeam.models.three_am_weights`); None with
-            a preset that has shipped weights (``3am_tiny``): those.
+            a preset that has shipped weights (``3am_tiny``, ``3am_tiny_wide``): those.
         random_weights, seed: SAM 2 gets :func:`random_init_` stream ``"sam2"`` (the weights of
             ``build_sam2_model(same preset, seed)``), MUSt3R stream ``"must3r"``; the merger is
             built under ``torch.manual_seed(seed)`` with its zero-initialised output layer.
@@ -270,7 +270,7 @@ def build_eval_predictor(ctx: Any, model: str):
         preset = ctx.extra.get("3am_preset") or ctx.model_preset
         if not ctx.random_weights and shipped_weights("3am", preset) is None:
             raise InputError("3AM needs its weights: pass a 3AM checkpoint folder or hub id (--3am-checkpoint), "
-                             "a 3AM preset with shipped weights (--3am-preset 3am_tiny) or --random-weights for a "
+                             "a 3AM preset with shipped weights (--3am-preset 3am_tiny_wide or 3am_tiny) or --random-weights for a "
                              "smoke test")
         net = build_three_am_model(preset, device=ctx.device, random_weights=ctx.random_weights, seed=ctx.seed)
     return ThreeAMVideoPredictor(net, vcfg, progress=False)

@@ -8,6 +8,8 @@ name                          model   what
 ============================  ======  ==============================================================
 ``3am_tiny``                  3am     3AM: the debug SAM 2 (256 px), the tiny MUSt3R (64 px) and the
                                       tiny Feature Merger, fine-tuned on continuous clips
+``3am_tiny_wide``             3am     the same with the tiny-wide MUSt3R (4x the parameters; the first
+                                      3AM whose Tracking Recall gain needs the tracked room's geometry)
 ``sam2.1_debug_256``          sam2    the same debug SAM 2 fine-tuned alone with the same recipe
                                       (the control the 3AM model is compared with)
 ============================  ======  ==============================================================
@@ -31,6 +33,7 @@ DEBUG_SAM2_NAME = "sam2.1_debug_256"
 
 SHIPPED: dict[tuple[str, str], str] = {
     ("3am", "3am_tiny"): "3am_tiny",  # a 3AM checkpoint folder (threeam.models.three_am_weights)
+    ("3am", "3am_tiny_wide"): "3am_tiny_wide",
     ("sam2", DEBUG_SAM2_NAME): f"{DEBUG_SAM2_NAME}.safetensors",  # a SAM 2 state dict (official key names)
 }
 """``(model, preset name) -> path`` of the shipped weights, relative to this package."""
