@@ -80,13 +80,6 @@ def main() -> None:
     path = DEST / "provenance.json"
     doc = json.loads(path.read_text()) if path.exists() else {}
     notes = doc.pop("notes", {})
-    if "note" in doc:  # the single-note layout of the first shipped pair
-        old = doc.pop("note")
-        notes.setdefault("3am_tiny", old)
-        notes.setdefault(DEBUG_SAM2_NAME, old)
-        first = doc.pop("written_at_commit", None)
-        for name in ("3am_tiny", DEBUG_SAM2_NAME):
-            doc.get(name, {}).setdefault("written_at_commit", first)
     doc[a.preset] = {**source_info(a.three_am_run), "sha256": sha256(folder / WEIGHTS_NAME), "written_at_commit": commit}
     notes[a.preset] = a.note
     if sam2 is not None:

@@ -26,9 +26,7 @@ s["paired_3am_fov_vs_sam2_ft"] = {f"s{x}": paired("3am-fov", "sam2-ft", x) for x
 s["paired_sam2_ft_vs_sam2_continuous"] = {"s0,1,2": paired("sam2-ft", "sam2-continuous", "0,1,2")}
 s["paired_3am_random_vs_3am_continuous"] = {"s0,1,2": paired("3am-random", "3am-continuous", "0,1,2")}
 s["wrong_geometry"] = {f"s{x}": {"wrong_vs_control": paired("3am-continuous-wronggeo", "sam2-continuous", x),
-                                 "right_minus_wrong": paired("3am-continuous", "3am-continuous-wronggeo", x)} for x in ("0", "1")}
-s["wrong_geometry"]["s2"] = {"wrong_vs_control": paired("3am-continuous-wronggeo", "sam2-continuous", "2"),
-                             "right_minus_wrong": paired("3am-continuous", "3am-continuous-wronggeo", "2")}
+                                 "right_minus_wrong": paired("3am-continuous", "3am-continuous-wronggeo", x)} for x in ("0", "1", "2")}
 s["wrong_geometry_3am_fov"] = {"s1": {"wrong_vs_control": paired("3am-fov-wronggeo", "sam2-continuous", "1"),
                                       "wrong_vs_sam2_ft": paired("3am-fov-wronggeo", "sam2-ft", "1"),
                                       "right_minus_wrong": paired("3am-fov", "3am-fov-wronggeo", "1")}}

@@ -207,12 +207,10 @@ THREE_AM_PRESETS: dict[str, ThreeAMConfig] = {
     # tests and demos: debug SAM 2 at 256, tiny MUSt3R at 64, tiny merger
     "3am_tiny": ThreeAMConfig(debug_sam2_config(), tiny_must3r_config(), "tiny", must3r_res=64,
                               stream=Must3rStreamConfig(keyframe_interval=2, max_keyframes=8, compute_camera=False)),
-    # the same with the tiny-wide MUSt3R (the toy ablation's registration-bound runs; shipped weights)
-    "3am_tiny_wide": ThreeAMConfig(debug_sam2_config(), tiny_must3r_config("tiny-wide"), "tiny", must3r_res=64,
-                                   stream=Must3rStreamConfig(keyframe_interval=2, max_keyframes=8,
-                                                             compute_camera=False)),
 }
 """Named 3AM configurations."""
+# 3am_tiny with the tiny-wide MUSt3R (the toy ablation's registration-bound runs; shipped weights)
+THREE_AM_PRESETS["3am_tiny_wide"] = dataclasses.replace(THREE_AM_PRESETS["3am_tiny"], must3r=tiny_must3r_config("tiny-wide"))
 
 
 get_three_am_config, three_am_presets = preset_functions(THREE_AM_PRESETS, "three_am", "3AM")
