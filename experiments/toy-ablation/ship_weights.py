@@ -73,9 +73,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         staged = save_three_am(three_am, Path(tmp) / a.preset)
         save_file(half_params(three_am), str(staged / WEIGHTS_NAME), metadata={"format": "threeam", "parts": "all"})
+        # stage beside the destination, then swap by renames: the shipped folder is never half-written
+        fresh = folder.with_name(folder.name + ".new")
+        old = folder.with_name(folder.name + ".old")
+        for leftover in (fresh, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        shutil.copytree(staged, fresh, ignore=shutil.ignore_patterns(".threeam-output.json"))
         if folder.exists():
-            shutil.rmtree(folder)
-        shutil.copytree(staged, folder, ignore=shutil.ignore_patterns(".threeam-output.json"))
+            folder.rename(old)
+        fresh.rename(folder)
+        if old.exists():
+            shutil.rmtree(old)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     path = DEST / "provenance.json"
     doc = json.loads(path.read_text()) if path.exists() else {}

@@ -77,3 +77,9 @@ def test_cache_round_trip_gives_the_generated_frames(tmp_path):
             assert np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth, b.depth)
             assert np.array_equal(a.instance_ids, b.instance_ids) and np.allclose(a.cam_to_world, b.cam_to_world)
     assert again.meta["objects"] == fresh.meta["objects"]
+
+
+def test_the_confirmation_set_shares_no_scene_with_the_lookalike_set():
+    confirm, gate = set(eval_scene_seeds("lookalike-confirm")), set(eval_scene_seeds("lookalike"))
+    assert len(confirm) == 40 and not confirm & gate
+    assert EVAL_SCENE_SETS["lookalike-confirm"].synth_preset == EVAL_SCENE_SETS["lookalike"].synth_preset

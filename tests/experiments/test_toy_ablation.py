@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from threeam.experiments.toy_ablation import (SIZES, ToyAblationConfig, build_table, mean_se, paired_ci,
                                               run_toy_ablation)
@@ -124,6 +125,13 @@ def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
     result = run_toy_ablation(out, args)
     assert not (out / "pretrain-sam2").exists() and not (out / "pretrain-must3r").exists()
     assert set(result["table"]["rows"]) == {"prompt-only", "sam2-pretrained", "sam2-continuous", "3am-fov"}
+    gates = json.loads((out / "gates.json").read_text())  # the pick rate on the confirmation set beside the gate's
+    confirm = gates["must3r_confirm"]  # smoke: the confirmation set is the evaluation set, so the same trials
+    assert confirm["set"] == "lookalike-tiny" and confirm["trials"] == gates["trials"]
+    assert confirm["pick_rate"] == gates["must3r_lookalike_pick_rate"] or confirm["pick_rate"] is None
+    assert config_from_args(parse_args(["--out", "x", "--eval-set", "lookalike-confirm"])).eval_set == "lookalike-confirm"
+    with pytest.raises(InputError, match="unknown --eval-set"):
+        config_from_args(parse_args(["--out", "x", "--eval-set", "nope"]))
     run_cfg = checkpointing.read_state(checkpointing.find_latest(out / "arms" / "3am-fov-s0"))["config"]
     model_cfg = run_cfg["model"]
     assert model_cfg["sam2_checkpoint"] == str(rec["sam2"]) and model_cfg["must3r_checkpoint"] == str(rec["must3r"])
@@ -219,6 +227,7 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
 
     from threeam.errors import InputError
     from threeam.experiments.toy_ablation import (MUST3R_PHASES, SAM2_PHASES, SINGLE_PHASE, TINY_WIDE_PHASES,
+                                                  TINY_WIDER_PHASES,
                                                   PretrainPhase, ToyAblationConfig, config_from_args, parse_args,
                                                   pretrained)
     from threeam.train import checkpointing
@@ -236,6 +245,15 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
     assert [ph.steps for ph in TINY_WIDE_PHASES] == [600] * len(MUST3R_PHASES) + [1500, 2000, 4000]
     for ph in TINY_WIDE_PHASES:
         assert apply_overrides(get_train_config("must3r-pretrain-synthetic"), list(ph.overrides)).model.must3r == "tiny-wide"
+    wider = config_from_args(parse_args(["--out", "x", "--pretrain", "wider"]))
+    assert wider.must3r_phases == TINY_WIDER_PHASES
+    assert [ph.steps for ph in TINY_WIDER_PHASES] == [600] * len(MUST3R_PHASES) + [1500, 1000, 4500]
+    assert TINY_WIDER_PHASES[-2].schedule_steps == 2000 and TINY_WIDER_PHASES[-1].average_last == 10
+    for ph in TINY_WIDER_PHASES:
+        tc = apply_overrides(get_train_config("must3r-pretrain-synthetic"), list(ph.overrides))
+        assert tc.model.must3r == "tiny-wider"
+    last = apply_overrides(get_train_config("must3r-pretrain-synthetic"), list(TINY_WIDER_PHASES[-1].overrides))
+    assert last.data.sources[0].fov_prob == 0 and last.optim.schedule == "constant"
     cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("a", 2), PretrainPhase("b", 1, ("optim.warmup_steps=0",))),
                   sam2_phases=(PretrainPhase("only", 1),), arms=("sam2-ft",), seeds=(0,))
     run_toy_ablation(tmp_path, cfg, stages=("scenes", "pretrain-must3r", "pretrain-sam2"))
@@ -249,6 +267,42 @@ def test_pretraining_curriculum_chains_its_phases_and_resumes(tmp_path):
     assert checkpointing.find_latest(last).stat().st_mtime_ns == before
     with pytest.raises(InputError, match="distinct names"):
         replace(cfg, sam2_phases=(PretrainPhase("x", 1), PretrainPhase("x", 1)))
+
+
+def test_phases_stop_mid_schedule_and_average_their_last_checkpoints(tmp_path):
+    """A phase may stop before its schedule ends (``schedule_steps``: how some records were made) and may hand on
+    the average of its newest checkpoints (``average_last``) as a run record, which the next stages use; a rerun
+    keeps both. Scaling every phase to N steps keeps the averages within the steps run."""
+    from threeam.errors import InputError
+    from threeam.experiments.toy_ablation import PretrainPhase, _phases, pretrained
+    from threeam.train import checkpointing
+    from threeam.train.export import average_checkpoints, load_for_eval
+
+    cfg = replace(SIZES["smoke"], must3r_phases=(PretrainPhase("cut", 2, schedule_steps=5),
+                                                 PretrainPhase("avg", 3, average_last=2, average_every=1)),
+                  sam2_phases=(PretrainPhase("only", 1),), arms=("sam2-ft",), seeds=(0,))
+    run_toy_ablation(tmp_path, cfg, stages=("scenes", "pretrain-must3r"))
+    cut, avg = tmp_path / "pretrain-must3r" / "0-cut", tmp_path / "pretrain-must3r" / "1-avg"
+    state = checkpointing.read_state(checkpointing.find_latest(cut))
+    assert state["step"] == 2 and state["config"]["run"]["max_steps"] == 5
+    assert [c.name for c in checkpointing.list_checkpoints(avg)] == ["step_00000001", "step_00000002", "step_00000003"]
+    record = pretrained(tmp_path, "must3r", cfg)
+    assert record == avg / "average"
+    doc = json.loads((record / "run.json").read_text())
+    assert doc["averaged_steps"] == [2, 3] and doc["config"]["model"]["init_checkpoint"] == str(cut)
+    weights, _, _ = average_checkpoints(avg, 2)
+    loaded = load_for_eval(record, task="must3r").state_dict()
+    assert all(torch.equal(loaded[k], v.half().float()) for k, v in weights.items() if v.is_floating_point())
+    before = (record / "model.fp16.safetensors").stat().st_mtime_ns
+    run_toy_ablation(tmp_path, cfg, stages=("pretrain-must3r",))
+    assert (record / "model.fp16.safetensors").stat().st_mtime_ns == before
+    scaled = _phases(replace(cfg, must3r_phases=(PretrainPhase("avg", 3000, average_last=10, schedule_steps=4000),),
+                             pretrain_must3r_steps=250), "must3r")
+    assert [(ph.steps, ph.schedule_steps, ph.average_last, ph.average_every) for ph in scaled] == [(250, None, 2, 100)]
+    with pytest.raises(InputError, match="needs >= 30 steps"):
+        PretrainPhase("x", 20, average_last=3, average_every=10)
+    with pytest.raises(InputError, match="schedule_steps"):
+        PretrainPhase("x", 20, schedule_steps=10)
 
 
 def test_3am_arms_build_the_must3r_it_was_pretrained_as(tmp_path):

@@ -106,3 +106,38 @@ def test_a_run_record_is_a_checkpoint_in_float32(runs, tmp_path):
     (tmp_path / "broken" / "run.json").write_text("{}")
     with pytest.raises(CheckpointError, match="run record"):
         load_for_eval(tmp_path / "broken")
+
+
+def test_average_checkpoints_is_the_mean_of_the_newest_k(tmp_path):
+    """Weight averaging over one run's checkpoints (the toy MUSt3R's plateau): the mean of exactly the newest
+    ``last`` checkpoints, recorded in a run record that loads like any other; clear errors otherwise."""
+    from safetensors.torch import load_file
+
+    from threeam.experiments.artifacts import export_run
+    from threeam.train import checkpointing
+    from threeam.train.export import average_checkpoints
+
+    cfg = apply_overrides(get_train_config("must3r-pretrain-synthetic"),
+                          SMALL + ["run.max_steps=3", "run.ckpt_every=1", "run.keep_last=0"])
+    run_training(cfg, tmp_path / "run")
+    ckpts = checkpointing.list_checkpoints(tmp_path / "run")
+    assert [c.name for c in ckpts] == ["step_00000001", "step_00000002", "step_00000003"]
+    w2, w3 = (load_file(str(c / checkpointing.MODEL_FILE)) for c in ckpts[1:])
+    weights, state, steps = average_checkpoints(tmp_path / "run", 2)
+    assert steps == [2, 3] and state["step"] == 3
+    moved = [k for k in w2 if w2[k].is_floating_point() and not torch.equal(w2[k], w3[k])]
+    assert moved, "the run's weights did not change between steps 2 and 3: nothing is tested"
+    for k in w2:
+        assert weights[k].dtype == w3[k].dtype
+        if w2[k].is_floating_point():
+            torch.testing.assert_close(weights[k], (w2[k].double() + w3[k].double()).div(2).to(w3[k].dtype))
+        else:
+            assert torch.equal(weights[k], w3[k])
+    doc = export_run(tmp_path / "run", tmp_path / "record", average_last=2)
+    assert doc["averaged_steps"] == [2, 3] and doc["step"] == 3
+    loaded = load_for_eval(tmp_path / "record").state_dict()
+    assert _same(loaded, {k: (v.half().to(v.dtype) if v.is_floating_point() else v) for k, v in weights.items()})
+    with pytest.raises(CheckpointError, match="3 complete checkpoint"):
+        average_checkpoints(tmp_path / "run", 4)
+    with pytest.raises(CheckpointError, match=">= 1"):
+        average_checkpoints(tmp_path / "run", 0)

@@ -42,6 +42,9 @@ class EvalSceneSet:
 EVAL_SCENE_SETS: dict[str, EvalSceneSet] = {
     # 20 scenes -> about 200 object tracks (see docs/evidence.md for the measured counts)
     "lookalike": EvalSceneSet("lookalike", "lookalike", 20),
+    # 40 more scenes of the same preset, never used to choose a recipe: a confirmation set for numbers the 20
+    # `lookalike` scenes have selected on (the MUSt3R gate; docs/evidence.md)
+    "lookalike-confirm": EvalSceneSet("lookalike-confirm", "lookalike", 40, first_seed=EVAL_SEED_BASE + 1000),
     "lookalike-small": EvalSceneSet("lookalike-small", "lookalike", 4),
     "lookalike-tiny": EvalSceneSet("lookalike-tiny", "lookalike", 1, n_frames=16),  # tests
 }

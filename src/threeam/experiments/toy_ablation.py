@@ -12,8 +12,9 @@ Stages (each skipped when its result exists, training stages resumed from their 
    evaluation scenes (evaluation seeds) into ``OUT/scenes`` (a cache).
 2. ``pretrain-must3r``: the MUSt3R curriculum (`MUST3R_PHASES`, runs of ``must3r-pretrain-synthetic``, each
    from the previous one's weights) -> ``OUT/pretrain-must3r/<k>-<phase>``; the last phase is the pretrained
-   MUSt3R. ``--pretrain single``: one run of the preset; ``--pretrain wide``: `TINY_WIDE_PHASES` (the wider tiny
-   MUSt3R; the 3AM arms then build that MUSt3R, as they do for any pretrained MUSt3R's ``model.must3r``).
+   MUSt3R (or, for a phase that averages its last checkpoints, ``<phase>/average``). ``--pretrain single``: one run
+   of the preset; ``--pretrain wide`` / ``wider``: `TINY_WIDE_PHASES` / `TINY_WIDER_PHASES` (the wider tiny MUSt3Rs;
+   the 3AM arms then build that MUSt3R, as they do for any pretrained MUSt3R's ``model.must3r``).
 3. ``pretrain-sam2``: the same with `SAM2_PHASES` and ``sam2-pretrain-synthetic`` -> ``OUT/pretrain-sam2/...``.
 4. ``gates``: the pretrained MUSt3R's look-alike pick rate on the evaluation scenes (gate >= 0.9;
    GT points as the control), and the pretrained SAM 2 against the trivial "prompt frame only"
@@ -58,7 +59,7 @@ import numpy as np
 
 from threeam.errors import InputError
 
-__all__ = ["ToyAblationConfig", "PretrainPhase", "MUST3R_PHASES", "TINY_WIDE_PHASES", "SAM2_PHASES", "ARMS", "STAGES", "run_toy_ablation", "main", "paired_ci", "mean_se"]
+__all__ = ["ToyAblationConfig", "PretrainPhase", "MUST3R_PHASES", "TINY_WIDE_PHASES", "TINY_WIDER_PHASES", "SAM2_PHASES", "ARMS", "STAGES", "run_toy_ablation", "main", "paired_ci", "mean_se"]
 
 log = logging.getLogger("threeam.experiments")
 
@@ -101,6 +102,23 @@ class PretrainPhase:
     name: str
     steps: int
     overrides: tuple[str, ...] = ()
+    schedule_steps: int | None = None
+    """Length of the learning-rate schedule when the run stops before its end (``steps`` < ``schedule_steps``:
+    how some records were made, a run stopped mid-schedule); None: the schedule ends at ``steps``."""
+    average_last: int = 0
+    """> 0: the phase's weights are the uniform average of its newest ``average_last`` checkpoints, one every
+    ``average_every`` steps (`threeam.train.export.average_checkpoints`, written as a run record in
+    ``<phase folder>/average``); 0: its latest checkpoint."""
+    average_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.schedule_steps is not None and self.schedule_steps < self.steps:
+            raise InputError(f"phase {self.name}: schedule_steps ({self.schedule_steps}) < steps ({self.steps})")
+        if self.average_last < 0 or self.average_every < 1:
+            raise InputError(f"phase {self.name}: average_last must be >= 0 and average_every >= 1")
+        if self.average_last and self.average_last * self.average_every > self.steps:
+            raise InputError(f"phase {self.name}: averaging {self.average_last} checkpoints every "
+                             f"{self.average_every} steps needs >= {self.average_last * self.average_every} steps")
 
 
 _CHAIN = ("data.sources.synthetic.fov_prob=0.5", "optim.groups.encoder.lr=1e-4", "optim.groups.decoder.lr=1e-4",
@@ -135,6 +153,24 @@ TINY_WIDE_PHASES: tuple[PretrainPhase, ...] = tuple(
 wider tiny MUSt3R"): `MUST3R_PHASES` with every phase cut to 600 steps, then three more runs of the chain24s2
 recipe (1500, 2000 and 4000 steps, each a fresh schedule), as the records ``pretrain-must3r-tiny-wide-c1500-step1500``,
 ``...-c2000b-step2000`` and ``...-c4000c-step4000`` were made (about 3 h on one core)."""
+
+_WIDER = ("model.must3r=tiny-wider",)
+_STREAM = _C24 + ("data.sources.synthetic.fov_prob=0", "optim.groups.encoder.lr=3e-5", "optim.groups.decoder.lr=3e-5",
+                  "optim.warmup_steps=20", "optim.schedule=constant")
+
+TINY_WIDER_PHASES: tuple[PretrainPhase, ...] = tuple(
+    replace(ph, steps=600, overrides=ph.overrides + _WIDER) for ph in MUST3R_PHASES) + (
+    PretrainPhase("chain24s2-more", 1500, _CHAIN + _C24 + _WIDER),
+    PretrainPhase("chain24s2-long", 1000, _CHAIN + _C24 + _WIDER, schedule_steps=2000),
+    PretrainPhase("stream-average", 4500, _STREAM + _WIDER, average_last=10, average_every=100),
+)
+"""``--pretrain wider``: the lineage of the first MUSt3R to pass the look-alike gate on its 20 scenes (``tiny-wider``:
+decoder 128 wide; docs/evidence.md, "The MUSt3R gate on 20 scenes and on 40 fresh ones"): `MUST3R_PHASES` cut to
+600 steps each, 1500 chain24s2 steps, 1000 steps of a 2000-step chain24s2 schedule (the record
+``pretrain-must3r-tiny-wider-c2000-step1000`` was stopped there), then 4500 steps at a constant 3e-5 on continuous
+24-frame streams only (the gate's own stream) whose last 10 checkpoints (every 100 steps) are averaged: the record
+``pretrain-must3r-tiny-wider-stream-avg4500`` (90.8% on the gate's 20 scenes, 87.2% on the 40 ``lookalike-confirm``
+scenes). About 3.3 h on one core; not run end to end as a stage."""
 
 _SAM2_512 = ("data.scenes_per_source=512", "sam2_attn.weight=1", "optim.warmup_steps=50")
 
@@ -172,6 +208,10 @@ class ToyAblationConfig:
     eval_set: str = "lookalike"
     eval_scenes: int | None = None
     """None: the set's scene count."""
+    confirm_set: str | None = "lookalike-confirm"
+    """Scene set the ``gates`` stage also measures the MUSt3R pick rate on (None: none): scenes never used to
+    choose a recipe, since the evaluation set's 20 have chosen between many (docs/evidence.md). The gate itself
+    stays on ``eval_set``; both numbers are in ``gates.json``."""
     train_overrides: tuple[str, ...] = ()
     """Extra overrides for every training stage (e.g. smaller scenes in tests)."""
     pick_gate: float = 0.9
@@ -223,7 +263,7 @@ SIZES: dict[str, ToyAblationConfig] = {
     "full": ToyAblationConfig(),
     "smoke": ToyAblationConfig(
         must3r_phases=(PretrainPhase("base", 2),), sam2_phases=(PretrainPhase("base", 2),),
-        arm_steps=2, seeds=(0, 1), eval_set="lookalike-tiny",
+        arm_steps=2, seeds=(0, 1), eval_set="lookalike-tiny", confirm_set="lookalike-tiny",
         train_overrides=("data.scenes_per_source=1", "data.scene_frames=10", "data.frames_per_clip=3",
                          "data.scene_height=48", "data.scene_width=64",
                          "run.eval_every=0", "data.correction_clicks=1"),
@@ -259,13 +299,16 @@ def _scene_cache(out: Path) -> str:
     return str(out / "scenes")
 
 
-def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], steps: int) -> dict:
-    """Train (or resume) one run to ``steps``; returns ``{"steps", "seconds"}`` of this call."""
+def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], steps: int,
+           schedule_steps: int | None = None) -> dict:
+    """Train (or resume) one run to ``steps`` (of a schedule ``schedule_steps`` long, default ``steps``);
+    returns ``{"steps", "seconds"}`` of this call."""
     from threeam.train import checkpointing
     from threeam.train.config import apply_overrides, config_from_dict
     from threeam.train.recipes import get_train_config, run_training
 
-    ov = list(overrides) + [f"run.max_steps={steps}", f"data.scene_cache={_scene_cache(out)}", "run.progress=false"]
+    ov = list(overrides) + [f"run.max_steps={schedule_steps or steps}", f"data.scene_cache={_scene_cache(out)}",
+                            "run.progress=false"]
     cfg = apply_overrides(get_train_config(preset), ov)
     latest = checkpointing.find_latest(run_dir)
     if latest is not None:
@@ -282,7 +325,7 @@ def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], step
         if int(state["step"]) >= steps:
             return {"steps": int(state["step"]), "seconds": 0.0, "skipped": True}
     t0 = time.perf_counter()
-    trainer = run_training(cfg, run_dir, resume=latest is not None)
+    trainer = run_training(cfg, run_dir, resume=latest is not None, until=steps)
     return {"steps": trainer.step, "seconds": time.perf_counter() - t0}
 
 
@@ -357,13 +400,28 @@ def stage_scenes(out: Path, cfg: ToyAblationConfig) -> None:
 
 
 def _phases(cfg: ToyAblationConfig, part: str) -> list[PretrainPhase]:
+    """The part's curriculum; with ``pretrain_*_steps`` every phase is one complete schedule of that many steps
+    (averaging phases then average as many checkpoints as fit, at least one)."""
     phases = cfg.must3r_phases if part == "must3r" else cfg.sam2_phases
     steps = cfg.pretrain_must3r_steps if part == "must3r" else cfg.pretrain_sam2_steps
-    return [replace(ph, steps=int(steps)) if steps else ph for ph in phases]
+    if not steps:
+        return list(phases)
+    out = []
+    for ph in phases:
+        every = min(ph.average_every, int(steps))
+        last = min(ph.average_last, int(steps) // every) if ph.average_last else 0
+        out.append(replace(ph, steps=int(steps), schedule_steps=None, average_last=last, average_every=every))
+    return out
 
 
 def _phase_dir(out: Path, part: str, k: int, phase: PretrainPhase) -> Path:
     return out / f"pretrain-{part}" / f"{k}-{phase.name}"
+
+
+def _phase_output(out: Path, part: str, k: int, phase: PretrainPhase) -> Path:
+    """The phase's weights: its run folder (latest checkpoint) or, for an averaging phase, its average record."""
+    run_dir = _phase_dir(out, part, k, phase)
+    return run_dir / "average" if phase.average_last else run_dir
 
 
 def pretrained(out: Path, part: str, cfg: ToyAblationConfig | None = None) -> Path:
@@ -374,7 +432,7 @@ def pretrained(out: Path, part: str, cfg: ToyAblationConfig | None = None) -> Pa
     if given:
         return Path(given)
     phases = _phases(cfg, part)
-    return _phase_dir(out, part, len(phases) - 1, phases[-1])
+    return _phase_output(out, part, len(phases) - 1, phases[-1])
 
 
 def _given_weights(cfg: ToyAblationConfig, part: str) -> str | None:
@@ -400,9 +458,26 @@ def stage_pretrain(out: Path, cfg: ToyAblationConfig, part: str) -> None:
         overrides = list(phase.overrides) + list(cfg.train_overrides)
         if previous is not None:
             overrides.append(f"model.init_checkpoint={previous}")
+        if phase.average_last:
+            overrides += [f"run.ckpt_every={phase.average_every}", "run.keep_last=0"]
         run_dir = _phase_dir(out, part, k, phase)
-        _timing(out, f"pretrain-{part} {k}-{phase.name}", _train(out, run_dir, preset, overrides, phase.steps))
-        previous = run_dir
+        _timing(out, f"pretrain-{part} {k}-{phase.name}",
+                _train(out, run_dir, preset, overrides, phase.steps, phase.schedule_steps))
+        previous = _phase_output(out, part, k, phase)
+        if phase.average_last:
+            _average_record(run_dir, previous, phase.average_last)
+
+
+def _average_record(run_dir: Path, record: Path, last: int) -> None:
+    """Write (or keep, when it already averages the run's newest ``last`` checkpoints) the phase's average."""
+    from threeam.experiments.artifacts import export_run
+    from threeam.train import checkpointing
+
+    steps = [int(checkpointing.read_state(c)["step"]) for c in checkpointing.list_checkpoints(run_dir)[-last:]]
+    run_json = record / "run.json"
+    if run_json.is_file() and json.loads(run_json.read_text(encoding="utf-8")).get("averaged_steps") == steps:
+        return
+    export_run(run_dir, record, average_last=last)
 
 
 def _sam2_eval_model(source, device: str = "cpu"):
@@ -463,7 +538,7 @@ def evaluate_method(scenes: Sequence, predictor, name: str,
 
 def stage_gates(out: Path, cfg: ToyAblationConfig) -> dict:
     from threeam.train.export import load_for_eval
-    from threeam.train.must3r_task import evaluate_stream, summarize_trials
+    from threeam.train.must3r_task import lookalike_gate, summarize_trials
 
     path = out / "gates.json"
     if path.is_file():
@@ -474,19 +549,21 @@ def stage_gates(out: Path, cfg: ToyAblationConfig) -> dict:
 
     must3r = load_for_eval(pretrained(out, "must3r", cfg), task="must3r")
     res = stream_res(_must3r_run_config(out, cfg))
-    trials, gt_trials = [], []
-    for scene in scenes:
-        frames = list(range(0, len(scene), 2))  # the stream every second frame (24 of 48)
-        r = evaluate_stream(must3r, scene, frames, res)
-        trials += r["trials"]
-        gt_trials += r["gt_trials"]
-    pick = summarize_trials(trials)
-    gt_pick = summarize_trials(gt_trials)
+    g = lookalike_gate(must3r, scenes, res, memory_scenes=0)  # the stream every second frame (24 of 48)
+    pick, gt_pick = summarize_trials(g["trials"]), summarize_trials(g["gt_trials"])
+    confirm = None
+    if cfg.confirm_set:
+        from threeam.data.eval_scenes import make_eval_scenes
+
+        c = lookalike_gate(must3r, make_eval_scenes(cfg.confirm_set, cache_dir=_scene_cache(out)), res, memory_scenes=0)
+        confirm = {"set": cfg.confirm_set, **summarize_trials(c["trials"]),
+                   "gt_points_pick_rate": summarize_trials(c["gt_trials"])["pick_rate"]}
     base = {m: _summary(_load_or_eval(out, m, scenes, cfg)) for m in ("prompt-only", "sam2-pretrained")}
     s2, po = base["sam2-pretrained"], base["prompt-only"]
     doc = {
         "must3r_lookalike_pick_rate": pick["pick_rate"], "chance": pick["chance"], "trials": pick["trials"],
         "gt_points_pick_rate": gt_pick["pick_rate"], "must3r_gate": pick["pick_rate"] >= cfg.pick_gate,
+        "must3r_confirm": confirm,
         "sam2_vs_prompt_only": base,
         # our reading of "beats the prompt-frame-only predictor clearly on TR and FPR": Tracking Recall at
         # least 10 points higher while predicting the object on fewer than half of its absent frames
@@ -818,9 +895,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
     p.add_argument("--seeds", default=None, help="comma-separated arm seeds (default: the size's)")
     p.add_argument("--arm-steps", type=int, default=None)
-    p.add_argument("--pretrain", default="curriculum", choices=("curriculum", "single", "wide"),
-                   help="pretraining stages: the records' curriculum (default), one run of each preset, or (wide) "
-                        "the records' SAM 2 curriculum with the tiny-wide MUSt3R's (TINY_WIDE_PHASES)")
+    p.add_argument("--eval-set", default=None,
+                   help="evaluation scene set (default: the size's; lookalike-confirm: 40 scenes never used to choose "
+                        "a recipe; use another --out, the eval files are named by method only)")
+    p.add_argument("--pretrain", default="curriculum", choices=("curriculum", "single", "wide", "wider"),
+                   help="pretraining stages: the records' curriculum (default), one run of each preset, or the "
+                        "records' SAM 2 curriculum with the tiny-wide MUSt3R's (wide: TINY_WIDE_PHASES) or the "
+                        "tiny-wider one's (wider: TINY_WIDER_PHASES, the MUSt3R that passes the gate)")
     p.add_argument("--pretrain-sam2-steps", type=int, default=None, help="steps of every SAM 2 pretraining phase")
     p.add_argument("--pretrain-must3r-steps", type=int, default=None, help="steps of every MUSt3R pretraining phase")
     p.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(ARMS)} (default all); "
@@ -847,11 +928,19 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
         changes.update(must3r_phases=SINGLE_PHASE, sam2_phases=SINGLE_PHASE)
     elif a.pretrain == "wide":
         changes.update(must3r_phases=TINY_WIDE_PHASES)
+    elif a.pretrain == "wider":
+        changes.update(must3r_phases=TINY_WIDER_PHASES)
     if a.seeds:
         changes["seeds"] = tuple(int(x) for x in a.seeds.split(","))
     for name in ("arm_steps", "pretrain_sam2_steps", "pretrain_must3r_steps"):
         if getattr(a, name) is not None:
             changes[name] = int(getattr(a, name))
+    if a.eval_set:
+        from threeam.data.eval_scenes import EVAL_SCENE_SETS
+
+        if a.eval_set not in EVAL_SCENE_SETS:
+            raise InputError(f"unknown --eval-set {a.eval_set!r}; valid: {', '.join(EVAL_SCENE_SETS)}")
+        changes["eval_set"] = str(a.eval_set)
     if a.merger_lr is not None:
         changes["merger_lr"] = float(a.merger_lr)
     if a.merger:

@@ -5,6 +5,8 @@
   ``.safetensors`` file -> ``(weights file, state.json or None)``.
 * :func:`load_for_eval`: the trained network of a ``sam2``, ``3am`` or ``must3r`` training
   checkpoint, rebuilt from the checkpoint's own config (no other file is read), in eval mode.
+* :func:`average_checkpoints`: the uniform average of a run's last checkpoints (weight averaging at a
+  plateau: the toy MUSt3R's look-alike gate, docs/evidence.md).
 * :func:`load_part_weights`: fill a SAM 2 / MUSt3R module from a checkpoint of another task (e.g.
   the pretrained tiny SAM 2 into the SAM 2 part of a 3AM run): ``sam2.`` / ``must3r.`` prefixes of a
   3AM checkpoint are stripped; official SAM 2 files go through `load_sam2_weights`.
@@ -22,7 +24,7 @@ from torch import nn
 from threeam.errors import CheckpointError
 
 __all__ = ["resolve_checkpoint", "is_training_checkpoint", "load_for_eval", "load_part_weights",
-           "training_state_dict", "RECORD_WEIGHTS", "RECORD_RUN"]
+           "training_state_dict", "average_checkpoints", "RECORD_WEIGHTS", "RECORD_RUN"]
 
 RECORD_WEIGHTS = "model.fp16.safetensors"
 """Weights file of a run record (`threeam.experiments.artifacts`)."""
@@ -85,6 +87,55 @@ def training_state_dict(source: str | os.PathLike) -> tuple[dict[str, torch.Tens
     if path.name == RECORD_WEIGHTS:  # a record's float16 copy: back to the float32 the models train in
         weights = {k: (v.float() if v.is_floating_point() else v) for k, v in weights.items()}
     return weights, state
+
+
+def average_checkpoints(run_dir: str | os.PathLike, last: int) -> tuple[dict[str, torch.Tensor], dict, list[int]]:
+    """Uniform average of the model weights of the newest ``last`` complete checkpoints of training run
+    ``run_dir`` (stochastic weight averaging over the checkpoints one run wrote; the run must keep them:
+    ``run.keep_last=0`` or >= ``last``).
+
+    Floating-point tensors are averaged in float64 and returned in their saved dtype; other tensors (integer
+    buffers) are the newest checkpoint's. Returns ``(weights, newest state.json, averaged steps)``. Raises
+    `CheckpointError` when the run has fewer than ``last`` checkpoints, or when the checkpoints differ in keys,
+    shapes, task or model config (not one run)."""
+    from safetensors.torch import load_file
+
+    from threeam.train import checkpointing
+
+    if last < 1:
+        raise CheckpointError(f"average_checkpoints: last must be >= 1, got {last}")
+    found = checkpointing.list_checkpoints(run_dir)
+    if len(found) < last:
+        raise CheckpointError(f"{run_dir} has {len(found)} complete checkpoint(s), {last} are needed to average "
+                              f"(train with run.ckpt_every small enough and run.keep_last=0 or >= {last})")
+    chosen = found[-last:]
+    states = [checkpointing.read_state(c) for c in chosen]
+    newest = states[-1]
+    for c, st in zip(chosen, states):
+        cfg, ref = st.get("config") or {}, newest.get("config") or {}
+        if cfg.get("task") != ref.get("task") or cfg.get("model") != ref.get("model"):
+            raise CheckpointError(f"{c} is of another task or model than {chosen[-1]}; only one run's checkpoints "
+                                  "can be averaged")
+    total: dict[str, torch.Tensor] = {}
+    ref_w: dict[str, torch.Tensor] = {}
+    for c in chosen:
+        try:
+            w = load_file(str(c / checkpointing.MODEL_FILE))
+        except Exception as e:  # noqa: BLE001 - any parse error is a bad file
+            raise CheckpointError(f"cannot read {c / checkpointing.MODEL_FILE} as safetensors: {e}") from None
+        if not ref_w:
+            ref_w = w
+            total = {k: v.double() if v.is_floating_point() else v for k, v in w.items()}
+            continue
+        missing, unexpected = sorted(set(ref_w) - set(w)), sorted(set(w) - set(ref_w))
+        bad_shape = sorted(k for k in set(w) & set(ref_w) if w[k].shape != ref_w[k].shape)
+        if missing or unexpected or bad_shape:
+            raise CheckpointError(f"{c} does not match {chosen[0]}: missing {missing[:5]}, unexpected "
+                                  f"{unexpected[:5]}, other shapes {bad_shape[:5]}")
+        for k, v in w.items():
+            total[k] = total[k] + v.double() if v.is_floating_point() else v
+    weights = {k: (v / last).to(ref_w[k].dtype) if ref_w[k].is_floating_point() else v for k, v in total.items()}
+    return weights, newest, [int(st["step"]) for st in states]
 
 
 def _load_strict(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
