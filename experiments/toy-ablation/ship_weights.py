@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("three_am_run")
     ap.add_argument("sam2_run", nargs="?", default=None)
     ap.add_argument("--preset", default="3am_tiny", choices=[n for m, n in SHIPPED if m == "3am"])
-    ap.add_argument("--note", default="")
+    ap.add_argument("--note", default=None, help="provenance note of the written weights (default: keep the old one)")
     a = ap.parse_args()
     three_am = load_for_eval(a.three_am_run, task="3am")
     with torch.device("meta"):
@@ -90,12 +90,14 @@ def main() -> None:
     doc = json.loads(path.read_text()) if path.exists() else {}
     notes = doc.pop("notes", {})
     doc[a.preset] = {**source_info(a.three_am_run), "sha256": sha256(folder / WEIGHTS_NAME), "written_at_commit": commit}
-    notes[a.preset] = a.note
+    if a.note is not None:
+        notes[a.preset] = a.note
     if sam2 is not None:
         sam2_file = DEST / SHIPPED[("sam2", DEBUG_SAM2_NAME)]
         save_file(half_params(sam2), str(sam2_file))
         doc[DEBUG_SAM2_NAME] = {**source_info(a.sam2_run), "sha256": sha256(sam2_file), "written_at_commit": commit}
-        notes[DEBUG_SAM2_NAME] = a.note
+        if a.note is not None:
+            notes[DEBUG_SAM2_NAME] = a.note
     doc["notes"] = notes
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
