@@ -1,6 +1,7 @@
 """Evaluate a trained 3AM with the wrong geometry: does its gain come from MUSt3R's view of the scene?
 
     python experiments/toy-ablation/diagnostics/wrong_geometry_eval.py RUN OUT.json [N_SCENES] [--fixed] [--cache DIR]
+        [--set NAME]
 
 The toy ablation's evaluation (the same tracks, prompts and metrics as its ``eval`` stage), except that
 MUSt3R streams the frames of ANOTHER evaluation scene (scene i+1 for scene i, cyclically; same frame
@@ -9,7 +10,8 @@ that belongs to a different room. A gain over the SAM-2-only control that surviv
 geometry's. ``--fixed``: MUSt3R streams the same scene for every evaluation scene, the first held-out
 scene of the run's training data (what ``model.geometry_input=fixed_scene`` trains with).
 ``--cache DIR``: the scene cache (default: the ``scenes`` folder of the experiment that holds RUN, i.e.
-``RUN/../../scenes``, when it exists, else ``runs/toy-ablation/scenes``).
+``RUN/../../scenes``, when it exists, else ``runs/toy-ablation/scenes``). ``--set NAME``: the evaluation scene set
+(default ``lookalike``; ``lookalike-confirm``: the 40 confirmation scenes).
 Writes the eval stage's JSON format (``tracks``) atomically, so `paired_arms.py`-style comparisons apply.
 """
 from __future__ import annotations
@@ -30,10 +32,13 @@ from threeam.predictor.three_am_predictor import RawFrames
 
 torch.set_num_threads(1)
 argv = sys.argv[1:]
-cache = None
+cache, eval_set = None, "lookalike"
 if "--cache" in argv:
     i = argv.index("--cache")
     cache, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+if "--set" in argv:
+    i = argv.index("--set")
+    eval_set, argv = argv[i + 1], argv[:i] + argv[i + 2:]
 args = [a for a in argv if a != "--fixed"]
 fixed = "--fixed" in argv
 run, out = args[0], args[1]
@@ -41,7 +46,7 @@ n = int(args[2]) if len(args) > 2 else None
 if cache is None:
     beside = Path(run).absolute().parent.parent / "scenes"
     cache = str(beside) if beside.is_dir() else "runs/toy-ablation/scenes"
-scenes = make_eval_scenes("lookalike", n, cache_dir=cache)
+scenes = make_eval_scenes(eval_set, n, cache_dir=cache)
 if fixed:
     from threeam.experiments.geometry_check import validation_scenes
     from threeam.train.config import config_from_dict
