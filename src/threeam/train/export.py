@@ -98,8 +98,7 @@ def average_checkpoints(run_dir: str | os.PathLike, last: int) -> tuple[dict[str
     buffers) are the newest checkpoint's. Returns ``(weights, newest state.json, averaged steps)``. Raises
     `CheckpointError` when the run has fewer than ``last`` checkpoints, or when the checkpoints differ in keys,
     shapes, task or model config (not one run)."""
-    from safetensors.torch import load_file
-
+    from threeam.models.state_dict_check import check_keys
     from threeam.train import checkpointing
 
     if last < 1:
@@ -109,33 +108,24 @@ def average_checkpoints(run_dir: str | os.PathLike, last: int) -> tuple[dict[str
         raise CheckpointError(f"{run_dir} has {len(found)} complete checkpoint(s), {last} are needed to average "
                               f"(train with run.ckpt_every small enough and run.keep_last=0 or >= {last})")
     chosen = found[-last:]
-    states = [checkpointing.read_state(c) for c in chosen]
-    newest = states[-1]
-    for c, st in zip(chosen, states):
-        cfg, ref = st.get("config") or {}, newest.get("config") or {}
-        if cfg.get("task") != ref.get("task") or cfg.get("model") != ref.get("model"):
-            raise CheckpointError(f"{c} is of another task or model than {chosen[-1]}; only one run's checkpoints "
-                                  "can be averaged")
     total: dict[str, torch.Tensor] = {}
-    ref_w: dict[str, torch.Tensor] = {}
-    for c in chosen:
-        try:
-            w = load_file(str(c / checkpointing.MODEL_FILE))
-        except Exception as e:  # noqa: BLE001 - any parse error is a bad file
-            raise CheckpointError(f"cannot read {c / checkpointing.MODEL_FILE} as safetensors: {e}") from None
-        if not ref_w:
-            ref_w = w
-            total = {k: v.double() if v.is_floating_point() else v for k, v in w.items()}
-            continue
-        missing, unexpected = sorted(set(ref_w) - set(w)), sorted(set(w) - set(ref_w))
-        bad_shape = sorted(k for k in set(w) & set(ref_w) if w[k].shape != ref_w[k].shape)
-        if missing or unexpected or bad_shape:
-            raise CheckpointError(f"{c} does not match {chosen[0]}: missing {missing[:5]}, unexpected "
-                                  f"{unexpected[:5]}, other shapes {bad_shape[:5]}")
-        for k, v in w.items():
-            total[k] = total[k] + v.double() if v.is_floating_point() else v
+    steps: list[int] = []
+    ref_w: dict[str, torch.Tensor] | None = None
+    for c in chosen:  # oldest first: one checkpoint in memory at a time beside the sum
+        w, state = training_state_dict(c)
+        cfg = state.get("config") or {}
+        if ref_w is None:
+            ref_w, ref_cfg = w, cfg
+        else:
+            if (cfg.get("task"), cfg.get("model")) != (ref_cfg.get("task"), ref_cfg.get("model")):
+                raise CheckpointError(f"{c} is of another task or model than {chosen[0]}; only one run's "
+                                      "checkpoints can be averaged")
+            check_keys(ref_w, w, str(c), what=f"checkpoint {chosen[0].name} of the same run")
+        for k, v in w.items():  # integer buffers: the newest checkpoint's
+            total[k] = total.get(k, 0) + v.double() if v.is_floating_point() else v
+        steps.append(int(state["step"]))
     weights = {k: (v / last).to(ref_w[k].dtype) if ref_w[k].is_floating_point() else v for k, v in total.items()}
-    return weights, newest, [int(st["step"]) for st in states]
+    return weights, state, steps
 
 
 def _load_strict(module: nn.Module, weights: dict[str, torch.Tensor], what: str) -> None:
