@@ -252,6 +252,11 @@ class ToyAblationConfig:
             raise InputError(f"merger_lr must be a positive number, got {self.merger_lr}")
         if not (math.isfinite(self.geometry_threshold) and self.geometry_threshold >= 0):
             raise InputError(f"geometry_threshold must be a number >= 0, got {self.geometry_threshold}")
+        from threeam.data.eval_scenes import EVAL_SCENE_SETS
+
+        for what, name in (("--eval-set / eval_set", self.eval_set), ("confirm_set", self.confirm_set)):
+            if name is not None and name not in EVAL_SCENE_SETS:
+                raise InputError(f"unknown {what} {name!r}; valid: {', '.join(EVAL_SCENE_SETS)}")
         if self.merger is not None:
             from threeam.models.merger import merger_presets
 
@@ -936,10 +941,6 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
         if getattr(a, name) is not None:
             changes[name] = int(getattr(a, name))
     if a.eval_set:
-        from threeam.data.eval_scenes import EVAL_SCENE_SETS
-
-        if a.eval_set not in EVAL_SCENE_SETS:
-            raise InputError(f"unknown --eval-set {a.eval_set!r}; valid: {', '.join(EVAL_SCENE_SETS)}")
         changes["eval_set"] = str(a.eval_set)
     if a.merger_lr is not None:
         changes["merger_lr"] = float(a.merger_lr)
