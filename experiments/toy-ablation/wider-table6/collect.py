@@ -63,9 +63,10 @@ for x in "0123":
 s["accuracy_split_3am_continuous_vs_control"] = acc
 s["screen_geometry_check"] = {
     "what": "3am-continuous trained (300 steps) and geometry-checked only, no evaluation: merger lr 1e-2 seeds 1-2 "
-            "(runs/t6w-lr1e-2), lr 5e-3 seeds 3-4 (runs/t6w)",
-    **{f"lr1e-2 {f.stem}": round(json.loads(f.read_text())["geometry_dependence"], 3)
-       for f in sorted(Path("runs/t6w-lr1e-2/geometry").glob("*.json"))}}
+            "(runs/t6w-lr1e-2), lr 5e-3 seeds 3-4 (runs/t6w), lr 5e-3 with --arm-steps 600 seeds 1-2 (runs/t6w-steps600)",
+    **{f"{tag} {f.stem}": round(json.loads(f.read_text())["geometry_dependence"], 3)
+       for tag, folder in (("lr1e-2", "runs/t6w-lr1e-2"), ("steps600", "runs/t6w-steps600"))
+       for f in sorted(Path(folder, "geometry").glob("*.json"))}}
 s["gate_3am_stream"] = {
     "what": "diagnostics/gate_3am_stream.py CKPT --out runs/t6w (lookalike-confirm, the 3am_tiny stream policy); "
             "max_keyframes 48 for the record: 0.8986 (848 trials, measured with the same code before it was a script)",
