@@ -101,8 +101,8 @@ def test_smoke_pipeline_runs_and_resumes(tmp_path):
 
 def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
     """--sam2-weights / --must3r-weights: the arms start from committed records; no pretraining runs.
-    Also: --merger-lr reaches the 3AM arms only, and the sam2-continuous control arm trains SAM 2 alone
-    with continuous clips."""
+    Also: --merger-lr and --merger-transformer-lr reach the 3AM arms only, and the sam2-continuous control arm
+    trains SAM 2 alone with continuous clips."""
     from dataclasses import replace
 
     from threeam.errors import InputError
@@ -117,10 +117,10 @@ def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
     for part, dest in rec.items():
         export_run(pretrained(src, part, cfg), dest)
     args = config_from_args(parse_args(["--out", "x", "--size", "smoke", "--arms", "sam2-continuous,3am-fov",
-                                        "--seeds", "0", "--merger-lr", "1e-3",
+                                        "--seeds", "0", "--merger-lr", "1e-3", "--merger-transformer-lr", "2e-4",
                                         "--sam2-weights", str(rec["sam2"]), "--must3r-weights", str(rec["must3r"])]))
     assert args == replace(cfg, arms=("sam2-continuous", "3am-fov"), seeds=(0,), sam2_weights=str(rec["sam2"]),
-                           must3r_weights=str(rec["must3r"]), merger_lr=1e-3)
+                           must3r_weights=str(rec["must3r"]), merger_lr=1e-3, merger_transformer_lr=2e-4)
     out = tmp_path / "out"
     result = run_toy_ablation(out, args)
     assert not (out / "pretrain-sam2").exists() and not (out / "pretrain-must3r").exists()
@@ -135,12 +135,15 @@ def test_given_pretrained_records_replace_the_pretrain_stages(tmp_path):
     run_cfg = checkpointing.read_state(checkpointing.find_latest(out / "arms" / "3am-fov-s0"))["config"]
     model_cfg = run_cfg["model"]
     assert model_cfg["sam2_checkpoint"] == str(rec["sam2"]) and model_cfg["must3r_checkpoint"] == str(rec["must3r"])
-    assert {g["name"]: g["lr"] for g in run_cfg["optim"]["groups"]}["merger"] == 1e-3
+    lrs = {g["name"]: g["lr"] for g in run_cfg["optim"]["groups"]}
+    assert lrs["merger"] == 1e-3 and lrs["merger_transformer"] == 2e-4
     control = checkpointing.read_state(checkpointing.find_latest(out / "arms" / "sam2-continuous-s0"))["config"]
     assert control["task"] == "sam2" and control["data"]["sources"][0]["fov_prob"] == 0
-    assert "merger" not in {g["name"] for g in control["optim"]["groups"]}
+    assert not {"merger", "merger_transformer"} & {g["name"] for g in control["optim"]["groups"]}
     with pytest.raises(InputError, match="merger_lr"):
         replace(cfg, merger_lr=-1.0)
+    with pytest.raises(InputError, match="merger_transformer_lr"):
+        replace(cfg, merger_transformer_lr=0.0)
     run_toy_ablation(out, args, stages=("arms",))  # the same recipe again: the finished arms are skipped
     # the same --out with another recipe is refused, naming what differs, instead of skipping the finished arm
     with pytest.raises(InputError, match=r"another recipe.*optim\.groups\.merger\.lr: 0\.001 -> 0\.002"):

@@ -181,3 +181,29 @@ def test_paper_groups_fit_the_real_3am_model():
     frozen = {n for n, _ in assignment.frozen}
     assert {f"sam2.image_encoder.{n}" for n, _ in model.sam2.image_encoder.named_parameters()} <= frozen
     assert {f"must3r.{n}" for n, _ in model.must3r.named_parameters()} <= assignment.frozen_explicit
+
+
+def test_merger_transformer_group_takes_the_transformer_and_leaves_the_output_convs():
+    """Beside a ``merger`` group, ``merger_transformer`` claims exactly the merger's TRANSFORMER_PARTS (the
+    longest prefix wins) and the ``merger`` group keeps the output convs; the two together hold every merger
+    parameter, and the optimizer gives each its own rate."""
+    from torch import nn
+
+    from threeam.models.merger import OUTPUT_PARTS, TRANSFORMER_PARTS, FeatureMerger
+    from threeam.train.config import OptimConfig, ParamGroupConfig
+    from threeam.train.optim import assign_parameters, build_optimizer
+    from threeam.train.recipes import merger_transformer_group
+
+    model = nn.Module()
+    model.merger = FeatureMerger("tiny")
+    model.other = nn.Linear(2, 2)
+    assert {name for name, _ in model.merger.named_children()} == set(TRANSFORMER_PARTS) | set(OUTPUT_PARTS)
+    config = OptimConfig(groups=(ParamGroupConfig("merger", ("merger",), lr=5e-3), merger_transformer_group(5e-4)))
+    got = assign_parameters(model, config)
+    part = {name: name.split(".")[1] for name, _ in model.merger.named_parameters(prefix="merger")}
+    assert {part[n] for n, _ in got.trainable["merger_transformer"]} == set(TRANSFORMER_PARTS)
+    assert {part[n] for n, _ in got.trainable["merger"]} == set(OUTPUT_PARTS)
+    assert len(got.trainable["merger"]) + len(got.trainable["merger_transformer"]) == len(part)
+    assert [n for n, _ in got.frozen] == ["other.weight", "other.bias"]
+    lrs = {g["name"].split("/")[0]: g["lr"] for g in build_optimizer(model, config).param_groups}
+    assert lrs == {"merger": 5e-3, "merger_transformer": 5e-4}

@@ -229,6 +229,10 @@ class ToyAblationConfig:
     merger_lr: float | None = None
     """Feature Merger learning rate of the 3AM arms (None: the ``toy-ablation-3am`` recipe's 5e-4). The
     merger starts as the identity (zero last conv), so at few steps its rate decides how far it moves."""
+    merger_transformer_lr: float | None = None
+    """Learning rate of the merger's transformer (encoder projection, PE3D, attention blocks, output norm) in the
+    3AM arms, its output convs keeping ``merger_lr`` (None: one rate for the whole merger). Our lever against
+    mergers whose transformer output becomes the same in every frame (docs/evidence.md, session 30)."""
     geometry_threshold: float = 0.1
     """The ``geometry`` stage's rule: a 3AM run's merger reads the geometry when its geometry dependence on
     the held-out training scenes is at least this (`threeam.experiments.geometry_check`)."""
@@ -248,8 +252,10 @@ class ToyAblationConfig:
             names = [ph.name for ph in phases]
             if len(set(names)) != len(names) or any(ph.steps < 1 for ph in phases):
                 raise InputError(f"{part} phases need distinct names and >= 1 step each, got {phases}")
-        if self.merger_lr is not None and not (math.isfinite(self.merger_lr) and self.merger_lr > 0):
-            raise InputError(f"merger_lr must be a positive number, got {self.merger_lr}")
+        for name in ("merger_lr", "merger_transformer_lr"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise InputError(f"{name} must be a positive number, got {value}")
         if not (math.isfinite(self.geometry_threshold) and self.geometry_threshold >= 0):
             raise InputError(f"geometry_threshold must be a number >= 0, got {self.geometry_threshold}")
         from threeam.data.eval_scenes import EVAL_SCENE_SETS
@@ -305,9 +311,10 @@ def _scene_cache(out: Path) -> str:
 
 
 def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], steps: int,
-           schedule_steps: int | None = None) -> dict:
+           schedule_steps: int | None = None, extra_groups: Sequence = ()) -> dict:
     """Train (or resume) one run to ``steps`` (of a schedule ``schedule_steps`` long, default ``steps``);
-    returns ``{"steps", "seconds"}`` of this call."""
+    ``extra_groups``: parameter groups added to the preset's (after the overrides). Returns
+    ``{"steps", "seconds"}`` of this call."""
     from threeam.train import checkpointing
     from threeam.train.config import apply_overrides, config_from_dict
     from threeam.train.recipes import get_train_config, run_training
@@ -315,6 +322,8 @@ def _train(out: Path, run_dir: Path, preset: str, overrides: Sequence[str], step
     ov = list(overrides) + [f"run.max_steps={schedule_steps or steps}", f"data.scene_cache={_scene_cache(out)}",
                             "run.progress=false"]
     cfg = apply_overrides(get_train_config(preset), ov)
+    if extra_groups:
+        cfg = replace(cfg, optim=replace(cfg.optim, groups=tuple(cfg.optim.groups) + tuple(extra_groups)))
     latest = checkpointing.find_latest(run_dir)
     if latest is not None:
         state = checkpointing.read_state(latest)
@@ -597,6 +606,7 @@ def stage_arms(out: Path, cfg: ToyAblationConfig) -> None:
     for arm in cfg.arms:
         preset, ov = ARMS[arm]
         for seed in cfg.seeds:
+            groups = []
             overrides = list(cfg.train_overrides) + list(ov) + [
                 f"seed={seed}", "data.scene_seed=0",
                 f"model.sam2_checkpoint={pretrained(out, 'sam2', cfg)}"]
@@ -611,7 +621,11 @@ def stage_arms(out: Path, cfg: ToyAblationConfig) -> None:
                     overrides.append(f"optim.groups.merger.lr={cfg.merger_lr:g}")
                 if cfg.merger is not None:
                     overrides.append(f"model.merger={cfg.merger}")
-            info = _train(out, _arm_dir(out, arm, seed), preset, overrides, cfg.arm_steps)
+                if cfg.merger_transformer_lr is not None:
+                    from threeam.train.recipes import merger_transformer_group
+
+                    groups.append(merger_transformer_group(cfg.merger_transformer_lr))
+            info = _train(out, _arm_dir(out, arm, seed), preset, overrides, cfg.arm_steps, extra_groups=groups)
             _timing(out, f"arm {arm} s{seed}", info)
 
 
@@ -917,6 +931,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="pretrained MUSt3R (run, checkpoint or record folder) instead of the pretrain-must3r stage")
     p.add_argument("--merger-lr", type=float, default=None,
                    help="Feature Merger learning rate of the 3AM arms (default: the recipe's 5e-4)")
+    p.add_argument("--merger-transformer-lr", type=float, default=None,
+                   help="learning rate of the merger's transformer (projection, PE3D, attention blocks, output norm) "
+                        "in the 3AM arms; its output convs keep --merger-lr (default: one rate for the whole merger)")
     p.add_argument("--train-override", action="append", default=[], metavar="KEY=VALUE",
                    help="a training override for every run (repeatable), after the size's own")
     p.add_argument("--merger", default=None,
@@ -944,6 +961,8 @@ def config_from_args(a: argparse.Namespace) -> ToyAblationConfig:
         changes["eval_set"] = str(a.eval_set)
     if a.merger_lr is not None:
         changes["merger_lr"] = float(a.merger_lr)
+    if a.merger_transformer_lr is not None:
+        changes["merger_transformer_lr"] = float(a.merger_transformer_lr)
     if a.merger:
         changes["merger"] = str(a.merger)
     if a.arms:

@@ -51,6 +51,8 @@ __all__ = [
     "sam_grid_in_token_coords",
     "align_to_sam_grid",
     "merger_parameter_count",
+    "TRANSFORMER_PARTS",
+    "OUTPUT_PARTS",
 ]
 
 
@@ -360,6 +362,14 @@ class HierarchicalBlock(nn.Module):
 
 # --------------------------------------------------------------------------------------
 # the merger
+
+
+TRANSFORMER_PARTS = ("enc_proj", "pe3d", "init_blocks", "levels", "norm_out")
+"""Child modules of `FeatureMerger` on MUSt3R's token grid (steps 1-4 up to the resampling): the parts a
+separate learning rate can address (``merger_transformer`` group of the toy ablation)."""
+OUTPUT_PARTS = ("up_conv", "fuse")
+"""Child modules on SAM 2's grid (the 3x3 conv and the final conv block); with `TRANSFORMER_PARTS`, every
+parameter of the merger."""
 
 
 class FeatureMerger(nn.Module):

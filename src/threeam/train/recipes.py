@@ -53,6 +53,7 @@ __all__ = [
     "OverfitCheck",
     "OVERFIT_CHECKS",
     "load_init_checkpoint",
+    "merger_transformer_group",
     "run_training",
 ]
 
@@ -68,6 +69,15 @@ def _paper_parts(lr: float, merger_lr: float | None, prefix: str = "sam2.") -> t
     groups = (ParamGroupConfig("memory_attention", (f"{prefix}memory_attention",), lr=lr),
               ParamGroupConfig("mask_decoder", (f"{prefix}sam_mask_decoder",), lr=lr))
     return groups if merger_lr is None else groups + (ParamGroupConfig("merger", ("merger",), lr=merger_lr),)
+
+
+def merger_transformer_group(lr: float, prefix: str = "merger.") -> ParamGroupConfig:
+    """A parameter group ``merger_transformer`` for the Feature Merger's transformer (its `TRANSFORMER_PARTS`:
+    encoder projection, PE3D, self- and cross-attention blocks, output norm) at its own ``lr``; added beside
+    a ``merger`` group it leaves that group the output convs (the longest matching prefix wins)."""
+    from threeam.models.merger import TRANSFORMER_PARTS
+
+    return ParamGroupConfig("merger_transformer", tuple(prefix + part for part in TRANSFORMER_PARTS), lr=lr)
 
 
 def _paper_optim(lr: float, merger_lr: float | None, prefix: str = "sam2.", **options) -> OptimConfig:
