@@ -37,7 +37,8 @@ def perturbed(cfg=TINY, seed=0) -> FeatureMerger:
     m = FeatureMerger(cfg)
     with torch.no_grad():
         m.last_conv.weight.normal_(0, 0.1)
-        m.last_conv.bias.normal_(0, 0.1)
+        if m.last_conv.bias is not None:
+            m.last_conv.bias.normal_(0, 0.1)
     return m
 
 
@@ -288,3 +289,30 @@ def test_geometry_fuse_offset_is_made_of_the_geometry_alone():
     from threeam.models.state_dict_check import check_keys
     with pytest.raises(CheckpointError, match=r"fuse\.0\.weight: checkpoint \(16, 17, 3, 3\) vs model \(16, 33, 3, 3\)"):
         check_keys(FeatureMerger(TINY).state_dict(), FeatureMerger(geo).state_dict(), "geometry merger")
+
+
+def test_centred_offset_has_no_per_channel_constant_and_every_parameter_learns():
+    """``centre_offset``: identity at init; the offset added to F2D has zero mean over the grid per frame and
+    channel (a bias on F2D is impossible), yet still depends on the geometry; the last conv has no (inert) bias,
+    so every parameter still receives a gradient."""
+    centred = get_merger_config("tiny_pe3d_fan_in_centred")
+    assert centred == FeatureMergerConfig(**{**get_merger_config("tiny_pe3d_fan_in").__dict__, "centre_offset": True})
+    torch.manual_seed(0)
+    f2d = torch.randn(2, TINY.sam_dim, 16, 16)
+    assert torch.equal(FeatureMerger(centred)(f2d, make_feats(TINY, LANDSCAPE)), f2d)
+    m = perturbed(centred)
+    assert m.last_conv.bias is None and "fuse.3.bias" not in m.state_dict()
+    f2d.requires_grad_(True)
+    feats = make_feats(TINY, LANDSCAPE, requires_grad=True)
+    offset = m(f2d, feats) - f2d
+    assert offset.abs().amax() > 1e-3
+    assert torch.allclose(offset.mean(dim=(-2, -1)), torch.zeros(2, TINY.sam_dim), atol=1e-6)
+    assert not torch.allclose(m(f2d, make_feats(TINY, LANDSCAPE, seed=1)) - f2d, offset, atol=1e-4)
+    # the same weights without centring: the offset is the centred one plus its grid mean
+    plain = FeatureMerger(get_merger_config("tiny_pe3d_fan_in"))
+    state = dict(m.state_dict(), **{"fuse.3.bias": torch.zeros(TINY.sam_dim)})
+    plain.load_state_dict(state)
+    raw = plain(f2d, feats) - f2d
+    assert torch.allclose(raw - raw.mean(dim=(-2, -1), keepdim=True), offset, atol=1e-5)
+    offset.square().mean().backward()
+    assert [n for n, p in m.named_parameters() if p.grad is None or p.grad.abs().sum() == 0] == []

@@ -238,7 +238,8 @@ class ToyAblationConfig:
     the held-out training scenes is at least this (`threeam.experiments.geometry_check`)."""
     merger: str | None = None
     """Feature Merger preset of the 3AM arms (None: the recipe's ``tiny``); ``tiny_pe3d_fan_in`` starts PE3D at
-    unit scale; ``tiny_geometry_fuse`` makes the merger's offset a function of MUSt3R's output alone."""
+    unit scale; ``tiny_geometry_fuse`` makes the merger's offset a function of MUSt3R's output alone;
+    ``tiny_pe3d_fan_in_centred`` removes the offset's per-channel constant (`FeatureMergerConfig.centre_offset`)."""
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
@@ -939,7 +940,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--merger", default=None,
                    help="Feature Merger preset of the 3AM arms (default: the recipe's tiny; tiny_pe3d_fan_in: PE3D "
                         "at unit scale from the start; tiny_geometry_fuse: the final conv block reads the geometry, "
-                        "not F2D)")
+                        "not F2D; tiny_pe3d_fan_in_centred: the PE3D merger whose offset has no per-channel constant)")
     return p.parse_args(argv)
 
 

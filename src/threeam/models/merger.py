@@ -21,7 +21,10 @@ Computation (widths from :class:`FeatureMergerConfig`):
 5. ``F_merged = F2D + fuse(cat[F2D, up, valid])`` with ``fuse = Conv3x3(sam_dim + up_dim + 1
    -> fuse_dim) -> GroupNorm -> GELU -> Conv1x1(fuse_dim -> sam_dim)``; the last 1x1 conv is
    zero-initialised, so a fresh merger returns F2D exactly. With ``fuse_input="geometry"`` the
-   block reads ``cat[up, valid]`` only (``up_dim + 1`` input channels).
+   block reads ``cat[up, valid]`` only (``up_dim + 1`` input channels). With ``centre_offset`` the
+   offset ``fuse(...)`` has its mean over the (Hs, Ws) grid removed per frame and channel before it is
+   added (and the last conv has no bias, which would then be inert), so the merger cannot add a
+   per-channel constant to F2D.
 
 Key names are our own (no official 3AM code exists).
 """
@@ -104,6 +107,11 @@ class FeatureMergerConfig:
     any function of SAM 2's feature and the geometry) or ``geometry`` (ours: ``cat[up, valid]`` only, so
     the offset added to F2D is made of MUSt3R's output alone and cannot become a refinement of F2D that
     ignores the geometry; docs/merger.md)."""
+    centre_offset: bool = False
+    """Remove the offset's mean over SAM 2's grid, per frame and channel, before adding it to F2D (ours; the
+    paper adds the conv block's output as it is). In the toy ablation, mergers that ignore the geometry
+    learn an offset that is ~98% a per-channel constant, the same in every frame and place (a bias on
+    F2D); centring takes that solution away (docs/evidence.md, session 30)."""
     rope_freq: float = 100.0
     rope_f0: float = 1.0
     eps: float = 1e-6
@@ -143,6 +151,8 @@ MERGER_PRESETS: dict[str, FeatureMergerConfig] = {
 }
 # the tiny merger with a unit-scale PE3D at init (the toy ablation's fix for mergers that ignore the geometry)
 MERGER_PRESETS["tiny_pe3d_fan_in"] = replace(MERGER_PRESETS["tiny"], pe3d_init="fan_in")
+# the PE3D merger whose offset has no per-channel constant (centred over SAM 2's grid per frame)
+MERGER_PRESETS["tiny_pe3d_fan_in_centred"] = replace(MERGER_PRESETS["tiny_pe3d_fan_in"], centre_offset=True)
 # the tiny merger whose offset is made of the geometry alone (final conv block without F2D)
 MERGER_PRESETS["tiny_geometry_fuse"] = replace(MERGER_PRESETS["tiny"], fuse_input="geometry")
 
@@ -396,7 +406,7 @@ class FeatureMerger(nn.Module):
             nn.Conv2d(cfg.fuse_in_channels, cfg.fuse_dim, kernel_size=3, padding=1),
             nn.GroupNorm(cfg.norm_groups, cfg.fuse_dim),
             nn.GELU(),
-            nn.Conv2d(cfg.fuse_dim, cfg.sam_dim, kernel_size=1),
+            nn.Conv2d(cfg.fuse_dim, cfg.sam_dim, kernel_size=1, bias=not cfg.centre_offset),
         )
         self.reset_parameters()
 
@@ -417,7 +427,8 @@ class FeatureMerger(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         nn.init.zeros_(self.last_conv.weight)
-        nn.init.zeros_(self.last_conv.bias)
+        if self.last_conv.bias is not None:
+            nn.init.zeros_(self.last_conv.bias)
         if self.config.pe3d_init == "fan_in":
             for m in self.pe3d.modules():
                 if isinstance(m, nn.Linear):
@@ -472,7 +483,10 @@ class FeatureMerger(nn.Module):
         up = self.up_conv(x.to(f2d.dtype))
         valid = valid.to(f2d.dtype).expand(b, 1, *grid_hw)
         parts = [f2d, up, valid] if self.config.fuse_input == "concat" else [up, valid]
-        return f2d + self.fuse(torch.cat(parts, dim=1))
+        offset = self.fuse(torch.cat(parts, dim=1))
+        if self.config.centre_offset:
+            offset = offset - offset.mean(dim=(-2, -1), keepdim=True)
+        return f2d + offset
 
 
 def merger_parameter_count(config: FeatureMergerConfig | str = "paper") -> int:
