@@ -304,3 +304,19 @@ def test_tiny_wide_must3r_trains_and_builds_into_a_3am_model():
     assert three_am_config_from_sam2("sam2.1_hiera_t", "tiny-wide").must3r_res == 64
     with pytest.raises(InputError, match="unknown tiny MUSt3R"):
         tiny_must3r_config("tiny-huge")
+
+
+def test_network_pixel_grid_is_the_crop_gt_frame_points_uses():
+    """The crop grid alone (no depth, no poses) equals the rows / cols of `gt_frame_points` for the same frame."""
+    import numpy as np
+
+    from threeam.train.must3r_task import gt_frame_points, network_pixel_grid
+
+    for H, W in ((48, 64), (96, 128), (70, 50)):
+        rgb = np.zeros((H, W, 3), np.uint8)
+        depth = np.ones((H, W), np.float32)
+        K = np.array([[50.0, 0, W / 2], [0, 50.0, H / 2], [0, 0, 1]])
+        *_, rows, cols = gt_frame_points(rgb, depth, K, np.eye(4), np.eye(4), res=64)
+        got_rows, got_cols = network_pixel_grid(H, W, 64)
+        assert np.array_equal(got_rows, rows) and np.array_equal(got_cols, cols)
+        assert got_rows.max() < H and got_cols.max() < W

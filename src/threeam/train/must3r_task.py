@@ -107,6 +107,16 @@ def _net_to_orig(to_orig: np.ndarray, h: int, w: int, H: int, W: int) -> tuple[n
     return np.broadcast_to(rows[:, None], (h, w)).copy(), np.broadcast_to(cols[None, :], (h, w)).copy()
 
 
+def network_pixel_grid(H: int, W: int, res: int) -> tuple[np.ndarray, np.ndarray]:
+    """The original pixel (row, col) under each pixel of MUSt3R's network input (crop16 at ``res``) of an
+    H x W frame: two (h, w) int arrays, as `gt_frame_points` returns them (for `_to_frame` without GT)."""
+    from threeam.models.must3r.preprocess import preprocess_frame
+
+    prep = preprocess_frame(np.zeros((H, W, 3), np.uint8), res=res, mode="crop16")
+    h, w = prep.true_shape
+    return _net_to_orig(prep.to_orig, h, w, H, W)
+
+
 def gt_frame_points(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cam_to_world: np.ndarray,
                     ref_cam_to_world: np.ndarray, res: int):
     """One frame's GT at MUSt3R's network resolution (crop16 at ``res``).
