@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from threeam.data.eval_scenes import make_eval_scenes
-from threeam.experiments.geometry_check import stream_scene, validation_scenes
+from threeam.experiments.geometry_check import frame_backbone, stream_scene, validation_scenes
 from threeam.train.export import load_for_eval
 from threeam.train.recipes import get_train_config
 
@@ -68,8 +68,7 @@ with torch.no_grad():
     for k, (rgb, geometry, backbone) in enumerate(passes):
         other = passes[(k + 1) % len(passes)][1]
         for t in range(len(geometry)):
-            one = {"backbone_fpn": [f[t:t + 1] for f in backbone["backbone_fpn"]],
-                   "vision_pos_enc": [p[t:t + 1] for p in backbone["vision_pos_enc"]]}
+            one = frame_backbone(backbone, t)
             f2d = one["backbone_fpn"][-1]
             stages.setdefault("f2d", []).append(f2d[0].float())
             hw = rgb.shape[1:3]

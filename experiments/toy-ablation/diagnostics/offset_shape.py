@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from threeam.experiments.geometry_check import stream_scene, validation_scenes
+from threeam.experiments.geometry_check import frame_backbone, stream_scene, validation_scenes
 from threeam.train.export import load_for_eval
 from threeam.train.recipes import get_train_config
 
@@ -28,8 +28,7 @@ with torch.no_grad():
     for scene in scenes:
         rgb, geometry, backbone = stream_scene(model, scene)
         for t in range(len(geometry)):
-            one = {"backbone_fpn": [f[t:t + 1] for f in backbone["backbone_fpn"]],
-                   "vision_pos_enc": [p[t:t + 1] for p in backbone["vision_pos_enc"]]}
+            one = frame_backbone(backbone, t)
             merged = model.merge_backbone_output(one, geometry[t], rgb.shape[1:3])["backbone_fpn"][-1]
             offsets.append((merged - one["backbone_fpn"][-1])[0].float())
 x = torch.stack(offsets)  # (T, C, Hs, Ws)

@@ -50,7 +50,9 @@ def stream_scene(model, scene, step: int = 2) -> tuple[np.ndarray, list, dict]:
     return rgb, geometry, backbone
 
 
-def _frame(backbone: dict, t: int) -> dict:
+def frame_backbone(backbone: dict, t: int) -> dict:
+    """Frame ``t`` of a batched SAM 2 backbone output (as `stream_scene` returns it), batch dimension kept:
+    every ``backbone_fpn`` level and ``vision_pos_enc`` entry sliced to ``(1, C, H_l, W_l)``."""
     return {"backbone_fpn": [f[t:t + 1] for f in backbone["backbone_fpn"]],
             "vision_pos_enc": [p[t:t + 1] for p in backbone["vision_pos_enc"]]}
 
@@ -70,7 +72,7 @@ def geometry_dependence(model, scenes: Sequence, step: int = 2) -> dict[str, Any
             other = passes[(k + 1) % len(passes)][1]
             hw = rgb.shape[1:3]
             for t in range(len(geometry)):
-                one = _frame(backbone, t)
+                one = frame_backbone(backbone, t)
                 f2d = one["backbone_fpn"][-1]
                 merged = model.merge_backbone_output(one, geometry[t], hw)["backbone_fpn"][-1]
                 swapped = model.merge_backbone_output(one, other[t % len(other)], hw)["backbone_fpn"][-1]
