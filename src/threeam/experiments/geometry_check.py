@@ -27,7 +27,7 @@ import torch
 
 from threeam.errors import InputError
 
-__all__ = ["GEOMETRY_THRESHOLD", "stream_scene", "geometry_dependence", "validation_scenes", "reads_geometry"]
+__all__ = ["GEOMETRY_THRESHOLD", "stream_scene", "frame_backbone", "geometry_dependence", "validation_scenes", "reads_geometry"]
 
 GEOMETRY_THRESHOLD = 0.1
 """A merger "reads the geometry" when its ``geometry_dependence`` is at least this (fixed before the
