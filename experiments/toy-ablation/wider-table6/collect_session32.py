@@ -8,6 +8,8 @@ The committed evaluations and geometry checks it builds on (``sam2-continuous`` 
 session's own (``3am-fov``/``sam2-ft`` s1-2, ``3am-random`` s0-2, ``sam2-pretrained``, ``prompt-only``) are packed
 into ``eval/`` and ``geometry/`` here. Then the experiment's ``table`` stage over the five arms, seeds 0-2
 (``table.md``, ``table.json``, ``ablation.svg`` copied here) and the paired comparisons the predictions name.
+The random-sampling SAM 2 control (``sam2-ft`` trained with ``--train-override data.sources.synthetic.sampler=random``
+in ``runs/t6w-sr``) is packed here as ``eval/sam2-random-sS.json.gz``.
 """
 import gzip
 import json
@@ -21,7 +23,8 @@ HERE = Path("experiments/toy-ablation/wider-table6")
 P = "experiments/toy-ablation/diagnostics/paired_arms.py"
 ARMS = ("sam2-ft", "3am-fov", "3am-continuous", "3am-random", "sam2-continuous")
 NEW = [f"{a}-s{s}" for a in ("3am-fov", "sam2-ft") for s in "12"] + [f"3am-random-s{s}" for s in "012"]
-NEW += ["sam2-pretrained", "prompt-only", "3am-fov-wronggeo-s1"]
+NEW += ["sam2-pretrained", "prompt-only", "3am-fov-wronggeo-s1", "3am-random-wronggeo-s0"]
+SR = Path("runs/t6w-sr")  # sam2-ft trained with random sampling: packed here as sam2-random-sS
 BASE = Path("runs/base.txt").read_text().split()
 
 (OUT / "eval").mkdir(parents=True, exist_ok=True)
@@ -46,23 +49,34 @@ for m in NEW:
         shutil.copy(g, HERE / "geometry" / g.name)
 
 
-def have(arm, seeds):
-    return all((OUT / "eval" / f"{arm}-s{s}.json").is_file() for s in seeds.split(","))
+for seed in "012":
+    src, gz = SR / "eval" / f"sam2-ft-s{seed}.json", HERE / "eval" / f"sam2-random-s{seed}.json.gz"
+    if src.is_file() and not gz.is_file():
+        with open(src, "rb") as f, gzip.open(gz, "wb") as dst:
+            shutil.copyfileobj(f, dst)
+    if gz.is_file() and not (SR / "eval" / f"sam2-ft-s{seed}.json").is_file():
+        (SR / "eval").mkdir(parents=True, exist_ok=True)
+        with gzip.open(gz, "rb") as f, open(SR / "eval" / f"sam2-ft-s{seed}.json", "wb") as dst:
+            shutil.copyfileobj(f, dst)
 
 
-def paired(a, b, seeds):
-    if not (have(a, seeds) and have(b, seeds)):
+def have(arm, seeds, out=OUT):
+    return all((out / "eval" / f"{arm}-s{s}.json").is_file() for s in seeds.split(","))
+
+
+def paired(a, b, seeds, out_b=OUT, out_a=OUT):
+    if not (have(a, seeds, out_a) and have(b, seeds, out_b)):
         return None
-    out = subprocess.run([sys.executable, P, str(OUT), a, str(OUT), b, seeds], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, P, str(out_a), a, str(out_b), b, seeds], capture_output=True, text=True,
                          check=True).stdout
     return {k: v for k, v in json.loads(out).items() if "/" in k}
 
 
-def per_seed(a, b):
-    ok = [s for s in "012" if have(a, s) and have(b, s)]
-    rows = {f"s{s}": paired(a, b, s) for s in ok}
+def per_seed(a, b, out_b=OUT):
+    ok = [s for s in "012" if have(a, s) and have(b, s, out_b)]
+    rows = {f"s{s}": paired(a, b, s, out_b) for s in ok}
     if len(ok) > 1:
-        rows["s" + ",".join(ok)] = paired(a, b, ",".join(ok))
+        rows["s" + ",".join(ok)] = paired(a, b, ",".join(ok), out_b)
     return rows
 
 
@@ -86,14 +100,22 @@ s["session32_rest_of_table"] = {
                        for f in sorted((HERE / "geometry").glob("3am-*-s*.json"))
                        if f.stem.startswith(("3am-fov", "3am-random", "3am-continuous"))},
     "3am_fov_vs_sam2_ft": per_seed("3am-fov", "sam2-ft"),
+    "3am_fov_vs_sam2_continuous": per_seed("3am-fov", "sam2-continuous"),
     "3am_random_vs_sam2_ft": per_seed("3am-random", "sam2-ft"),
+    "3am_random_wrong_geometry_s0": {"wrong_vs_sam2_random": paired("3am-random-wronggeo", "sam2-ft", "0", SR),
+                                     "right_minus_wrong": paired("3am-random", "3am-random-wronggeo", "0")},
+    "3am_random_vs_sam2_random": per_seed("3am-random", "sam2-ft", SR),
+    "sam2_random_vs_sam2_continuous_s012": paired("sam2-ft", "sam2-continuous", "0,1,2", OUT, SR),
+    "sam2_random_vs_sam2_ft_s012": paired("sam2-ft", "sam2-ft", "0,1,2", OUT, SR),
     "3am_random_vs_3am_continuous": per_seed("3am-random", "3am-continuous"),
     "3am_fov_wrong_geometry_s1": {"wrong_vs_sam2_ft": paired("3am-fov-wronggeo", "sam2-ft", "1"),
                                   "right_minus_wrong": paired("3am-fov", "3am-fov-wronggeo", "1")},
     "sam2_ft_vs_sam2_continuous": per_seed("sam2-ft", "sam2-continuous"),
     "3am_continuous_vs_sam2_continuous_s012": paired("3am-continuous", "sam2-continuous", "0,1,2"),
     "eval_seconds": {m: round(json.loads((OUT / "eval" / f"{m}.json").read_text()).get("seconds", 0))
-                     for m in NEW if (OUT / "eval" / f"{m}.json").is_file()},
+                     for m in NEW if (OUT / "eval" / f"{m}.json").is_file()}
+    | {f"sam2-random-s{x}": round(json.loads((SR / "eval" / f"sam2-ft-s{x}.json").read_text()).get("seconds", 0))
+       for x in "012" if (SR / "eval" / f"sam2-ft-s{x}.json").is_file()},
 }
 path.write_text(json.dumps(s, indent=1) + "\n")
 print(json.dumps({k: v for k, v in s["session32_rest_of_table"].items() if k != "what"}, indent=0)[:6000])
