@@ -5,7 +5,8 @@
 Run from the repository root after the session's runs (``summary.json`` ``commands``; output in ``runs/t6w``).
 The committed evaluations and geometry checks it builds on (``sam2-continuous`` s0-2 of ``must3r-swa/confirm-eval``;
 ``3am-continuous`` s0-2, ``3am-fov`` s0 and ``sam2-ft`` s0 of this folder) are unpacked into ``runs/t6w`` first; the
-session's own (``3am-fov``/``sam2-ft`` s1-2, ``3am-random`` s0-2, ``sam2-pretrained``, ``prompt-only``) are packed
+session's own (``3am-fov``/``sam2-ft`` s1-2, ``3am-random`` s0-2, ``sam2-pretrained``, ``prompt-only``, the
+another-room evaluations ``3am-fov-wronggeo-s1`` and ``3am-random-wronggeo-s0``) are packed
 into ``eval/`` and ``geometry/`` here. Then the experiment's ``table`` stage over the five arms, seeds 0-2
 (``table.md``, ``table.json``, ``ablation.svg`` copied here) and the paired comparisons the predictions name.
 The random-sampling SAM 2 control (``sam2-ft`` trained with ``--train-override data.sources.synthetic.sampler=random``
@@ -27,44 +28,41 @@ NEW += ["sam2-pretrained", "prompt-only", "3am-fov-wronggeo-s1", "3am-random-wro
 SR = Path("runs/t6w-sr")  # sam2-ft trained with random sampling: packed here as sam2-random-sS
 BASE = Path("runs/base.txt").read_text().split()
 
-(OUT / "eval").mkdir(parents=True, exist_ok=True)
-(OUT / "geometry").mkdir(parents=True, exist_ok=True)
+
+def copy(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` unless ``dest`` exists, gzip-packing or unpacking by the names' ``.gz`` suffix."""
+    if dest.is_file() or not src.is_file():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    read = gzip.open if src.suffix == ".gz" else open
+    write = gzip.open if dest.suffix == ".gz" else open
+    with read(src, "rb") as f, write(dest, "wb") as g:
+        shutil.copyfileobj(f, g)
+
+
+# the committed evaluations and checks this builds on, restored into runs/ on a fresh machine
 committed = [Path("experiments/toy-ablation/must3r-swa/confirm-eval") / f"sam2-continuous-s{s}.json.gz" for s in "012"]
 committed += sorted((HERE / "eval").glob("*.json.gz"))
 for gz in committed:
-    dest = OUT / "eval" / gz.name[:-3]
-    if not dest.is_file():
-        with gzip.open(gz, "rb") as src, open(dest, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+    copy(gz, OUT / "eval" / gz.name[:-3])
 for g in sorted((HERE / "geometry").glob("3am-*.json")):
-    if not (OUT / "geometry" / g.name).is_file():
-        shutil.copy(g, OUT / "geometry" / g.name)
+    copy(g, OUT / "geometry" / g.name)
+# this session's, packed here
 for m in NEW:
-    src, gz = OUT / "eval" / f"{m}.json", HERE / "eval" / f"{m}.json.gz"
-    if src.is_file() and not gz.is_file():
-        with open(src, "rb") as f, gzip.open(gz, "wb") as dst:
-            shutil.copyfileobj(f, dst)
+    copy(OUT / "eval" / f"{m}.json", HERE / "eval" / f"{m}.json.gz")
     g = OUT / "geometry" / f"{m}.json"
     if g.is_file() and m.startswith("3am-") and "wronggeo" not in m:
         shutil.copy(g, HERE / "geometry" / g.name)
-
-
-for seed in "012":
-    src, gz = SR / "eval" / f"sam2-ft-s{seed}.json", HERE / "eval" / f"sam2-random-s{seed}.json.gz"
-    if src.is_file() and not gz.is_file():
-        with open(src, "rb") as f, gzip.open(gz, "wb") as dst:
-            shutil.copyfileobj(f, dst)
-    if gz.is_file() and not (SR / "eval" / f"sam2-ft-s{seed}.json").is_file():
-        (SR / "eval").mkdir(parents=True, exist_ok=True)
-        with gzip.open(gz, "rb") as f, open(SR / "eval" / f"sam2-ft-s{seed}.json", "wb") as dst:
-            shutil.copyfileobj(f, dst)
+for seed in "012":  # the random-sampling control: packed here, restored into runs/t6w-sr when absent there
+    copy(SR / "eval" / f"sam2-ft-s{seed}.json", HERE / "eval" / f"sam2-random-s{seed}.json.gz")
+    copy(HERE / "eval" / f"sam2-random-s{seed}.json.gz", SR / "eval" / f"sam2-ft-s{seed}.json")
 
 
 def have(arm, seeds, out=OUT):
     return all((out / "eval" / f"{arm}-s{s}.json").is_file() for s in seeds.split(","))
 
 
-def paired(a, b, seeds, out_b=OUT, out_a=OUT):
+def paired(a, b, seeds, *, out_a=OUT, out_b=OUT):
     if not (have(a, seeds, out_a) and have(b, seeds, out_b)):
         return None
     out = subprocess.run([sys.executable, P, str(out_a), a, str(out_b), b, seeds], capture_output=True, text=True,
@@ -74,9 +72,9 @@ def paired(a, b, seeds, out_b=OUT, out_a=OUT):
 
 def per_seed(a, b, out_b=OUT):
     ok = [s for s in "012" if have(a, s) and have(b, s, out_b)]
-    rows = {f"s{s}": paired(a, b, s, out_b) for s in ok}
+    rows = {f"s{s}": paired(a, b, s, out_b=out_b) for s in ok}
     if len(ok) > 1:
-        rows["s" + ",".join(ok)] = paired(a, b, ",".join(ok), out_b)
+        rows["s" + ",".join(ok)] = paired(a, b, ",".join(ok), out_b=out_b)
     return rows
 
 
@@ -102,11 +100,11 @@ s["session32_rest_of_table"] = {
     "3am_fov_vs_sam2_ft": per_seed("3am-fov", "sam2-ft"),
     "3am_fov_vs_sam2_continuous": per_seed("3am-fov", "sam2-continuous"),
     "3am_random_vs_sam2_ft": per_seed("3am-random", "sam2-ft"),
-    "3am_random_wrong_geometry_s0": {"wrong_vs_sam2_random": paired("3am-random-wronggeo", "sam2-ft", "0", SR),
+    "3am_random_wrong_geometry_s0": {"wrong_vs_sam2_random": paired("3am-random-wronggeo", "sam2-ft", "0", out_b=SR),
                                      "right_minus_wrong": paired("3am-random", "3am-random-wronggeo", "0")},
     "3am_random_vs_sam2_random": per_seed("3am-random", "sam2-ft", SR),
-    "sam2_random_vs_sam2_continuous_s012": paired("sam2-ft", "sam2-continuous", "0,1,2", OUT, SR),
-    "sam2_random_vs_sam2_ft_s012": paired("sam2-ft", "sam2-ft", "0,1,2", OUT, SR),
+    "sam2_random_vs_sam2_continuous_s012": paired("sam2-ft", "sam2-continuous", "0,1,2", out_a=SR),
+    "sam2_random_vs_sam2_ft_s012": paired("sam2-ft", "sam2-ft", "0,1,2", out_a=SR),
     "3am_random_vs_3am_continuous": per_seed("3am-random", "3am-continuous"),
     "3am_fov_wrong_geometry_s1": {"wrong_vs_sam2_ft": paired("3am-fov-wronggeo", "sam2-ft", "1"),
                                   "right_minus_wrong": paired("3am-fov", "3am-fov-wronggeo", "1")},
